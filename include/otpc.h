@@ -1,0 +1,11 @@
+/*
+ * otpc.h: the whole of otpc, the Erlang/OTP system for C.
+ * Each layer has its own header in otpc/; this one includes them all.
+ */
+#ifndef OTPC_H
+#define OTPC_H
+
+#include "otpc/base.h"
+#include "otpc/term.h"
+
+#endif

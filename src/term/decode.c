@@ -1,0 +1,487 @@
+/*
+ * decode.c: checking outside input, and compressed terms.
+ *
+ * otpc_term_validate() is the only code that reads untrusted ETF. It walks
+ * the bytes once, without recursion: a stack of open containers records how
+ * many terms each still owes (and, for a fun's free variables, where the fun
+ * must end). Each length is checked against the bytes that remain before
+ * anything is read, so absurd lengths fail at once, and every container
+ * child takes at least one byte, so the work is linear in the input size.
+ * What passes here may be read by view.c without further checks.
+ *
+ * Rejected on purpose: ATOM_CACHE_REF (only meaningful inside a
+ * distribution connection), the old FUN_EXT (gone since OTP 23), LOCAL_EXT,
+ * LIST_EXT of length 0 (nothing writes it), floats that are NaN or
+ * infinite (no Erlang term has them).
+ */
+#include <math.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <zlib.h>
+
+#include "term_int.h"
+
+typedef struct frame {
+  uint64_t left;    /* terms this container still owes */
+  size_t fun_end;   /* for a fun's free variables: offset it must end at */
+} frame_t;
+
+typedef struct vstate {
+  const uint8_t *data;
+  size_t len;
+  size_t pos;
+  int err;
+  size_t err_pos;
+  frame_t *stack;
+  size_t depth, cap, max_depth;
+  frame_t small[32];
+} vstate_t;
+
+static int fail(vstate_t *s, int code, size_t at) {
+  if (s->err == 0) {
+    s->err = code;
+    s->err_pos = at;
+  }
+  return code;
+}
+
+static inline bool have(const vstate_t *s, size_t n) {
+  return s->len - s->pos >= n;
+}
+
+/* Checks the atom at s->pos and moves past it. */
+static int check_atom(vstate_t *s) {
+  size_t at = s->pos;
+  if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
+  uint8_t tag = s->data[at];
+  size_t n, head;
+  if (tag == ETF_SMALL_ATOM || tag == ETF_SMALL_ATOM_UTF8) {
+    n = s->data[at + 1];
+    head = 2;
+  } else if (tag == ETF_ATOM || tag == ETF_ATOM_UTF8) {
+    if (!have(s, 3)) return fail(s, OTPC_ETRUNC, at);
+    n = get_be16(s->data + at + 1);
+    head = 3;
+  } else {
+    return fail(s, OTPC_EBADTAG, at);
+  }
+  if (!have(s, head + n)) return fail(s, OTPC_ETRUNC, at);
+  const uint8_t *text = s->data + at + head;
+  if (tag == ETF_SMALL_ATOM || tag == ETF_ATOM) {
+    if (n > OTPC_ATOM_MAX_CHARS) return fail(s, OTPC_EATOM, at);
+  } else {
+    long chars = otpc__utf8_count(text, n);
+    if (chars < 0) return fail(s, OTPC_EUTF8, at);
+    if (chars > OTPC_ATOM_MAX_CHARS) return fail(s, OTPC_EATOM, at);
+  }
+  s->pos = at + head + n;
+  return 0;
+}
+
+/* Fixed-size fields after a node atom. */
+static int check_node_then(vstate_t *s, size_t after) {
+  int rc = check_atom(s);
+  if (rc != 0) return rc;
+  if (!have(s, after)) return fail(s, OTPC_ETRUNC, s->pos);
+  s->pos += after;
+  return 0;
+}
+
+static int push(vstate_t *s, uint64_t children, size_t fun_end) {
+  if (s->depth == s->max_depth) return fail(s, OTPC_EDEPTH, s->pos);
+  if (s->depth == s->cap) {
+    size_t cap = s->cap * 2;
+    frame_t *bigger;
+    if (s->stack == s->small) {
+      bigger = otpc__malloc(cap * sizeof *bigger);
+      if (bigger) memcpy(bigger, s->small, sizeof s->small);
+    } else {
+      bigger = otpc__realloc(s->stack, cap * sizeof *bigger);
+    }
+    if (bigger == NULL) return fail(s, OTPC_ENOMEM, s->pos);
+    s->stack = bigger;
+    s->cap = cap;
+  }
+  s->stack[s->depth].left = children;
+  s->stack[s->depth].fun_end = fun_end;
+  s->depth++;
+  return 0;
+}
+
+/* A container of n children whose header is hdr bytes long. */
+static int open_container(vstate_t *s, size_t hdr, uint64_t n) {
+  size_t at = s->pos;
+  s->pos += hdr;
+  /* Every child takes at least one byte. */
+  if (n > s->len - s->pos) return fail(s, OTPC_ELENGTH, at);
+  return n ? push(s, n, 0) : 0;
+}
+
+/* The integer fields of a fun must be small or 32-bit integers. */
+static int check_int_field(vstate_t *s) {
+  size_t at = s->pos;
+  if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
+  if (s->data[at] == ETF_SMALL_INTEGER) {
+    s->pos += 2;
+    return 0;
+  }
+  if (s->data[at] != ETF_INTEGER) return fail(s, OTPC_EBADTAG, at);
+  if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
+  s->pos += 5;
+  return 0;
+}
+
+static int check_new_fun(vstate_t *s) {
+  size_t at = s->pos;
+  /* Tag, Size 4, Arity 1, Uniq 16, Index 4, NumFree 4. */
+  if (!have(s, 30)) return fail(s, OTPC_ETRUNC, at);
+  uint32_t size = get_be32(s->data + at + 1);
+  uint32_t nfree = get_be32(s->data + at + 26);
+  if (size < 29 || size > s->len - at - 1) return fail(s, OTPC_ELENGTH, at);
+  size_t end = at + 1 + size;
+  s->pos = at + 30;
+  int rc = check_atom(s); /* Module */
+  if (rc == 0) rc = check_int_field(s); /* OldIndex */
+  if (rc == 0) rc = check_int_field(s); /* OldUniq */
+  if (rc != 0) return rc;
+  if (!have(s, 1)) return fail(s, OTPC_ETRUNC, s->pos);
+  uint8_t pid_tag = s->data[s->pos];
+  if (pid_tag != ETF_PID && pid_tag != ETF_NEW_PID)
+    return fail(s, OTPC_EBADTAG, s->pos);
+  s->pos++;
+  rc = check_node_then(s, pid_tag == ETF_PID ? 9 : 12);
+  if (rc != 0) return rc;
+  if (nfree > end - s->pos || s->pos > end) return fail(s, OTPC_ELENGTH, at);
+  if (nfree == 0) {
+    if (s->pos != end) return fail(s, OTPC_ELENGTH, at);
+    return 0;
+  }
+  return push(s, nfree, end);
+}
+
+static int check_export(vstate_t *s) {
+  s->pos++;
+  int rc = check_atom(s);
+  if (rc == 0) rc = check_atom(s);
+  if (rc != 0) return rc;
+  if (!have(s, 2)) return fail(s, OTPC_ETRUNC, s->pos);
+  if (s->data[s->pos] != ETF_SMALL_INTEGER)
+    return fail(s, OTPC_EBADTAG, s->pos);
+  s->pos += 2;
+  return 0;
+}
+
+static int check_float_text(vstate_t *s) {
+  size_t at = s->pos;
+  if (!have(s, 32)) return fail(s, OTPC_ETRUNC, at);
+  char text[32];
+  memcpy(text, s->data + at + 1, 31);
+  text[31] = '\0';
+  char *end;
+  double d = strtod(text, &end);
+  if (end == text || !isfinite(d)) return fail(s, OTPC_EBADARG, at);
+  for (; *end; end++)
+    if (*end != ' ') return fail(s, OTPC_EBADARG, at);
+  s->pos += 32;
+  return 0;
+}
+
+static int check_new_float(vstate_t *s) {
+  size_t at = s->pos;
+  if (!have(s, 9)) return fail(s, OTPC_ETRUNC, at);
+  uint64_t bits = get_be64(s->data + at + 1);
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  if (!isfinite(d)) return fail(s, OTPC_EBADARG, at);
+  s->pos += 9;
+  return 0;
+}
+
+/* Bytes follow a length field: tag, len (lbytes), extra, then len bytes. */
+static int check_blob(vstate_t *s, size_t lbytes, size_t extra) {
+  size_t at = s->pos;
+  if (!have(s, 1 + lbytes + extra)) return fail(s, OTPC_ETRUNC, at);
+  size_t n = lbytes == 1   ? s->data[at + 1]
+             : lbytes == 2 ? get_be16(s->data + at + 1)
+                           : get_be32(s->data + at + 1);
+  if (n > s->len - at - 1 - lbytes - extra)
+    return fail(s, lbytes == 4 ? OTPC_ELENGTH : OTPC_ETRUNC, at);
+  s->pos = at + 1 + lbytes + extra + n;
+  return 0;
+}
+
+static int check_bit_binary(vstate_t *s) {
+  size_t at = s->pos;
+  int rc = check_blob(s, 4, 1);
+  if (rc != 0) return rc;
+  uint32_t n = get_be32(s->data + at + 1);
+  uint8_t bits = s->data[at + 5];
+  if (n == 0 ? bits != 0 && bits != 8 : bits < 1 || bits > 8)
+    return fail(s, OTPC_EBADARG, at);
+  return 0;
+}
+
+static int check_big(vstate_t *s, size_t lbytes) {
+  size_t at = s->pos;
+  int rc = check_blob(s, lbytes, 1);
+  if (rc != 0) return rc;
+  if (s->data[at + 1 + lbytes] > 1) return fail(s, OTPC_EBADARG, at);
+  return 0;
+}
+
+static int check_ref(vstate_t *s, size_t creation_bytes) {
+  size_t at = s->pos;
+  if (!have(s, 3)) return fail(s, OTPC_ETRUNC, at);
+  uint16_t n = get_be16(s->data + at + 1);
+  if (n < 1 || n > OTPC_REF_MAX_WORDS) return fail(s, OTPC_EBADARG, at);
+  s->pos += 3;
+  return check_node_then(s, creation_bytes + 4 * (size_t)n);
+}
+
+/* Checks the term at s->pos (its header only, for containers). */
+static int check_one(vstate_t *s) {
+  size_t at = s->pos;
+  const uint8_t *p = s->data + at;
+  switch (p[0]) {
+    case ETF_SMALL_INTEGER:
+      if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
+      s->pos += 2;
+      return 0;
+    case ETF_INTEGER:
+      if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
+      s->pos += 5;
+      return 0;
+    case ETF_FLOAT: return check_float_text(s);
+    case ETF_NEW_FLOAT: return check_new_float(s);
+    case ETF_ATOM:
+    case ETF_SMALL_ATOM:
+    case ETF_ATOM_UTF8:
+    case ETF_SMALL_ATOM_UTF8: return check_atom(s);
+    case ETF_PID: s->pos++; return check_node_then(s, 9);
+    case ETF_NEW_PID: s->pos++; return check_node_then(s, 12);
+    case ETF_PORT: s->pos++; return check_node_then(s, 5);
+    case ETF_NEW_PORT: s->pos++; return check_node_then(s, 8);
+    case ETF_V4_PORT: s->pos++; return check_node_then(s, 12);
+    case ETF_REFERENCE: s->pos++; return check_node_then(s, 5);
+    case ETF_NEW_REFERENCE: return check_ref(s, 1);
+    case ETF_NEWER_REFERENCE: return check_ref(s, 4);
+    case ETF_SMALL_TUPLE:
+      if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
+      return open_container(s, 2, p[1]);
+    case ETF_LARGE_TUPLE:
+      if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
+      return open_container(s, 5, get_be32(p + 1));
+    case ETF_MAP:
+      if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
+      return open_container(s, 5, 2 * (uint64_t)get_be32(p + 1));
+    case ETF_NIL: s->pos++; return 0;
+    case ETF_STRING: return check_blob(s, 2, 0);
+    case ETF_LIST:
+      if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
+      if (get_be32(p + 1) == 0) return fail(s, OTPC_EBADARG, at);
+      return open_container(s, 5, (uint64_t)get_be32(p + 1) + 1);
+    case ETF_BINARY: return check_blob(s, 4, 0);
+    case ETF_BIT_BINARY: return check_bit_binary(s);
+    case ETF_SMALL_BIG: return check_big(s, 1);
+    case ETF_LARGE_BIG: return check_big(s, 4);
+    case ETF_NEW_FUN: return check_new_fun(s);
+    case ETF_EXPORT: return check_export(s);
+    default: return fail(s, OTPC_EBADTAG, at);
+  }
+}
+
+long otpc_term_validate(const void *data, size_t len,
+                        const otpc_decode_opts_t *opts,
+                        otpc_decode_error_t *err) {
+  vstate_t s;
+  s.data = data;
+  s.len = len;
+  s.pos = 0;
+  s.err = 0;
+  s.err_pos = 0;
+  s.stack = s.small;
+  s.cap = sizeof s.small / sizeof s.small[0];
+  s.depth = 0;
+  s.max_depth = opts && opts->max_depth ? opts->max_depth
+                                        : OTPC_TERM_DEFAULT_MAX_DEPTH;
+  if (data == NULL && len != 0) {
+    fail(&s, OTPC_EINVAL, 0);
+  } else if (len > (size_t)LONG_MAX) {
+    fail(&s, OTPC_ELENGTH, 0);
+  } else {
+    uint64_t top = 1; /* the one term we were asked for */
+    while (s.err == 0) {
+      /* Close containers that have all their children. */
+      while (s.depth > 0 && s.stack[s.depth - 1].left == 0) {
+        size_t end = s.stack[s.depth - 1].fun_end;
+        if (end != 0 && s.pos != end) fail(&s, OTPC_ELENGTH, s.pos);
+        s.depth--;
+      }
+      if (s.err != 0) break;
+      if (s.depth == 0) {
+        if (top == 0) break;
+        top--;
+      } else {
+        s.stack[s.depth - 1].left--;
+      }
+      if (!have(&s, 1)) {
+        fail(&s, OTPC_ETRUNC, s.pos);
+        break;
+      }
+      check_one(&s);
+    }
+  }
+  if (s.stack != s.small) otpc__free(s.stack);
+  if (s.err != 0) {
+    if (err) {
+      err->code = s.err;
+      err->offset = s.err_pos;
+    }
+    return s.err;
+  }
+  return (long)s.pos;
+}
+
+/* Inflates a compressed term (data at the 80 tag) into a new buffer that
+ * starts with the version byte. */
+static int inflate_term(const uint8_t *data, size_t len, size_t max,
+                        otpc_buf_t **out, otpc_decode_error_t *err) {
+  if (len < 5) {
+    err->code = OTPC_ETRUNC;
+    err->offset = 1;
+    return OTPC_ETRUNC;
+  }
+  size_t size = get_be32(data + 1);
+  if (size > max || size == 0) {
+    err->code = OTPC_ELENGTH;
+    err->offset = 2;
+    return OTPC_ELENGTH;
+  }
+  otpc_buf_t *buf = otpc_buf_new(NULL, size + 1);
+  if (buf == NULL) {
+    err->code = OTPC_ENOMEM;
+    err->offset = 0;
+    return OTPC_ENOMEM;
+  }
+  uint8_t *dst = otpc_buf_mutable_data(buf);
+  dst[0] = ETF_VERSION;
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  int rc = inflateInit(&z);
+  if (rc == Z_OK) {
+    z.next_in = (Bytef *)(data + 5);
+    z.avail_in = (uInt)(len - 5 > UINT32_MAX ? UINT32_MAX : len - 5);
+    z.next_out = dst + 1;
+    z.avail_out = (uInt)size;
+    rc = inflate(&z, Z_FINISH);
+    inflateEnd(&z);
+  }
+  /* The stream must end exactly at the stated size and the input's end. */
+  if (rc != Z_STREAM_END || z.avail_out != 0 || z.avail_in != 0 ||
+      len - 5 > UINT32_MAX) {
+    otpc_buf_unref(buf);
+    err->code = rc == Z_STREAM_END && z.avail_in != 0 ? OTPC_ETRAIL
+                                                      : OTPC_EZLIB;
+    err->offset = 5;
+    return err->code;
+  }
+  *out = buf;
+  return 0;
+}
+
+int otpc_term_decode(const void *data, size_t len,
+                     const otpc_decode_opts_t *opts, otpc_term_t *term,
+                     otpc_buf_t **owned, otpc_decode_error_t *err) {
+  otpc_decode_error_t local;
+  if (err == NULL) err = &local;
+  *owned = NULL;
+  const uint8_t *p = data;
+  if (p == NULL || len < 1) {
+    err->code = p == NULL ? OTPC_EINVAL : OTPC_ETRUNC;
+    err->offset = 0;
+    return err->code;
+  }
+  if (p[0] != ETF_VERSION) {
+    err->code = OTPC_EVERSION;
+    err->offset = 0;
+    return OTPC_EVERSION;
+  }
+  otpc_buf_t *buf = NULL;
+  if (len >= 2 && p[1] == ETF_COMPRESSED) {
+    size_t max = opts && opts->max_inflate ? opts->max_inflate
+                                           : OTPC_TERM_DEFAULT_MAX_INFLATE;
+    int rc = inflate_term(p + 1, len - 1, max, &buf, err);
+    if (rc != 0) return rc;
+    p = otpc_buf_data(buf);
+    len = otpc_buf_size(buf);
+  }
+  long used = otpc_term_validate(p + 1, len - 1, opts, err);
+  if (used >= 0 && (size_t)used != len - 1) {
+    err->code = OTPC_ETRAIL;
+    err->offset = (size_t)used + 1;
+    used = OTPC_ETRAIL;
+  } else if (used < 0) {
+    err->offset += 1;
+  }
+  if (used < 0) {
+    otpc_buf_unref(buf);
+    return (int)used;
+  }
+  *term = term_at(p + 1);
+  *owned = buf;
+  return 0;
+}
+
+int otpc_buf_decode(const void *data, size_t len,
+                    const otpc_decode_opts_t *opts, otpc_buf_t **out,
+                    otpc_decode_error_t *err) {
+  otpc_term_t t;
+  otpc_buf_t *owned;
+  int rc = otpc_term_decode(data, len, opts, &t, &owned, err);
+  if (rc != 0) return rc;
+  if (owned == NULL) {
+    owned = otpc_buf_new(data, len);
+    if (owned == NULL) {
+      if (err) {
+        err->code = OTPC_ENOMEM;
+        err->offset = 0;
+      }
+      return OTPC_ENOMEM;
+    }
+  }
+  *out = owned;
+  return 0;
+}
+
+int otpc_term_compress(otpc_term_t t, int level, otpc_buf_t **out) {
+  if (t.kind == TERM_NONE || level < -1 || level > 9) return OTPC_EINVAL;
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_term(&b, t);
+  int rc;
+  otpc_buf_t *plain = otpc_builder_finish(&b, &rc);
+  if (plain == NULL) return rc;
+  const uint8_t *src = otpc_buf_data(plain) + 1;
+  size_t n = otpc_buf_size(plain) - 1;
+  uLong bound = compressBound((uLong)n);
+  otpc_buf_t *z = n <= UINT32_MAX ? otpc_buf_new(NULL, 6 + bound) : NULL;
+  if (z == NULL) {
+    otpc_buf_unref(plain);
+    return n <= UINT32_MAX ? OTPC_ENOMEM : OTPC_ELENGTH;
+  }
+  uint8_t *dst = otpc_buf_mutable_data(z);
+  uLongf zlen = bound;
+  rc = compress2(dst + 6, &zlen, src, (uLong)n, level);
+  /* As term_to_binary does: keep the plain form unless compressing won. */
+  if (rc != Z_OK || 6 + zlen >= n + 1) {
+    otpc_buf_unref(z);
+    *out = plain;
+    return rc == Z_OK ? 0 : OTPC_ENOMEM;
+  }
+  dst[0] = ETF_VERSION;
+  dst[1] = ETF_COMPRESSED;
+  put_be32(dst + 2, (uint32_t)n);
+  otpc_buf_unref(plain);
+  *out = otpc__buf_shrink(z, 6 + zlen);
+  return 0;
+}

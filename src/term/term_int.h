@@ -1,0 +1,159 @@
+/*
+ * term_int.h: what the files of the term layer share and nobody else sees:
+ * the ETF tags, big-endian readers, the growable string used by the printer
+ * and the parser, and the internal entry points between files.
+ *
+ * Invariant for everything here: a view (otpc_term_t of kind TERM_ENCODED)
+ * points into bytes that otpc_term_validate() accepted, so walking it needs
+ * no bounds checks.
+ */
+#ifndef OTPC_TERM_INT_H
+#define OTPC_TERM_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../base/base_int.h"
+#include "otpc/term.h"
+
+/* ETF tags (erts "External Term Format"). */
+enum {
+  ETF_VERSION = 131,
+  ETF_COMPRESSED = 80,
+  ETF_NEW_FLOAT = 70,
+  ETF_BIT_BINARY = 77,
+  ETF_ATOM_CACHE_REF = 82,
+  ETF_NEW_PID = 88,
+  ETF_NEW_PORT = 89,
+  ETF_NEWER_REFERENCE = 90,
+  ETF_SMALL_INTEGER = 97,
+  ETF_INTEGER = 98,
+  ETF_FLOAT = 99, /* old: 31 bytes of "%.20e" text */
+  ETF_ATOM = 100, /* Latin-1, 2-byte length */
+  ETF_REFERENCE = 101,
+  ETF_PORT = 102,
+  ETF_PID = 103,
+  ETF_SMALL_TUPLE = 104,
+  ETF_LARGE_TUPLE = 105,
+  ETF_NIL = 106,
+  ETF_STRING = 107,
+  ETF_LIST = 108,
+  ETF_BINARY = 109,
+  ETF_SMALL_BIG = 110,
+  ETF_LARGE_BIG = 111,
+  ETF_NEW_FUN = 112,
+  ETF_EXPORT = 113,
+  ETF_NEW_REFERENCE = 114,
+  ETF_SMALL_ATOM = 115, /* Latin-1, 1-byte length */
+  ETF_MAP = 116,
+  ETF_FUN = 117, /* old, removed in OTP 23; rejected */
+  ETF_ATOM_UTF8 = 118,
+  ETF_SMALL_ATOM_UTF8 = 119,
+  ETF_V4_PORT = 120,
+  ETF_LOCAL = 121 /* only inside a node; rejected */
+};
+
+/* View kinds (otpc_term_t.kind). */
+enum { TERM_NONE = 0, TERM_ENCODED = 1, TERM_CHAR = 2 };
+
+static inline otpc_term_t term_at(const uint8_t *p) {
+  otpc_term_t t = {p, 0, TERM_ENCODED};
+  return t;
+}
+static inline otpc_term_t term_char(uint32_t c) {
+  otpc_term_t t = {NULL, c, TERM_CHAR};
+  return t;
+}
+static inline otpc_term_t term_none(void) {
+  otpc_term_t t = {NULL, 0, TERM_NONE};
+  return t;
+}
+
+static inline uint16_t get_be16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+static inline uint32_t get_be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t get_be64(const uint8_t *p) {
+  return ((uint64_t)get_be32(p) << 32) | get_be32(p + 4);
+}
+static inline void put_be16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static inline void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+static inline void put_be64(uint8_t *p, uint64_t v) {
+  put_be32(p, (uint32_t)(v >> 32));
+  put_be32(p + 4, (uint32_t)v);
+}
+
+/* Skips one checked term: returns the byte after it. (view.c) */
+const uint8_t *otpc__term_skip(const uint8_t *p);
+
+/* Atom text of a checked atom term, however encoded. latin1 is set for the
+ * Latin-1 encodings (ATOM_EXT, SMALL_ATOM_EXT), whose bytes are code
+ * points. Returns false if t is no atom. (view.c) */
+bool otpc__term_atom_raw(otpc_term_t t, const uint8_t **text, size_t *len,
+                         bool *latin1);
+
+/* Integer of a checked term as sign and little-endian magnitude without
+ * high zeros. scratch gets small values. (view.c) */
+bool otpc__term_int_parts(otpc_term_t t, bool *neg, const uint8_t **mag,
+                          size_t *n, uint8_t scratch[8]);
+
+/* Intern text that is known to be valid (UTF-8, or Latin-1 when latin1). */
+int otpc__atom_intern(const uint8_t *text, size_t len, bool latin1,
+                      otpc_atom_t *out);
+
+/* Validate UTF-8; returns the number of code points or -1. (atom.c) */
+long otpc__utf8_count(const uint8_t *s, size_t len);
+
+/* Buffers grown in place by the builder (buf.c). The data pointer a
+ * builder holds is otpc_buf_data() of a private, unshared buffer. */
+otpc_buf_t *otpc__buf_of_data(uint8_t *data);
+otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size);
+otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size);
+
+/* Local node for printing (print.c). */
+otpc_atom_t otpc__local_node(void);
+
+/* ------------------------------------------------------------------------
+ * Growable byte string (printer, parser, errors)
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__sbuf {
+  char *data;
+  size_t len;
+  size_t cap;
+  int err; /* sticky OTPC_ENOMEM */
+} otpc__sbuf_t;
+
+void otpc__sbuf_init(otpc__sbuf_t *s);
+void otpc__sbuf_free(otpc__sbuf_t *s);
+int otpc__sbuf_reserve(otpc__sbuf_t *s, size_t more);
+void otpc__sbuf_put(otpc__sbuf_t *s, const void *data, size_t len);
+void otpc__sbuf_putc(otpc__sbuf_t *s, char c);
+void otpc__sbuf_puts(otpc__sbuf_t *s, const char *str);
+void otpc__sbuf_printf(otpc__sbuf_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------------------
+ * Big integers as little-endian byte magnitudes (bigint.c)
+ * ------------------------------------------------------------------------ */
+
+/* Appends the decimal digits of the magnitude to s. */
+void otpc__big_to_decimal(const uint8_t *mag, size_t n, otpc__sbuf_t *s);
+/* mag = mag * mul + add, in place; n is the used length, cap the room.
+ * Returns the new length or -1 if cap is too small. */
+long otpc__big_muladd(uint8_t *mag, size_t n, size_t cap, uint32_t mul,
+                      uint32_t add);
+
+#endif /* OTPC_TERM_INT_H */
