@@ -45,7 +45,15 @@ extern "C" {
   X(ESYNTAX, -14, "syntax error in term text")                                \
   X(EBADFMT, -15, "malformed format or pattern")                              \
   X(EBADARG, -16, "bad value for a term field")                               \
-  X(ESTATE, -17, "builder misuse: too many or too few terms")
+  X(ESTATE, -17, "builder misuse: too many or too few terms")                \
+  X(EIO, -18, "input or output failed")                                      \
+  X(ENOTPROC, -19, "only a process can do this")                              \
+  X(ETIMEDOUT, -20, "timed out")                                              \
+  X(ENONAME, -21, "no process has that name")                                 \
+  X(ENOPROC, -22, "no such process")                                          \
+  X(ENOTIMER, -23, "no such timer: it fired or was cancelled")                \
+  X(ESYSLIMIT, -24, "a system limit was reached")                             \
+  X(EEXIST, -25, "already exists")
 
 enum {
 #define OTPC_ERRNO_ENUM_(name, code, text) OTPC_##name = (code),

@@ -411,9 +411,9 @@ OTPC_API int otpc_term_parse(const char *text, size_t len, otpc_buf_t **out,
 
 /*
  * Prints t exactly as Erlang's io_lib:format("~w", [T]) does. Pids, ports
- * and references of node 'nonode@nohost' (or of the node set with
- * otpc_term_set_local_node()) print with node number 0, as Erlang prints its
- * own; those of other nodes print with the node's name hashed to a number,
+ * and references of the local node's name ('nonode@nohost', or the node set
+ * with otpc_term_set_local_node()) print with node number 0 whatever their
+ * creation, as Erlang prints its own; those of other nodes print with the node's name hashed to a number,
  * since Erlang's numbers for other nodes depend on its connection history.
  *
  * otpc_term_print() returns a new NUL-terminated string (free it with
@@ -424,7 +424,10 @@ OTPC_API int otpc_term_print(otpc_term_t t, char **out, size_t *len);
  * the length the whole text needs, or a negative error. */
 OTPC_API long otpc_term_snprint(char *buf, size_t size, otpc_term_t t);
 OTPC_API int otpc_term_fprint(FILE *f, otpc_term_t t);
-OTPC_API void otpc_term_set_local_node(otpc_atom_t node);
+/* The node whose identifiers print with node number 0 and which parsed
+ * identifiers belong to: its name and creation (OTPC_ATOM_NONE: back to
+ * 'nonode@nohost', creation 0). The runtime sets it when a node starts. */
+OTPC_API void otpc_term_set_local_node(otpc_atom_t node, uint32_t creation);
 /* Frees memory that otpc handed to the caller. */
 OTPC_API void otpc_free(void *p);
 
@@ -433,13 +436,16 @@ OTPC_API void otpc_free(void *p);
  * ------------------------------------------------------------------------ */
 
 /* Erlang's total order: < 0, 0 or > 0. Integers and floats compare by
- * value, so 1 and 1.0 compare equal, as with ==. */
+ * value, so 1 and 1.0 compare equal, as with ==. Within funs, local funs
+ * sort before export funs (as in OTP 25). An empty view sorts before
+ * every term. */
 OTPC_API int otpc_term_compare(otpc_term_t a, otpc_term_t b);
 /* Exact equality, =:=. Same term however it was encoded. */
 OTPC_API bool otpc_term_equal(otpc_term_t a, otpc_term_t b);
 /* erlang:phash2(T), in 0..2^27-1, identical to Erlang's. */
 OTPC_API uint32_t otpc_phash2(otpc_term_t t);
-/* erlang:phash2(T, Range), range 1..2^32; identical to Erlang's. */
+/* erlang:phash2(T, Range), range 1..2^32; identical to Erlang's. A range
+ * of 0 gives 0; a range above 2^32 gives the whole 32-bit hash. */
 OTPC_API uint32_t otpc_phash2_range(otpc_term_t t, uint64_t range);
 
 /* ------------------------------------------------------------------------

@@ -64,7 +64,8 @@ otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size) {
 otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size) {
   size_t waste = buf->size - size;
   buf->size = size;
-  if (waste > 4096 && waste > size / 8) {
+  /* Shrinking moves or remaps the block: worth it only for real waste. */
+  if (waste > 65536 && waste > size / 2) {
     otpc_buf_t *b = otpc__realloc(buf, sizeof *b + size);
     if (b != NULL) buf = b; /* keeping the larger block is harmless */
   }

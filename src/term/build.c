@@ -53,8 +53,10 @@ static uint8_t *room(otpc_builder_t *b, size_t n) {
     set_err(b, OTPC_ELENGTH);
     return NULL;
   }
+  /* Double for a stream of small writes; one large write (a big binary)
+   * gets exactly what it needs, so nothing is shrunk or copied later. */
   size_t cap = b->cap * 2;
-  while (cap - b->len < n) cap *= 2;
+  if (cap - b->len < n) cap = b->len + n + 64;
   otpc_buf_t *old = on_heap(b) ? otpc__buf_of_data(b->data) : NULL;
   otpc_buf_t *buf = otpc__buf_resize(old, cap);
   if (buf == NULL) {

@@ -6,8 +6,16 @@
  * many terms each still owes (and, for a fun's free variables, where the fun
  * must end). Each length is checked against the bytes that remain before
  * anything is read, so absurd lengths fail at once, and every container
- * child takes at least one byte, so the work is linear in the input size.
+ * child takes at least one byte, so the walk is linear in the input size.
  * What passes here may be read by view.c without further checks.
+ *
+ * Maps must not hold two =:= keys (binary_to_term's badarg). While a map
+ * of two pairs or more is open, the position of each of its keys goes on
+ * a second stack; when the map closes, compare.c checks those keys (n - 1
+ * comparisons when they come sorted; else hashed, or at worst sorted), so
+ * nothing is walked twice to find them. Should that stack fail to grow,
+ * the map's keys are found by walking it when it closes: slower, but the
+ * check never fails for want of memory.
  *
  * Rejected on purpose: ATOM_CACHE_REF (only meaningful inside a
  * distribution connection), the old FUN_EXT (gone since OTP 23), LOCAL_EXT,
@@ -21,9 +29,16 @@
 
 #include "term_int.h"
 
+/* F_MAP: a map of two pairs or more, its keys on the key stack; F_WALK:
+ * the same when the key stack could not grow (its keys are found by
+ * walking the map when it closes). */
+enum { F_PLAIN, F_FUN, F_MAP, F_WALK };
+
 typedef struct frame {
-  uint64_t left;    /* terms this container still owes */
-  size_t fun_end;   /* for a fun's free variables: offset it must end at */
+  uint64_t left; /* terms this container still owes */
+  size_t aux;    /* F_FUN: the offset the fun must end at; F_MAP and
+                    F_WALK: the offset of the map's tag */
+  uint8_t kind;  /* F_*; maps of fewer than two pairs are F_PLAIN */
 } frame_t;
 
 typedef struct vstate {
@@ -34,7 +49,10 @@ typedef struct vstate {
   size_t err_pos;
   frame_t *stack;
   size_t depth, cap, max_depth;
+  const uint8_t **keys; /* keys of the open F_MAP maps, innermost last */
+  size_t nkeys, kcap;
   frame_t small[32];
+  const uint8_t *small_keys[64];
 } vstate_t;
 
 static int fail(vstate_t *s, int code, size_t at) {
@@ -87,7 +105,7 @@ static int check_node_then(vstate_t *s, size_t after) {
   return 0;
 }
 
-static int push(vstate_t *s, uint64_t children, size_t fun_end) {
+static int push(vstate_t *s, uint64_t children, uint8_t kind, size_t aux) {
   if (s->depth == s->max_depth) return fail(s, OTPC_EDEPTH, s->pos);
   if (s->depth == s->cap) {
     size_t cap = s->cap * 2;
@@ -103,18 +121,64 @@ static int push(vstate_t *s, uint64_t children, size_t fun_end) {
     s->cap = cap;
   }
   s->stack[s->depth].left = children;
-  s->stack[s->depth].fun_end = fun_end;
+  s->stack[s->depth].aux = aux;
+  s->stack[s->depth].kind = kind;
   s->depth++;
   return 0;
 }
 
+/* Notes that a key of the map f (the innermost container) starts at
+ * s->pos. Without memory the map is checked by walking it instead. */
+static void push_key(vstate_t *s, frame_t *f) {
+  if (OTPC_UNLIKELY(s->nkeys == s->kcap)) {
+    size_t cap = s->kcap * 2;
+    const uint8_t **bigger;
+    if (s->keys == s->small_keys) {
+      bigger = otpc__malloc(cap * sizeof *bigger);
+      if (bigger) memcpy(bigger, s->small_keys, sizeof s->small_keys);
+    } else {
+      bigger = cap <= SIZE_MAX / sizeof *bigger
+                   ? otpc__realloc(s->keys, cap * sizeof *bigger)
+                   : NULL;
+    }
+    if (bigger == NULL) {
+      /* drop the keys noted so far: all the map's keys before this one */
+      uint64_t pairs = get_be32(s->data + f->aux + 1);
+      s->nkeys -= (size_t)((2 * pairs - f->left + 1) / 2 - 1);
+      f->kind = F_WALK;
+      return;
+    }
+    s->keys = bigger;
+    s->kcap = cap;
+  }
+  s->keys[s->nkeys++] = s->data + s->pos;
+}
+
+/* The innermost container has all its children: checks what is left to
+ * check and closes it. */
+static void close_container(vstate_t *s) {
+  frame_t *f = &s->stack[s->depth - 1];
+  if (f->kind == F_FUN) {
+    if (s->pos != f->aux) fail(s, OTPC_ELENGTH, s->pos);
+  } else if (f->kind == F_MAP) {
+    size_t n = get_be32(s->data + f->aux + 1);
+    s->nkeys -= n;
+    int rc = otpc__map_check_key_array(s->keys + s->nkeys, n);
+    if (rc != 0) fail(s, rc, f->aux);
+  } else if (f->kind == F_WALK) {
+    int rc = otpc__map_check_keys(term_at(s->data + f->aux));
+    if (rc != 0) fail(s, rc, f->aux);
+  }
+  s->depth--;
+}
+
 /* A container of n children whose header is hdr bytes long. */
-static int open_container(vstate_t *s, size_t hdr, uint64_t n) {
+static int open_container(vstate_t *s, size_t hdr, uint64_t n, uint8_t kind) {
   size_t at = s->pos;
   s->pos += hdr;
   /* Every child takes at least one byte. */
   if (n > s->len - s->pos) return fail(s, OTPC_ELENGTH, at);
-  return n ? push(s, n, 0) : 0;
+  return n ? push(s, n, kind, at) : 0;
 }
 
 /* The integer fields of a fun must be small or 32-bit integers. */
@@ -156,7 +220,7 @@ static int check_new_fun(vstate_t *s) {
     if (s->pos != end) return fail(s, OTPC_ELENGTH, at);
     return 0;
   }
-  return push(s, nfree, end);
+  return push(s, nfree, F_FUN, end);
 }
 
 static int check_export(vstate_t *s) {
@@ -173,15 +237,10 @@ static int check_export(vstate_t *s) {
 
 static int check_float_text(vstate_t *s) {
   size_t at = s->pos;
+  double d;
   if (!have(s, 32)) return fail(s, OTPC_ETRUNC, at);
-  char text[32];
-  memcpy(text, s->data + at + 1, 31);
-  text[31] = '\0';
-  char *end;
-  double d = strtod(text, &end);
-  if (end == text || !isfinite(d)) return fail(s, OTPC_EBADARG, at);
-  for (; *end; end++)
-    if (*end != ' ') return fail(s, OTPC_EBADARG, at);
+  int rc = otpc__float_text(s->data + at + 1, &d);
+  if (rc != 0) return fail(s, rc, at);
   s->pos += 32;
   return 0;
 }
@@ -267,19 +326,20 @@ static int check_one(vstate_t *s) {
     case ETF_NEWER_REFERENCE: return check_ref(s, 4);
     case ETF_SMALL_TUPLE:
       if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
-      return open_container(s, 2, p[1]);
+      return open_container(s, 2, p[1], F_PLAIN);
     case ETF_LARGE_TUPLE:
       if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
-      return open_container(s, 5, get_be32(p + 1));
+      return open_container(s, 5, get_be32(p + 1), F_PLAIN);
     case ETF_MAP:
       if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
-      return open_container(s, 5, 2 * (uint64_t)get_be32(p + 1));
+      return open_container(s, 5, 2 * (uint64_t)get_be32(p + 1),
+                            get_be32(p + 1) > 1 ? F_MAP : F_PLAIN);
     case ETF_NIL: s->pos++; return 0;
     case ETF_STRING: return check_blob(s, 2, 0);
     case ETF_LIST:
       if (!have(s, 5)) return fail(s, OTPC_ETRUNC, at);
       if (get_be32(p + 1) == 0) return fail(s, OTPC_EBADARG, at);
-      return open_container(s, 5, (uint64_t)get_be32(p + 1) + 1);
+      return open_container(s, 5, (uint64_t)get_be32(p + 1) + 1, F_PLAIN);
     case ETF_BINARY: return check_blob(s, 4, 0);
     case ETF_BIT_BINARY: return check_bit_binary(s);
     case ETF_SMALL_BIG: return check_big(s, 1);
@@ -302,6 +362,9 @@ long otpc_term_validate(const void *data, size_t len,
   s.stack = s.small;
   s.cap = sizeof s.small / sizeof s.small[0];
   s.depth = 0;
+  s.keys = s.small_keys;
+  s.nkeys = 0;
+  s.kcap = sizeof s.small_keys / sizeof s.small_keys[0];
   s.max_depth = opts && opts->max_depth ? opts->max_depth
                                         : OTPC_TERM_DEFAULT_MAX_DEPTH;
   if (data == NULL && len != 0) {
@@ -312,17 +375,17 @@ long otpc_term_validate(const void *data, size_t len,
     uint64_t top = 1; /* the one term we were asked for */
     while (s.err == 0) {
       /* Close containers that have all their children. */
-      while (s.depth > 0 && s.stack[s.depth - 1].left == 0) {
-        size_t end = s.stack[s.depth - 1].fun_end;
-        if (end != 0 && s.pos != end) fail(&s, OTPC_ELENGTH, s.pos);
-        s.depth--;
-      }
+      while (s.err == 0 && s.depth > 0 && s.stack[s.depth - 1].left == 0)
+        close_container(&s); /* stops at an error: keys must be checked */
       if (s.err != 0) break;
       if (s.depth == 0) {
         if (top == 0) break;
         top--;
       } else {
-        s.stack[s.depth - 1].left--;
+        frame_t *f = &s.stack[s.depth - 1];
+        f->left--;
+        /* a map's children alternate key, value: left is odd at a key */
+        if (f->kind == F_MAP && (f->left & 1)) push_key(&s, f);
       }
       if (!have(&s, 1)) {
         fail(&s, OTPC_ETRUNC, s.pos);
@@ -332,6 +395,7 @@ long otpc_term_validate(const void *data, size_t len,
     }
   }
   if (s.stack != s.small) otpc__free(s.stack);
+  if (s.keys != s.small_keys) otpc__free(s.keys);
   if (s.err != 0) {
     if (err) {
       err->code = s.err;

@@ -109,6 +109,22 @@ bool otpc__term_atom_raw(otpc_term_t t, const uint8_t **text, size_t *len,
 bool otpc__term_int_parts(otpc_term_t t, bool *neg, const uint8_t **mag,
                           size_t *n, uint8_t scratch[8]);
 
+/* Reads the 31 text bytes of an old FLOAT_EXT, strictly and in the C
+ * locale. (view.c) */
+int otpc__float_text(const uint8_t *text31, double *out);
+
+/* Whether the keys of a checked map are distinct under =:= (1 and 1.0
+ * differ; Latin-1 and UTF-8 forms of an atom do not): 0, or OTPC_EBADARG
+ * for a duplicate; never fails otherwise. Sorted maps cost n - 1 key
+ * comparisons, others a hash of each key, O(n log n) comparisons at
+ * worst; no recursion. May allocate past 64 keys out of order, and
+ * without memory compares every pair instead. (compare.c) */
+int otpc__map_check_keys(otpc_term_t map);
+/* The same for the n keys of a map given by their positions (the array
+ * may be reordered). Allocates only for a hash table past 128 keys that
+ * are not in order, and does without it. (compare.c) */
+int otpc__map_check_key_array(const uint8_t **keys, size_t n);
+
 /* Intern text that is known to be valid (UTF-8, or Latin-1 when latin1). */
 int otpc__atom_intern(const uint8_t *text, size_t len, bool latin1,
                       otpc_atom_t *out);
@@ -122,8 +138,9 @@ otpc_buf_t *otpc__buf_of_data(uint8_t *data);
 otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size);
 otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size);
 
-/* Local node for printing (print.c). */
+/* Local node and its creation, for printing and parsing (print.c). */
 otpc_atom_t otpc__local_node(void);
+uint32_t otpc__local_creation(void);
 
 /* ------------------------------------------------------------------------
  * Growable byte string (printer, parser, errors)

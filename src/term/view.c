@@ -11,6 +11,7 @@
  * final tail. Everything that walks lists (printing, order, hashing) goes
  * through it so that all three forms behave as the one Erlang term.
  */
+#include <locale.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -183,6 +184,19 @@ static int int_parts_u64(otpc_term_t t, bool *neg, uint64_t *u) {
 }
 
 int otpc_term_get_int64(otpc_term_t t, int64_t *out) {
+  /* The common encodings first, without the big-integer path. */
+  if (t.kind == TERM_ENCODED && t.p[0] == ETF_SMALL_INTEGER) {
+    *out = t.p[1];
+    return 0;
+  }
+  if (t.kind == TERM_ENCODED && t.p[0] == ETF_INTEGER) {
+    *out = (int32_t)get_be32(t.p + 1);
+    return 0;
+  }
+  if (t.kind == TERM_CHAR) {
+    *out = t.chr;
+    return 0;
+  }
   bool neg;
   uint64_t u;
   int rc = int_parts_u64(t, &neg, &u);
@@ -219,14 +233,45 @@ int otpc_term_get_double(otpc_term_t t, double *out) {
     memcpy(out, &bits, sizeof *out);
     return 0;
   }
-  if (t.p[0] == ETF_FLOAT) {
-    char text[32];
-    memcpy(text, t.p + 1, 31);
-    text[31] = '\0';
-    *out = strtod(text, NULL);
-    return 0;
-  }
+  if (t.p[0] == ETF_FLOAT) return otpc__float_text(t.p + 1, out);
   return OTPC_ETYPE;
+}
+
+/* The 31 bytes of an old FLOAT_EXT: "%.20e" text, NUL padded. Only plain
+ * decimal notation is taken (no hex, inf or nan), and it is read in the C
+ * locale whatever the program's locale is. */
+int otpc__float_text(const uint8_t *text31, double *out) {
+  static locale_t c_locale;
+  char text[32];
+  size_t n = 0;
+  memcpy(text, text31, 31);
+  text[31] = '\0';
+  while (n < 31 && text[n] != '\0') {
+    char c = text[n++];
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' ||
+          c == '+' || c == '-' || c == ' '))
+      return OTPC_EBADARG;
+  }
+  locale_t loc = __atomic_load_n(&c_locale, __ATOMIC_ACQUIRE);
+  if (loc == (locale_t)0) {
+    locale_t fresh = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (fresh == (locale_t)0) return OTPC_ENOMEM;
+    locale_t expected = (locale_t)0;
+    if (!__atomic_compare_exchange_n(&c_locale, &expected, fresh, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      freelocale(fresh);
+      loc = expected;
+    } else {
+      loc = fresh;
+    }
+  }
+  char *end;
+  double d = strtod_l(text, &end, loc);
+  if (end == text || !isfinite(d)) return OTPC_EBADARG;
+  for (; *end; end++)
+    if (*end != ' ') return OTPC_EBADARG;
+  *out = d;
+  return 0;
 }
 
 /* ---- atoms -------------------------------------------------------------- */
