@@ -7,5 +7,6 @@
 
 #include "otpc/base.h"
 #include "otpc/term.h"
+#include "otpc/rt.h"
 
 #endif

@@ -1,0 +1,269 @@
+/*
+ * otpc/rt.h: the process runtime. Schedulers, lightweight processes,
+ * mailboxes, links, monitors, timers, names, waiting on descriptors and
+ * dirty work. Semantics are Erlang's; where Erlang documents a behaviour,
+ * that is the specification.
+ *
+ * A node is one per OS process: otpc_node_start() starts the schedulers,
+ * otpc_node_stop() ends every process and joins them. otpc_main() does
+ * both around a first process.
+ *
+ * Two kinds of process, one mechanism underneath:
+ *
+ *   - sequential: a C function, otpc_spawn(fn, arg, ...), that may block
+ *     anywhere (receive, call, sleep). Its stack frames live while it lives.
+ *   - handler: callbacks run once per message, otpc_spawn_handler(...).
+ *     Between messages it holds no stack at all, which is how ten million
+ *     of them fit in a few GiB.
+ *
+ * Functions documented "in a process" must be called from process code
+ * (a sequential function or a handler callback); elsewhere they return
+ * OTPC_ENOTPROC. The others may be called from any thread.
+ */
+#ifndef OTPC_RT_H
+#define OTPC_RT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "otpc/base.h"
+#include "otpc/term.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------
+ * The node
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc_node_opts {
+  const char *name;          /* node name; NULL: nonode@nohost */
+  unsigned schedulers;       /* 0: one per online core */
+  unsigned dirty_threads;    /* 0: as many as schedulers */
+  size_t max_processes;      /* 0: OTPC_DEFAULT_MAX_PROCESSES */
+  size_t stack_size;         /* bytes a process may use; 0: 1 MiB */
+  const char *cookie;        /* for distribution (later); may be NULL */
+} otpc_node_opts_t;
+
+#define OTPC_DEFAULT_MAX_PROCESSES ((size_t)1 << 22)
+#define OTPC_MAX_MAX_PROCESSES ((size_t)1 << 27)
+
+/* Starts the node: schedulers, timers, the I/O poller. opts may be NULL.
+ * OTPC_ESTATE if a node is running already. */
+OTPC_API int otpc_node_start(const otpc_node_opts_t *opts);
+/* Ends every process (reason 'shutdown', as a kill), stops the threads and
+ * frees the runtime. Not from process code. */
+OTPC_API int otpc_node_stop(void);
+/* Blocks the calling thread (not a process) until no process is left, or
+ * the timeout passes (ms; < 0 waits forever). 0, or OTPC_ETIMEDOUT. */
+OTPC_API int otpc_node_wait(int64_t timeout_ms);
+/* Starts a node, runs fn(arg) as its first process, waits until every
+ * process has ended, stops the node. Returns 0 if fn's process ended
+ * normally, 1 otherwise: a complete main() in one call. */
+OTPC_API int otpc_main(const otpc_node_opts_t *opts, void (*fn)(void *),
+                       void *arg);
+/* The node's name atom ('nonode@nohost' if none was given). */
+OTPC_API otpc_atom_t otpc_node_name(void);
+
+/* ------------------------------------------------------------------------
+ * Spawning
+ * ------------------------------------------------------------------------ */
+
+typedef enum otpc_priority {
+  OTPC_PRIO_LOW,
+  OTPC_PRIO_NORMAL, /* the default */
+  OTPC_PRIO_HIGH,
+  OTPC_PRIO_MAX
+} otpc_priority_t;
+
+typedef struct otpc_spawn_opts {
+  bool link;                /* link to the caller (spawn_link) */
+  bool monitor;             /* monitor it; the ref goes to *monitor_ref */
+  otpc_ref_t *monitor_ref;
+  otpc_priority_t priority;
+  const char *name;         /* shown by process info as the current function */
+} otpc_spawn_opts_t;
+
+/* A sequential process running fn(arg). The argument is a plain pointer:
+ * what it points to is shared with the caller, so hand over ownership (or
+ * pass a term buffer) rather than sharing mutable memory. */
+OTPC_API int otpc_spawn(void (*fn)(void *), void *arg,
+                        const otpc_spawn_opts_t *opts, otpc_pid_t *pid);
+
+/* What a handler callback asks for next. */
+enum {
+  OTPC_CONTINUE = 0, /* wait for the next message */
+  OTPC_STOP = 1      /* exit with reason normal */
+};
+
+/*
+ * A handler process: init(arg, &state) runs first, in the new process;
+ * then handle(state, msg) once per message, in order; terminate(state,
+ * reason) when it ends however it ends (may be NULL). A callback returns
+ * OTPC_CONTINUE or OTPC_STOP, or calls otpc_exit() to end with a reason.
+ * msg is valid during the call; keep it with otpc_buf_ref() if needed.
+ */
+typedef struct otpc_handler {
+  int (*init)(void *arg, void **state);
+  int (*handle)(void *state, otpc_buf_t *msg);
+  void (*terminate)(void *state, otpc_term_t reason);
+} otpc_handler_t;
+
+OTPC_API int otpc_spawn_handler(const otpc_handler_t *h, void *arg,
+                                const otpc_spawn_opts_t *opts,
+                                otpc_pid_t *pid);
+
+/* The calling process's pid; in a process. */
+OTPC_API otpc_pid_t otpc_self(void);
+OTPC_API bool otpc_pid_eq(otpc_pid_t a, otpc_pid_t b);
+/* Whether a local process with this pid is alive. */
+OTPC_API bool otpc_is_alive(otpc_pid_t pid);
+
+/* ------------------------------------------------------------------------
+ * Messages
+ * ------------------------------------------------------------------------ */
+
+/* Sends msg (a reference is taken: the caller keeps its own). Sending to a
+ * dead process is not an error, as in Erlang. May be called from any
+ * thread; from outside a process the sender is 'undefined'. */
+OTPC_API int otpc_send(otpc_pid_t to, otpc_buf_t *msg);
+/* Sends to a registered name; OTPC_ENONAME (badarg) if nobody has it. */
+OTPC_API int otpc_send_name(otpc_atom_t name, otpc_buf_t *msg);
+/* Builds a message from a format (see otpc_build_fmt) and sends it. */
+OTPC_API int otpc_sendf(otpc_pid_t to, const char *fmt, ...);
+
+#define OTPC_INFINITY (-1)
+
+/*
+ * Selective receive, in a process. Takes the first message in the mailbox
+ * that matches pattern (NULL: any message), binds its holes (see
+ * otpc_match) and hands the message over in *msg (the caller unrefs it).
+ * Messages that do not match stay, in order. Waits at most timeout_ms
+ * (0: only looks; OTPC_INFINITY: forever); OTPC_ETIMEDOUT if nothing came.
+ */
+OTPC_API int otpc_receive(const otpc_pattern_t *pattern, int64_t timeout_ms,
+                          otpc_buf_t **msg, ...);
+/* Several patterns at once: *which gets the index of the one matched. */
+OTPC_API int otpc_receive_any(const otpc_pattern_t *const *patterns,
+                              size_t n, int64_t timeout_ms, size_t *which,
+                              otpc_buf_t **msg);
+/* Sleeps (receive after ms -> ok end); in a process. */
+OTPC_API int otpc_sleep(int64_t ms);
+/* Lets other processes run; in a process. Long C loops should call it. */
+OTPC_API void otpc_yield(void);
+
+/* ------------------------------------------------------------------------
+ * Links, monitors, exits
+ * ------------------------------------------------------------------------ */
+
+OTPC_API int otpc_link(otpc_pid_t pid);
+OTPC_API int otpc_unlink(otpc_pid_t pid);
+/* Sets trap_exit; returns the old value (0 or 1). In a process. */
+OTPC_API int otpc_trap_exit(bool on);
+
+/* Monitors pid; DOWN arrives as {'DOWN', Ref, process, Pid, Reason}. */
+OTPC_API int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref);
+/* Monitors whoever has the name now; DOWN names {Name, Node}. */
+OTPC_API int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref);
+/* Removes a monitor; with flush, also a DOWN already received. */
+#define OTPC_DEMONITOR_FLUSH 1
+OTPC_API int otpc_demonitor(const otpc_ref_t *ref, int flags);
+
+/* exit(Pid, Reason): sends an exit signal. */
+OTPC_API int otpc_exit_signal(otpc_pid_t pid, otpc_term_t reason);
+/* exit(Reason): ends the calling process; never returns. In a process. */
+OTPC_API _Noreturn void otpc_exit(otpc_term_t reason);
+/* exit(Atom), the common case. */
+OTPC_API _Noreturn void otpc_exit_atom(otpc_atom_t reason);
+
+/* A fresh reference, unique on this node (make_ref()). */
+OTPC_API otpc_ref_t otpc_make_ref(void);
+OTPC_API bool otpc_ref_eq(const otpc_ref_t *a, const otpc_ref_t *b);
+
+/* ------------------------------------------------------------------------
+ * Names
+ * ------------------------------------------------------------------------ */
+
+OTPC_API int otpc_register(otpc_atom_t name, otpc_pid_t pid);
+OTPC_API int otpc_unregister(otpc_atom_t name);
+/* OTPC_ENONAME if nobody has the name. */
+OTPC_API int otpc_whereis(otpc_atom_t name, otpc_pid_t *pid);
+/* Up to max names into names; returns how many exist. */
+OTPC_API size_t otpc_registered(otpc_atom_t *names, size_t max);
+
+/* ------------------------------------------------------------------------
+ * Timers
+ * ------------------------------------------------------------------------ */
+
+/* erlang:send_after/3: msg arrives at dest after ms. *tref names it. */
+OTPC_API int otpc_send_after(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
+                             otpc_ref_t *tref);
+/* erlang:start_timer/3: {timeout, TRef, Msg} arrives at dest after ms. */
+OTPC_API int otpc_start_timer(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
+                              otpc_ref_t *tref);
+/* Cancels; returns the ms that were left (>= 0) or OTPC_ENOTIMER if the
+ * timer had fired or never existed. */
+OTPC_API int64_t otpc_cancel_timer(const otpc_ref_t *tref);
+/* Monotonic milliseconds (erlang:monotonic_time(millisecond)). */
+OTPC_API int64_t otpc_now_ms(void);
+
+/* ------------------------------------------------------------------------
+ * Descriptors and blocking work
+ * ------------------------------------------------------------------------ */
+
+#define OTPC_FD_READ 1
+#define OTPC_FD_WRITE 2
+
+/* Waits until fd is ready for events, without blocking a scheduler.
+ * Returns the ready events, or OTPC_ETIMEDOUT. In a process. */
+OTPC_API int otpc_wait_fd(int fd, int events, int64_t timeout_ms);
+/* Hands fd to the calling process: it is closed when the process ends. */
+OTPC_API int otpc_own_fd(int fd);
+/* Closes an owned fd and forgets it. */
+OTPC_API int otpc_close_fd(int fd);
+
+/* Runs fn(arg) on the dirty thread pool and returns its result; the
+ * process waits, the schedulers do not. For calls that block the thread
+ * (disk, DNS, long computations). In a process. */
+OTPC_API intptr_t otpc_dirty(intptr_t (*fn)(void *), void *arg);
+
+/* Memory that belongs to the calling process and is freed when it ends,
+ * however it ends. otpc_pfree() gives it back early. In a process. */
+OTPC_API void *otpc_palloc(size_t size);
+OTPC_API void otpc_pfree(void *ptr);
+
+/* ------------------------------------------------------------------------
+ * Introspection
+ * ------------------------------------------------------------------------ */
+
+typedef enum otpc_status {
+  OTPC_STATUS_RUNNING,
+  OTPC_STATUS_RUNNABLE,
+  OTPC_STATUS_WAITING,
+  OTPC_STATUS_EXITING
+} otpc_status_t;
+
+typedef struct otpc_proc_info {
+  otpc_status_t status;
+  size_t message_queue_len;
+  size_t memory;       /* bytes: control block, saved stack, mailbox */
+  uint64_t reductions;
+  size_t links;
+  size_t monitors;     /* monitors this process holds */
+  bool trap_exit;
+  bool handler;        /* a handler process (no stack while idle) */
+  otpc_priority_t priority;
+  otpc_atom_t registered_name; /* OTPC_ATOM_NONE if none */
+  const char *current_function;/* the spawn name, or NULL */
+} otpc_proc_info_t;
+
+OTPC_API int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info);
+OTPC_API size_t otpc_process_count(void);
+/* Up to max pids into pids; returns how many processes exist. */
+OTPC_API size_t otpc_processes(otpc_pid_t *pids, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* OTPC_RT_H */

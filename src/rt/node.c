@@ -1,0 +1,517 @@
+/*
+ * node.c: starting and stopping the node, waiting for it, otpc_main; and
+ * the node-wide services that have no better home yet: Erlang's timers
+ * (send_after, start_timer, cancel_timer), process-owned memory and
+ * descriptors, and process introspection.
+ *
+ * Erlang timers run on one timer thread with its own wheel under
+ * `timer_lock`, so that any thread may start or cancel any timer. (Receive
+ * timeouts, the frequent kind, use the schedulers' own wheels instead.)
+ */
+#include <unistd.h>
+
+#include "rt_int.h"
+
+otpc__rt_t otpc__rt;
+
+
+/* ------------------------------------------------------------------------
+ * Erlang timers
+ * ------------------------------------------------------------------------ */
+
+typedef struct etimer {
+  otpc__timer_t t;
+  struct etimer *next_all, *prev_all; /* every armed timer, for lookup */
+  otpc_ref_t ref;
+  otpc_pid_t dest;
+  otpc_buf_t *msg; /* what to send, already wrapped for start_timer */
+} etimer_t;
+
+static pthread_mutex_t timer_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t timer_cond = PTHREAD_COND_INITIALIZER;
+static pthread_t timer_thread;
+static otpc__wheel_t *timer_wheel;
+static etimer_t *armed; /* list of armed timers */
+static bool timer_stop;
+
+static void unlink_armed(etimer_t *e) {
+  if (e->prev_all) e->prev_all->next_all = e->next_all;
+  else armed = e->next_all;
+  if (e->next_all) e->next_all->prev_all = e->prev_all;
+}
+
+/* Fired timers are collected under the lock and sent after it. */
+static etimer_t *fired;
+
+static void on_fire(otpc__timer_t *t, void *arg) {
+  etimer_t *e = (etimer_t *)t;
+  unlink_armed(e);
+  e->next_all = fired;
+  fired = e;
+}
+
+static void *timer_main(void *arg) {
+  pthread_mutex_lock(&timer_lock);
+  while (!timer_stop) {
+    otpc__wheel_advance(timer_wheel, otpc_now_ms(), on_fire, NULL);
+    etimer_t *list = fired;
+    fired = NULL;
+    if (list != NULL) {
+      pthread_mutex_unlock(&timer_lock);
+      while (list != NULL) {
+        etimer_t *e = list;
+        list = e->next_all;
+        otpc_send(e->dest, e->msg);
+        otpc_buf_unref(e->msg);
+        otpc__free(e);
+      }
+      pthread_mutex_lock(&timer_lock);
+      continue;
+    }
+    int64_t wait = otpc__wheel_next(timer_wheel);
+    if (wait < 0) {
+      pthread_cond_wait(&timer_cond, &timer_lock);
+    } else {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      ts.tv_sec += wait / 1000;
+      ts.tv_nsec += (wait % 1000) * 1000000;
+      if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+      }
+      pthread_cond_timedwait(&timer_cond, &timer_lock, &ts);
+    }
+  }
+  pthread_mutex_unlock(&timer_lock);
+  return arg;
+}
+
+static int timers_start(void) {
+  timer_wheel = otpc__malloc(sizeof *timer_wheel);
+  if (timer_wheel == NULL) return OTPC_ENOMEM;
+  otpc__wheel_init(timer_wheel, otpc_now_ms());
+  timer_stop = false;
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&timer_cond, &attr);
+  pthread_condattr_destroy(&attr);
+  if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) {
+    otpc__free(timer_wheel);
+    return OTPC_ENOMEM;
+  }
+  return 0;
+}
+
+static void timers_stop(void) {
+  pthread_mutex_lock(&timer_lock);
+  timer_stop = true;
+  pthread_cond_signal(&timer_cond);
+  pthread_mutex_unlock(&timer_lock);
+  pthread_join(timer_thread, NULL);
+  while (armed != NULL) {
+    etimer_t *e = armed;
+    armed = e->next_all;
+    otpc_buf_unref(e->msg);
+    otpc__free(e);
+  }
+  otpc__free(timer_wheel);
+  timer_wheel = NULL;
+}
+
+static int timer_start(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
+                       otpc_ref_t *tref) {
+  if (ms < 0) return OTPC_EINVAL;
+  etimer_t *e = otpc__calloc(1, sizeof *e);
+  if (e == NULL) {
+    otpc_buf_unref(msg);
+    return OTPC_ENOMEM;
+  }
+  e->ref = otpc_make_ref();
+  e->dest = dest;
+  e->msg = msg;
+  if (tref) *tref = e->ref;
+  pthread_mutex_lock(&timer_lock);
+  e->next_all = armed;
+  if (armed) armed->prev_all = e;
+  armed = e;
+  otpc__wheel_add(timer_wheel, &e->t, otpc_now_ms() + ms);
+  pthread_cond_signal(&timer_cond);
+  pthread_mutex_unlock(&timer_lock);
+  return 0;
+}
+
+int otpc_send_after(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
+                    otpc_ref_t *tref) {
+  if (msg == NULL) return OTPC_EINVAL;
+  return timer_start(ms, dest, otpc_buf_ref(msg), tref);
+}
+
+int otpc_start_timer(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
+                     otpc_ref_t *tref) {
+  if (msg == NULL) return OTPC_EINVAL;
+  /* {timeout, TRef, Msg}: the ref is needed before the message, so make
+   * it here and pass it through. */
+  otpc_ref_t ref = otpc_make_ref();
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 3);
+  otpc_build_atom_id(&b, OTPC_ATOM_TIMEOUT);
+  otpc_build_ref(&b, &ref);
+  otpc_build_term(&b, otpc_buf_term(msg));
+  int rc;
+  otpc_buf_t *wrapped = otpc_builder_finish(&b, &rc);
+  if (wrapped == NULL) return rc;
+  otpc_ref_t made;
+  rc = timer_start(ms, dest, wrapped, &made);
+  if (rc != 0) return rc;
+  /* The timer is known by the ref inside the message. */
+  pthread_mutex_lock(&timer_lock);
+  for (etimer_t *e = armed; e != NULL; e = e->next_all)
+    if (otpc_ref_eq(&e->ref, &made)) {
+      e->ref = ref;
+      break;
+    }
+  pthread_mutex_unlock(&timer_lock);
+  if (tref) *tref = ref;
+  return 0;
+}
+
+int64_t otpc_cancel_timer(const otpc_ref_t *tref) {
+  int64_t left = OTPC_ENOTIMER;
+  etimer_t *found = NULL;
+  pthread_mutex_lock(&timer_lock);
+  for (etimer_t *e = armed; e != NULL; e = e->next_all) {
+    if (otpc_ref_eq(&e->ref, tref)) {
+      found = e;
+      break;
+    }
+  }
+  if (found != NULL) {
+    left = found->t.deadline - otpc_now_ms();
+    if (left < 0) left = 0;
+    otpc__wheel_cancel(timer_wheel, &found->t);
+    unlink_armed(found);
+  }
+  pthread_mutex_unlock(&timer_lock);
+  if (found != NULL) {
+    otpc_buf_unref(found->msg);
+    otpc__free(found);
+  }
+  return left;
+}
+
+/* ------------------------------------------------------------------------
+ * Process-owned memory and descriptors
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__res {
+  struct otpc__res *next, *prev;
+  int fd;       /* an owned descriptor, or -1 for memory */
+  size_t size;  /* memory: bytes after this header */
+  _Alignas(16) unsigned char data[];
+} otpc__res_t;
+
+static void res_link(otpc__proc_ext_t *x, otpc__res_t *r) {
+  r->prev = NULL;
+  r->next = x->resources;
+  if (x->resources) x->resources->prev = r;
+  x->resources = r;
+}
+
+static void res_unlink(otpc__proc_ext_t *x, otpc__res_t *r) {
+  if (r->prev) r->prev->next = r->next;
+  else x->resources = r->next;
+  if (r->next) r->next->prev = r->prev;
+}
+
+void *otpc_palloc(size_t size) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL || size > SIZE_MAX - sizeof(otpc__res_t)) return NULL;
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  otpc__res_t *r = x ? otpc__malloc(sizeof *r + size) : NULL;
+  if (r == NULL) return NULL;
+  r->fd = -1;
+  r->size = size;
+  res_link(x, r);
+  return r->data;
+}
+
+void otpc_pfree(void *ptr) {
+  otpc__proc_t *p = otpc__current();
+  if (ptr == NULL || p == NULL || p->ext == NULL) return;
+  otpc__res_t *r = (otpc__res_t *)((char *)ptr - offsetof(otpc__res_t, data));
+  res_unlink(p->ext, r);
+  otpc__free(r);
+}
+
+int otpc_own_fd(int fd) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (fd < 0) return OTPC_EINVAL;
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  otpc__res_t *r = x ? otpc__malloc(sizeof *r) : NULL;
+  if (r == NULL) return OTPC_ENOMEM;
+  r->fd = fd;
+  r->size = 0;
+  res_link(x, r);
+  return 0;
+}
+
+int otpc_close_fd(int fd) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  for (otpc__res_t *r = p->ext ? p->ext->resources : NULL; r; r = r->next) {
+    if (r->fd == fd) {
+      res_unlink(p->ext, r);
+      otpc__free(r);
+      return close(fd) == 0 ? 0 : OTPC_EIO;
+    }
+  }
+  return OTPC_EINVAL;
+}
+
+void otpc__resources_release(otpc__proc_t *p) {
+  if (p->ext == NULL) return;
+  while (p->ext->resources != NULL) {
+    otpc__res_t *r = p->ext->resources;
+    p->ext->resources = r->next;
+    if (r->fd >= 0) close(r->fd);
+    otpc__free(r);
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Introspection
+ * ------------------------------------------------------------------------ */
+
+
+size_t otpc_process_count(void) {
+  int64_t n = atomic_load(&otpc__rt.nprocs);
+  return n > 0 ? (size_t)n : 0;
+}
+
+size_t otpc_processes(otpc_pid_t *pids, size_t max) {
+  size_t n = 0;
+  otpc__reclaim_enter();
+  for (size_t i = 0; i < otpc__rt.max_procs; i++) {
+    otpc__proc_t *p =
+        atomic_load_explicit(&otpc__rt.slots[i], memory_order_acquire);
+    if (p == NULL) {
+      if (i >= otpc__rt.max_procs) break;
+      continue;
+    }
+    if (n < max) pids[n] = otpc__proc_pid(p);
+    n++;
+  }
+  otpc__reclaim_exit();
+  return n;
+}
+
+int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info) {
+  /* Exact for the calling process; for another one, a snapshot of what
+   * its owner last wrote, which is what Erlang promises too (the answer
+   * may be stale by the time it is read). */
+  otpc__proc_t *self = otpc__current();
+  otpc__reclaim_enter();
+  otpc__proc_t *p = otpc__proc_lookup(pid);
+  if (p == NULL) {
+    otpc__reclaim_exit();
+    return OTPC_ENOPROC;
+  }
+  memset(info, 0, sizeof *info);
+  uint16_t flags = __atomic_load_n(&p->flags, __ATOMIC_RELAXED);
+  if (p == self)
+    info->status = OTPC_STATUS_RUNNING;
+  else if (flags & PF_EXITING)
+    info->status = OTPC_STATUS_EXITING;
+  else if (atomic_load(&p->scheduled))
+    info->status = OTPC_STATUS_RUNNABLE;
+  else
+    info->status = OTPC_STATUS_WAITING;
+  info->message_queue_len = __atomic_load_n(&p->mq_len, __ATOMIC_RELAXED);
+  info->reductions = __atomic_load_n(&p->reductions, __ATOMIC_RELAXED);
+  info->trap_exit = (flags & PF_TRAP) != 0;
+  info->handler = (flags & PF_HANDLER) != 0;
+  info->priority = (otpc_priority_t)p->priority;
+  info->registered_name = __atomic_load_n(&p->reg_name, __ATOMIC_RELAXED);
+  info->memory = sizeof *p + sizeof(void *) + sizeof(uint32_t);
+  if (p == self) {
+    info->links = otpc__link_count(p);
+    info->monitors = otpc__mon_count(p, 1);
+    if (p->ext) {
+      info->memory += sizeof *p->ext;
+      info->current_function = p->ext->name_hint;
+    }
+  }
+  otpc__reclaim_exit();
+  return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * The node
+ * ------------------------------------------------------------------------ */
+
+otpc_atom_t otpc_node_name(void) {
+  return otpc__rt.name ? otpc__rt.name : OTPC_ATOM_NONODE;
+}
+
+int otpc_node_start(const otpc_node_opts_t *opts) {
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&otpc__rt.running, &expected, 2))
+    return OTPC_ESTATE;
+  otpc_node_opts_t o = {0};
+  if (opts) o = *opts;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  otpc__rt.nsched = o.schedulers ? o.schedulers : (cores > 0 ? (unsigned)cores : 1);
+  otpc__rt.stack_size = o.stack_size ? o.stack_size : (size_t)1 << 20;
+  size_t max = o.max_processes ? o.max_processes : OTPC_DEFAULT_MAX_PROCESSES;
+  if (max > OTPC_MAX_MAX_PROCESSES) max = OTPC_MAX_MAX_PROCESSES;
+  otpc__rt.name = OTPC_ATOM_NONODE;
+  otpc__rt.creation = 0;
+  if (o.name != NULL && otpc_atom_new(o.name, strlen(o.name), &otpc__rt.name) != 0) {
+    atomic_store(&otpc__rt.running, 0);
+    return OTPC_EINVAL;
+  }
+  otpc_term_set_local_node(otpc__rt.name, otpc__rt.creation);
+  atomic_store(&otpc__rt.stopping, 0);
+  atomic_store(&otpc__rt.nprocs, 0);
+  atomic_store(&otpc__rt.next_ref, 1);
+  pthread_mutex_init(&otpc__rt.wait_lock, NULL);
+  pthread_cond_init(&otpc__rt.wait_cond, NULL);
+  otpc__reclaim_init();
+  int rc = otpc__proc_table_init(max);
+  if (rc != 0) goto fail;
+  otpc__rt.scheds = otpc__calloc(otpc__rt.nsched, sizeof *otpc__rt.scheds);
+  if (otpc__rt.scheds == NULL) {
+    rc = OTPC_ENOMEM;
+    goto fail_table;
+  }
+  rc = timers_start();
+  if (rc != 0) goto fail_scheds;
+  atomic_store(&otpc__rt.running, 1); /* spawning works from here */
+  rc = otpc__sched_start_all();
+  if (rc != 0) goto fail_timers;
+  return 0;
+fail_timers:
+  timers_stop();
+fail_scheds:
+  otpc__free(otpc__rt.scheds);
+fail_table:
+  otpc__proc_table_free();
+fail:
+  atomic_store(&otpc__rt.running, 0);
+  return rc;
+}
+
+int otpc_node_wait(int64_t timeout_ms) {
+  if (!atomic_load(&otpc__rt.running)) return OTPC_ESTATE;
+  if (otpc__self_sched != NULL) return OTPC_EINVAL; /* would deadlock */
+  int rc = 0;
+  int64_t deadline = timeout_ms >= 0 ? otpc_now_ms() + timeout_ms : -1;
+  pthread_mutex_lock(&otpc__rt.wait_lock);
+  while (atomic_load(&otpc__rt.nprocs) > 0) {
+    if (deadline < 0) {
+      pthread_cond_wait(&otpc__rt.wait_cond, &otpc__rt.wait_lock);
+      continue;
+    }
+    int64_t left = deadline - otpc_now_ms();
+    if (left <= 0) {
+      rc = OTPC_ETIMEDOUT;
+      break;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&otpc__rt.wait_cond, &otpc__rt.wait_lock, &ts);
+  }
+  pthread_mutex_unlock(&otpc__rt.wait_lock);
+  return rc;
+}
+
+/* Frees a process that was still alive when the node stopped. */
+static void free_live(otpc__proc_t *p) {
+  otpc__resources_release(p);
+  for (otpc__sig_t *m = p->mq_first; m != NULL;) {
+    otpc__sig_t *next =
+        (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
+    otpc__sig_free(m);
+    m = next;
+  }
+  otpc__qlink_t *l;
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) otpc__sig_free((otpc__sig_t *)l);
+  if (p->ext) {
+    otpc__free(p->ext->links);
+    otpc__free(p->ext->monitors);
+  }
+  otpc_buf_unref(p->exit_reason);
+  otpc__free(p->ext);
+  otpc__free(p);
+}
+
+int otpc_node_stop(void) {
+  int expected = 1;
+  if (!atomic_compare_exchange_strong(&otpc__rt.running, &expected, 2))
+    return OTPC_ESTATE;
+  if (otpc__self_sched != NULL) return OTPC_EINVAL;
+  otpc__sched_stop_all();
+  timers_stop();
+  /* Single-threaded from here. Processes still alive are freed without
+   * running their code again; their stacks go with the pools. */
+  for (size_t i = 0; i < otpc__rt.max_procs; i++) {
+    otpc__proc_t *p = atomic_load(&otpc__rt.slots[i]);
+    if (p == NULL) continue;
+    atomic_store(&otpc__rt.slots[i], NULL);
+    if (p->stack != NULL && p->home >= 0)
+      otpc__xstack_put(&otpc__rt.scheds[p->home], p->stack);
+    free_live(p);
+  }
+  otpc__reclaim_drain();
+  for (unsigned i = 0; i < otpc__rt.nsched; i++)
+    otpc__xstack_free_all(&otpc__rt.scheds[i]);
+  otpc__free(otpc__rt.scheds);
+  otpc__rt.scheds = NULL;
+  otpc__proc_table_free();
+  otpc__registry_clear();
+  atomic_store(&otpc__rt.nprocs, 0);
+  atomic_store(&otpc__rt.running, 0);
+  return 0;
+}
+
+/* otpc_main: the first process runs fn and reports how it ended. */
+typedef struct main_start {
+  void (*fn)(void *);
+  void *arg;
+  _Atomic int normal;
+} main_start_t;
+
+static void main_watch(void *arg) {
+  main_start_t *m = arg;
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref, .name = "main"};
+  if (otpc_spawn(m->fn, m->arg, &o, NULL) != 0) return;
+  otpc_pattern_t *down;
+  if (otpc_pattern_compile("{'DOWN', _, process, _, ~t}", &down, NULL) != 0)
+    return;
+  otpc_buf_t *msg;
+  otpc_term_t reason;
+  if (otpc_receive(down, OTPC_INFINITY, &msg, &reason) == 0) {
+    atomic_store(&m->normal, otpc_term_is_atom(reason, OTPC_ATOM_NORMAL));
+    otpc_buf_unref(msg);
+  }
+  otpc_pattern_free(down);
+}
+
+int otpc_main(const otpc_node_opts_t *opts, void (*fn)(void *), void *arg) {
+  main_start_t m = {fn, arg, 0};
+  if (otpc_node_start(opts) != 0) return 1;
+  if (otpc_spawn(main_watch, &m, NULL, NULL) == 0) otpc_node_wait(-1);
+  otpc_node_stop();
+  return atomic_load(&m.normal) ? 0 : 1;
+}

@@ -1,0 +1,206 @@
+/*
+ * proc.c: the process table, control blocks, and delivering signals.
+ *
+ * A pid's id is an index into the table and its serial is the slot's
+ * generation, so finding a process and telling a stale pid from a live one
+ * are O(1): slots[id] holds the control block, whose serial must match.
+ * The table is one big MAP_NORESERVE array: only the pages of slots in use
+ * cost memory.
+ *
+ * Free indexes are reused last-in first-out under `index_lock`; each
+ * scheduler keeps a small batch of them so that spawning rarely takes the
+ * lock. A slot is cleared when its process dies; the control block itself
+ * lives on until reclaim.c says no thread can still be reading it.
+ */
+#include <sys/mman.h>
+
+#include "rt_int.h"
+
+#define INDEX_BATCH 64
+
+static pthread_mutex_t index_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint32_t *free_index; /* stack of free indexes */
+static size_t free_count, free_cap;
+static uint32_t next_fresh; /* indexes never used yet start here */
+
+typedef struct index_cache {
+  uint32_t n;
+  uint32_t idx[INDEX_BATCH];
+} index_cache_t;
+static __thread index_cache_t cache;
+
+int otpc__proc_table_init(size_t max) {
+  size_t bytes = max * sizeof(otpc__proc_t *);
+  void *slots = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (slots == MAP_FAILED) return OTPC_ENOMEM;
+  void *serials = mmap(NULL, max * sizeof(uint32_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (serials == MAP_FAILED) {
+    munmap(slots, bytes);
+    return OTPC_ENOMEM;
+  }
+  otpc__rt.slots = slots;
+  otpc__rt.serials = serials;
+  otpc__rt.max_procs = max;
+  next_fresh = 0;
+  free_count = 0;
+  return 0;
+}
+
+void otpc__proc_table_free(void) {
+  munmap((void *)otpc__rt.slots, otpc__rt.max_procs * sizeof(void *));
+  munmap((void *)otpc__rt.serials, otpc__rt.max_procs * sizeof(uint32_t));
+  otpc__free(free_index);
+  free_index = NULL;
+  free_count = free_cap = 0;
+  cache.n = 0;
+}
+
+/* Fills the calling thread's cache; OTPC_ESYSLIMIT when the table is
+ * full (Erlang's system_limit). */
+static int refill(void) {
+  pthread_mutex_lock(&index_lock);
+  while (cache.n < INDEX_BATCH / 2) {
+    if (free_count > 0)
+      cache.idx[cache.n++] = free_index[--free_count];
+    else if (next_fresh < otpc__rt.max_procs)
+      cache.idx[cache.n++] = next_fresh++;
+    else
+      break;
+  }
+  pthread_mutex_unlock(&index_lock);
+  return cache.n > 0 ? 0 : OTPC_ESYSLIMIT;
+}
+
+static void release_index(uint32_t idx) {
+  if (cache.n < INDEX_BATCH) {
+    cache.idx[cache.n++] = idx;
+    return;
+  }
+  pthread_mutex_lock(&index_lock);
+  /* Hand half the cache back along with this one. */
+  size_t need = free_count + INDEX_BATCH / 2 + 1;
+  if (need > free_cap) {
+    size_t cap = free_cap ? free_cap * 2 : 1024;
+    while (cap < need) cap *= 2;
+    uint32_t *bigger = otpc__realloc(free_index, cap * sizeof *bigger);
+    if (bigger == NULL) { /* keep it cached; it is not lost */
+      pthread_mutex_unlock(&index_lock);
+      cache.idx[INDEX_BATCH - 1] = idx;
+      return;
+    }
+    free_index = bigger;
+    free_cap = cap;
+  }
+  while (cache.n > INDEX_BATCH / 2) free_index[free_count++] = cache.idx[--cache.n];
+  free_index[free_count++] = idx;
+  pthread_mutex_unlock(&index_lock);
+}
+
+/* A scheduler thread stopping hands its cache back. */
+void otpc__proc_cache_flush(void) {
+  pthread_mutex_lock(&index_lock);
+  while (cache.n > 0 && free_count < free_cap) free_index[free_count++] = cache.idx[--cache.n];
+  cache.n = 0;
+  pthread_mutex_unlock(&index_lock);
+}
+
+int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
+  if (cache.n == 0) {
+    int rc = refill();
+    if (rc != 0) return rc;
+  }
+  otpc__proc_t *p = otpc__malloc(sizeof *p);
+  if (p == NULL) return OTPC_ENOMEM;
+  memset(p, 0, sizeof *p);
+  uint32_t idx = cache.idx[--cache.n];
+  otpc__mpsc_init(&p->inbox);
+  atomic_init(&p->scheduled, 0);
+  p->index = idx;
+  p->serial = atomic_fetch_add_explicit(&otpc__rt.serials[idx], 1,
+                                        memory_order_relaxed) &
+              0x7fffffffu;
+  p->home = -1;
+  p->mq_last = &p->mq_first;
+  p->mq_save = &p->mq_first;
+  p->priority = opts ? (uint8_t)opts->priority : OTPC_PRIO_NORMAL;
+  if (opts && opts->name) {
+    if (otpc__proc_ext(p) == NULL) {
+      release_index(idx);
+      otpc__free(p);
+      return OTPC_ENOMEM;
+    }
+    p->ext->name_hint = opts->name;
+  }
+  atomic_fetch_add(&otpc__rt.nprocs, 1);
+  *out = p;
+  return 0;
+}
+
+void otpc__proc_publish(otpc__proc_t *p) {
+  atomic_store_explicit(&otpc__rt.slots[p->index], p, memory_order_release);
+}
+
+otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p) {
+  if (p->ext == NULL) {
+    p->ext = otpc__calloc(1, sizeof *p->ext);
+    if (p->ext != NULL) p->ext->owner = p;
+  }
+  return p->ext;
+}
+
+otpc_pid_t otpc__proc_pid(const otpc__proc_t *p) {
+  otpc_pid_t pid = {otpc__rt.name, p->index, p->serial, otpc__rt.creation};
+  return pid;
+}
+
+bool otpc__pid_is_local(otpc_pid_t pid) {
+  return pid.node == otpc__rt.name && pid.creation == otpc__rt.creation;
+}
+
+otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid) {
+  if (!otpc__pid_is_local(pid) || pid.id >= otpc__rt.max_procs) return NULL;
+  otpc__proc_t *p =
+      atomic_load_explicit(&otpc__rt.slots[pid.id], memory_order_acquire);
+  if (p == NULL || p->serial != pid.serial) return NULL;
+  return p;
+}
+
+/* The process has died: its pid stops resolving at once; its block is
+ * freed after the grace period. */
+void otpc__proc_retire(otpc__proc_t *p) {
+  atomic_store_explicit(&otpc__rt.slots[p->index], NULL, memory_order_release);
+  release_index(p->index);
+  otpc__reclaim_retire(p);
+  if (atomic_fetch_sub(&otpc__rt.nprocs, 1) == 1) {
+    pthread_mutex_lock(&otpc__rt.wait_lock);
+    pthread_cond_broadcast(&otpc__rt.wait_cond);
+    pthread_mutex_unlock(&otpc__rt.wait_lock);
+  }
+}
+
+
+void otpc__proc_free(otpc__proc_t *p) {
+  otpc__qlink_t *l;
+  otpc_pid_t pid = otpc__proc_pid(p);
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
+    otpc__answer_noproc((otpc__sig_t *)l, pid);
+  otpc__free(p->ext);
+  otpc__free(p);
+}
+
+void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
+  otpc__mpsc_push(&p->inbox, &sig->link);
+  /* The push above and this exchange are ordered (seq_cst) against the
+   * owner's store of 0 and its look at the inbox (sched.c, go_idle). */
+  if (atomic_exchange(&p->scheduled, 1) == 0) otpc__make_runnable(p);
+}
+
+void otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+  otpc__reclaim_enter();
+  otpc__proc_t *p = otpc__proc_lookup(to);
+  if (p != NULL) otpc__deliver(p, sig);
+  otpc__reclaim_exit();
+  if (p == NULL) otpc__answer_noproc(sig, to);
+}

@@ -1,0 +1,437 @@
+/*
+ * process.c: the public process API: spawning, sending, receiving, links,
+ * monitors, exits, references.
+ *
+ * Functions that act for "the calling process" find it through the
+ * scheduler thread they run on (otpc__current()); called from a plain
+ * thread they return OTPC_ENOTPROC, except sending, which works from
+ * anywhere (the sender is then 'undefined').
+ */
+#include "rt_int.h"
+
+#define MAX_BINDS 64
+#define SEQ_REDUCTIONS 2000 /* sends between yields of a sequential process */
+
+
+static otpc_pid_t undefined_pid(void) {
+  otpc_pid_t pid = {OTPC_ATOM_UNDEFINED, 0, 0, 0};
+  return pid;
+}
+
+otpc_pid_t otpc_self(void) {
+  otpc__proc_t *p = otpc__current();
+  return p ? otpc__proc_pid(p) : undefined_pid();
+}
+
+bool otpc_is_alive(otpc_pid_t pid) {
+  otpc__reclaim_enter();
+  otpc__proc_t *p = otpc__proc_lookup(pid);
+  bool alive = p != NULL;
+  otpc__reclaim_exit();
+  return alive;
+}
+
+otpc_ref_t otpc_make_ref(void) {
+  uint64_t n = atomic_fetch_add(&otpc__rt.next_ref, 1);
+  otpc_ref_t ref = {otpc__rt.name, otpc__rt.creation, 3, {0}};
+  ref.id[0] = (uint32_t)n & 0x3ffff; /* Erlang keeps 18 bits in word 0 */
+  ref.id[1] = (uint32_t)(n >> 18);
+  ref.id[2] = (uint32_t)(n >> 50);
+  return ref;
+}
+
+/* ------------------------------------------------------------------------
+ * Spawning
+ * ------------------------------------------------------------------------ */
+
+static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
+                        otpc_pid_t *out) {
+  otpc__proc_t *parent = otpc__current();
+  otpc_pid_t pid = otpc__proc_pid(p);
+  if (opts && (opts->link || opts->monitor) && parent == NULL)
+    return OTPC_ENOTPROC;
+  if (opts && opts->link) {
+    if (otpc__link_add(p, otpc__proc_pid(parent)) != 0 ||
+        otpc__link_add(parent, pid) != 0)
+      return OTPC_ENOMEM;
+  }
+  if (opts && opts->monitor) {
+    otpc_ref_t ref = otpc_make_ref();
+    if (otpc__mon_add(p, &ref, otpc__proc_pid(parent), MON_WATCHED, NULL) ||
+        otpc__mon_add(parent, &ref, pid, MON_WATCHING, NULL))
+      return OTPC_ENOMEM;
+    if (opts->monitor_ref) *opts->monitor_ref = ref;
+  }
+  if (out) *out = pid;
+  otpc__proc_publish(p);
+  atomic_store(&p->scheduled, 1);
+  otpc__spawn_place(p);
+  return 0;
+}
+
+static void spawn_undo(otpc__proc_t *p) {
+  otpc__free(p->ext);
+  otpc__free(p);
+  atomic_fetch_sub(&otpc__rt.nprocs, 1);
+}
+
+int otpc_spawn(void (*fn)(void *), void *arg, const otpc_spawn_opts_t *opts,
+               otpc_pid_t *pid) {
+  if (!atomic_load(&otpc__rt.running)) return OTPC_ESTATE;
+  if (fn == NULL) return OTPC_EINVAL;
+  otpc__proc_t *p;
+  int rc = otpc__proc_new(&p, opts);
+  if (rc != 0) return rc;
+  p->u.seq.fn = fn;
+  p->u.seq.arg = arg;
+  rc = spawn_common(p, opts, pid);
+  if (rc != 0) spawn_undo(p);
+  return rc;
+}
+
+int otpc_spawn_handler(const otpc_handler_t *h, void *arg,
+                       const otpc_spawn_opts_t *opts, otpc_pid_t *pid) {
+  if (!atomic_load(&otpc__rt.running)) return OTPC_ESTATE;
+  if (h == NULL || h->handle == NULL) return OTPC_EINVAL;
+  otpc__proc_t *p;
+  int rc = otpc__proc_new(&p, opts);
+  if (rc != 0) return rc;
+  p->flags |= PF_HANDLER;
+  p->u.handler.h = h;
+  p->init_arg = arg;
+  rc = spawn_common(p, opts, pid);
+  if (rc != 0) spawn_undo(p);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Sending
+ * ------------------------------------------------------------------------ */
+
+void otpc_yield(void) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return;
+  p->reductions++;
+  otpc__suspend(p, WHY_YIELD);
+}
+
+/* Counts a reduction; a sequential process that used its budget lets
+ * others run. Handlers yield between messages instead. */
+static void spend(otpc__proc_t *p) {
+  if (p == NULL) return;
+  if (++p->reductions % SEQ_REDUCTIONS == 0 && !(p->flags & PF_HANDLER))
+    otpc__suspend(p, WHY_YIELD);
+}
+
+int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
+  if (msg == NULL) return OTPC_EINVAL;
+  if (!otpc__pid_is_local(to)) return OTPC_ENOPROC; /* distribution: later */
+  otpc__sig_t *sig = otpc__sig_new(SIG_MESSAGE);
+  if (sig == NULL) return OTPC_ENOMEM;
+  sig->buf = otpc_buf_ref(msg);
+  otpc__proc_t *self = otpc__current();
+  sig->from = self ? otpc__proc_pid(self) : undefined_pid();
+  otpc__deliver_pid(to, sig);
+  spend(self);
+  return 0;
+}
+
+int otpc_sendf(otpc_pid_t to, const char *fmt, ...) {
+  otpc_builder_t b;
+  va_list ap;
+  otpc_builder_init(&b);
+  va_start(ap, fmt);
+  int rc = otpc_build_vfmt(&b, fmt, ap);
+  va_end(ap);
+  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
+  if (msg == NULL) return rc;
+  rc = otpc_send(to, msg);
+  otpc_buf_unref(msg);
+  return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Receiving
+ * ------------------------------------------------------------------------ */
+
+static void stop_wait(otpc__proc_t *p, bool armed) {
+  if (armed) otpc__wheel_cancel(&otpc__self_sched->wheel, &p->ext->wait_timer);
+  p->flags &= (uint16_t)~PF_TIMEDOUT;
+  p->mq_save = &p->mq_first;
+}
+
+/* Takes message *pp out of the private queue. */
+static otpc__sig_t *unlink_message(otpc__proc_t *p, otpc__sig_t **pp) {
+  otpc__sig_t *m = *pp;
+  otpc__sig_t *next =
+      (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
+  *pp = next;
+  if (next == NULL) p->mq_last = pp;
+  p->mq_len--;
+  return m;
+}
+
+/*
+ * The one receive. Scans the private queue from where this receive last
+ * stopped (mq_save), so messages already looked at are not matched again
+ * when new ones arrive: waiting for one reply among many messages stays
+ * linear. binds is used with a single pattern only.
+ */
+static int receive_core(const otpc_pattern_t *const *pats, size_t npats,
+                        void *const *binds, int64_t timeout_ms,
+                        size_t *which, otpc_buf_t **msg) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  int64_t deadline = timeout_ms > 0 ? otpc_now_ms() + timeout_ms : 0;
+  bool armed = false;
+  p->mq_save = &p->mq_first;
+  p->flags &= (uint16_t)~PF_TIMEDOUT;
+  spend(p);
+  for (;;) {
+    if (!otpc__take_inbox(p)) {
+      stop_wait(p, armed);
+      otpc__exit_current(p);
+    }
+    for (otpc__sig_t **pp = p->mq_save; *pp != NULL;) {
+      otpc_term_t t = otpc_buf_term((*pp)->buf);
+      for (size_t i = 0; i < npats; i++) {
+        if (pats[i] == NULL || otpc_match_v(pats[i], t, binds) == 1) {
+          otpc__sig_t *m = unlink_message(p, pp);
+          stop_wait(p, armed);
+          if (which) *which = i;
+          *msg = m->buf;
+          m->buf = NULL;
+          otpc__sig_free(m);
+          return 0;
+        }
+      }
+      pp = (otpc__sig_t **)&(*pp)->link.next;
+      p->mq_save = pp;
+    }
+    if (timeout_ms == 0 || (p->flags & PF_TIMEDOUT)) {
+      stop_wait(p, armed);
+      return OTPC_ETIMEDOUT;
+    }
+    if (deadline > 0 && !armed) {
+      otpc__proc_ext_t *x = otpc__proc_ext(p);
+      if (x == NULL) return OTPC_ENOMEM;
+      otpc__wheel_add(&otpc__self_sched->wheel, &x->wait_timer, deadline);
+      armed = true;
+    }
+    p->flags |= PF_WAITING;
+    otpc__suspend(p, WHY_BLOCKED);
+    p->flags &= (uint16_t)~PF_WAITING;
+  }
+}
+
+int otpc_receive(const otpc_pattern_t *pattern, int64_t timeout_ms,
+                 otpc_buf_t **msg, ...) {
+  void *binds[MAX_BINDS];
+  size_t n = pattern ? otpc_pattern_binds(pattern) : 0;
+  if (n > MAX_BINDS || msg == NULL) return OTPC_EINVAL;
+  va_list ap;
+  va_start(ap, msg);
+  for (size_t i = 0; i < n; i++) binds[i] = va_arg(ap, void *);
+  va_end(ap);
+  const otpc_pattern_t *pats[1] = {pattern};
+  return receive_core(pats, 1, binds, timeout_ms, NULL, msg);
+}
+
+int otpc_receive_any(const otpc_pattern_t *const *patterns, size_t n,
+                     int64_t timeout_ms, size_t *which, otpc_buf_t **msg) {
+  static void *const no_binds[MAX_BINDS];
+  if (msg == NULL || (n > 0 && patterns == NULL)) return OTPC_EINVAL;
+  for (size_t i = 0; i < n; i++)
+    if (patterns[i] && otpc_pattern_binds(patterns[i]) > MAX_BINDS)
+      return OTPC_EINVAL;
+  return receive_core(patterns, n, no_binds, timeout_ms, which, msg);
+}
+
+int otpc_sleep(int64_t ms) {
+  static otpc_pattern_t *never;
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (never == NULL) {
+    /* A pattern no message matches: a ref from no node. */
+    otpc_pattern_t *pat;
+    if (otpc_pattern_compile("'$otpc_sleep_never'", &pat, NULL) != 0)
+      return OTPC_ENOMEM;
+    otpc_pattern_t *expected = NULL;
+    if (!__atomic_compare_exchange_n(&never, &expected, pat, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      otpc_pattern_free(pat);
+  }
+  otpc_buf_t *msg;
+  const otpc_pattern_t *pats[1] = {never};
+  int rc = receive_core(pats, 1, NULL, ms, NULL, &msg);
+  if (rc == 0) otpc_buf_unref(msg); /* someone sent the sentinel itself */
+  return rc == OTPC_ETIMEDOUT ? 0 : rc;
+}
+
+/* ------------------------------------------------------------------------
+ * Links, monitors, exits
+ * ------------------------------------------------------------------------ */
+
+static int send_signal(otpc_pid_t to, otpc__sig_kind_t kind, otpc_pid_t from,
+                       const otpc_ref_t *ref, otpc_buf_t *buf) {
+  otpc__sig_t *sig = otpc__sig_new(kind);
+  if (sig == NULL) {
+    otpc_buf_unref(buf);
+    return OTPC_ENOMEM;
+  }
+  sig->from = from;
+  if (ref) sig->ref = *ref;
+  sig->buf = buf;
+  otpc__deliver_pid(to, sig);
+  return 0;
+}
+
+int otpc_link(otpc_pid_t pid) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  otpc_pid_t self = otpc__proc_pid(p);
+  if (otpc_pid_eq(pid, self)) return 0;
+  if (!otpc_is_alive(pid)) {
+    if (!(p->flags & PF_TRAP)) return OTPC_ENOPROC;
+    /* Trapping: the link "dies" at once with noproc. */
+    otpc__sig_t *sig = otpc__sig_new(SIG_EXIT);
+    if (sig == NULL) return OTPC_ENOMEM;
+    if (otpc__link_add(p, pid) != 0) {
+      otpc__sig_free(sig);
+      return OTPC_ENOMEM;
+    }
+    sig->flags = SIGF_LINKED;
+    sig->from = pid;
+    sig->buf = otpc__atom_buf(OTPC_ATOM_NOPROC);
+    otpc__deliver(p, sig);
+    return 0;
+  }
+  int rc = otpc__link_add(p, pid);
+  if (rc != 0) return rc;
+  return send_signal(pid, SIG_LINK, self, NULL, NULL);
+}
+
+int otpc_unlink(otpc_pid_t pid) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (!otpc__link_remove(p, pid)) return 0;
+  return send_signal(pid, SIG_UNLINK, otpc__proc_pid(p), NULL, NULL);
+}
+
+int otpc_trap_exit(bool on) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  int old = (p->flags & PF_TRAP) != 0;
+  if (on)
+    p->flags |= PF_TRAP;
+  else
+    p->flags &= (uint16_t)~PF_TRAP;
+  return old;
+}
+
+static int monitor_common(otpc__proc_t *p, otpc_pid_t target,
+                          otpc_buf_t *name, otpc_ref_t *out) {
+  otpc_ref_t ref = otpc_make_ref();
+  int rc = otpc__mon_add(p, &ref, target, MON_WATCHING, name);
+  if (rc != 0) {
+    otpc_buf_unref(name);
+    return rc;
+  }
+  if (out) *out = ref;
+  /* A dead target answers with DOWN noproc (see otpc__answer_noproc). */
+  return send_signal(target, SIG_MONITOR, otpc__proc_pid(p), &ref, NULL);
+}
+
+int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  return monitor_common(p, pid, NULL, ref);
+}
+
+
+int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 2);
+  otpc_build_atom_id(&b, name);
+  otpc_build_atom_id(&b, otpc__rt.name);
+  int rc;
+  otpc_buf_t *obj = otpc_builder_finish(&b, &rc);
+  if (obj == NULL) return rc;
+  otpc_pid_t target;
+  if (otpc_whereis(name, &target) != 0) {
+    /* Nobody has the name: a pid that resolves to no process. */
+    target.node = otpc__rt.name;
+    target.creation = otpc__rt.creation;
+    target.id = UINT32_MAX;
+    target.serial = 0;
+  }
+  return monitor_common(p, target, obj, ref);
+}
+
+int otpc_demonitor(const otpc_ref_t *ref, int flags) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  otpc_pid_t target;
+  if (otpc__mon_remove_watching(p, ref, &target)) {
+    int rc = send_signal(target, SIG_DEMONITOR, otpc__proc_pid(p), ref, NULL);
+    if (rc != 0) return rc;
+  }
+  if (flags & OTPC_DEMONITOR_FLUSH) {
+    /* A DOWN already taken in: {'DOWN', Ref, _, _, _}. */
+    if (!otpc__take_inbox(p)) otpc__exit_current(p);
+    for (otpc__sig_t **pp = &p->mq_first; *pp != NULL;) {
+      otpc_term_t t = otpc_buf_term((*pp)->buf), e;
+      size_t arity;
+      otpc_ref_t r;
+      if (otpc_term_get_tuple(t, &arity, &e) == 0 && arity == 5 &&
+          otpc_term_is_atom(e, OTPC_ATOM_DOWN) &&
+          otpc_term_get_ref(otpc_term_next(e), &r) == 0 &&
+          otpc_ref_eq(&r, ref)) {
+        otpc__sig_free(unlink_message(p, pp));
+        p->mq_save = &p->mq_first;
+        break;
+      }
+      pp = (otpc__sig_t **)&(*pp)->link.next;
+    }
+  }
+  return 0;
+}
+
+int otpc_exit_signal(otpc_pid_t pid, otpc_term_t reason) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_term(&b, reason);
+  int rc;
+  otpc_buf_t *buf = otpc_builder_finish(&b, &rc);
+  if (buf == NULL) return rc;
+  otpc__proc_t *p = otpc__current();
+  rc = send_signal(pid, SIG_EXIT, p ? otpc__proc_pid(p) : undefined_pid(),
+                   NULL, buf);
+  /* A signal to oneself takes effect before the call returns. */
+  if (rc == 0 && p != NULL && otpc_pid_eq(pid, otpc__proc_pid(p)) &&
+      !otpc__take_inbox(p))
+    otpc__exit_current(p);
+  return rc;
+}
+
+_Noreturn void otpc_exit(otpc_term_t reason) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) abort(); /* documented: only a process can exit */
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_term(&b, reason);
+  otpc_buf_unref(p->exit_reason);
+  p->exit_reason = otpc_builder_finish(&b, NULL);
+  otpc__exit_current(p);
+}
+
+_Noreturn void otpc_exit_atom(otpc_atom_t reason) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) abort();
+  otpc_buf_unref(p->exit_reason);
+  p->exit_reason = otpc__atom_buf(reason);
+  otpc__exit_current(p);
+}

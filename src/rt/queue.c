@@ -1,0 +1,75 @@
+/*
+ * queue.c: the intrusive multi-producer single-consumer queue under every
+ * mailbox and run queue (Dmitry Vyukov's design), and signal nodes.
+ *
+ * Producers swap themselves in as the new tail with one atomic exchange,
+ * then link the old tail to themselves. Between those two steps the queue
+ * is briefly cut: the consumer sees the old tail with no next and reports
+ * "empty" even though the exchange happened. That is safe because the
+ * producer always checks the consumer's `scheduled` flag (or the
+ * scheduler's sleep word) after linking, so the consumer is woken and
+ * looks again.
+ *
+ * The stub link lets the queue never be empty of links, so neither side
+ * ever handles a NULL tail.
+ */
+#include "rt_int.h"
+
+void otpc__mpsc_init(otpc__mpsc_t *q) {
+  atomic_init(&q->stub.next, NULL);
+  atomic_init(&q->tail, &q->stub);
+  q->head = &q->stub;
+}
+
+void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
+  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  otpc__qlink_t *prev =
+      atomic_exchange_explicit(&q->tail, n, memory_order_acq_rel);
+  atomic_store_explicit(&prev->next, n, memory_order_release);
+}
+
+otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
+  otpc__qlink_t *head = q->head;
+  otpc__qlink_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (head == &q->stub) {
+    if (next == NULL) return NULL;
+    q->head = next;
+    head = next;
+    next = atomic_load_explicit(&next->next, memory_order_acquire);
+  }
+  if (next != NULL) {
+    q->head = next;
+    return head;
+  }
+  otpc__qlink_t *tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+  if (head != tail) return NULL; /* a push is half done */
+  otpc__mpsc_push(q, &q->stub);
+  next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (next != NULL) {
+    q->head = next;
+    return head;
+  }
+  return NULL;
+}
+
+bool otpc__mpsc_nonempty(otpc__mpsc_t *q) {
+  otpc__qlink_t *head = q->head;
+  if (head != &q->stub) return true;
+  return atomic_load_explicit(&head->next, memory_order_acquire) != NULL ||
+         atomic_load_explicit(&q->tail, memory_order_seq_cst) != head;
+}
+
+otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
+  otpc__sig_t *s = otpc__malloc(sizeof *s);
+  if (s == NULL) return NULL;
+  memset(s, 0, sizeof *s);
+  s->kind = (uint16_t)kind;
+  return s;
+}
+
+void otpc__sig_free(otpc__sig_t *s) {
+  if (s == NULL) return;
+  otpc_buf_unref(s->buf);
+  otpc_buf_unref(s->name);
+  otpc__free(s);
+}

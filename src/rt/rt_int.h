@@ -1,0 +1,304 @@
+/*
+ * rt_int.h: the runtime's internal structures and the contracts between
+ * its files. Read docs/internals/stacks.md first: it explains execution
+ * stacks, disposable loop instances and why a handler dispatch is a plain
+ * call.
+ *
+ * Who touches what:
+ *   - A process control block (otpc__proc_t) is owned by the scheduler
+ *     running it. Other threads touch only its inbox (push), its
+ *     `scheduled` flag and its run-queue link, all atomically, and read
+ *     `serial` to check a pid. They may hold a pointer to it only inside a
+ *     reclamation read section (reclaim.c): schedulers are always inside
+ *     one except at their quiescent points between two process runs.
+ *   - A scheduler (otpc__sched_t) is touched by its own thread, except its
+ *     run queue (push from anywhere) and its sleep word.
+ *
+ * Lock order (outer first): registry lock, then process-table lock, then
+ * atom table lock. Nothing holds a lock while switching contexts.
+ */
+#ifndef OTPC_RT_INT_H
+#define OTPC_RT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "../base/base_int.h"
+#include "../term/term_int.h"
+#include "ctx.h"
+#include "otpc/rt.h"
+#include "timer.h"
+
+/* ------------------------------------------------------------------------
+ * Intrusive multi-producer single-consumer queue (Vyukov). Producers:
+ * any thread, wait-free (one exchange). Consumer: one thread.
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__qlink {
+  _Atomic(struct otpc__qlink *) next;
+} otpc__qlink_t;
+
+typedef struct otpc__mpsc {
+  _Atomic(otpc__qlink_t *) tail; /* producers */
+  otpc__qlink_t *head;           /* consumer */
+  otpc__qlink_t stub;
+} otpc__mpsc_t;
+
+void otpc__mpsc_init(otpc__mpsc_t *q);
+void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n);
+/* The oldest link, or NULL if empty (or a push is half-done: retry
+ * later; the pusher makes the consumer runnable after it). */
+otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q);
+/* Whether anything was pushed since the consumer last saw the queue
+ * empty. A hint for the consumer: may say non-empty during a push. */
+bool otpc__mpsc_nonempty(otpc__mpsc_t *q);
+
+/* ------------------------------------------------------------------------
+ * Signals: everything that travels to a process, in one ordered stream.
+ * ------------------------------------------------------------------------ */
+
+typedef enum otpc__sig_kind {
+  SIG_MESSAGE,   /* buf: the message */
+  SIG_EXIT,      /* from: sender, buf: reason; from a link if LINKED */
+  SIG_LINK,      /* from wants a link */
+  SIG_UNLINK,    /* from removes its link */
+  SIG_MONITOR,   /* from monitors us; ref: its id */
+  SIG_DEMONITOR, /* from drops monitor ref */
+  SIG_DOWN,      /* a process we monitor ended: from, ref, buf reason */
+  SIG_WAKE       /* internal: a timer or an fd woke the process */
+} otpc__sig_kind_t;
+
+#define SIGF_LINKED 1u /* SIG_EXIT caused by a link */
+#define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
+
+typedef struct otpc__sig {
+  otpc__qlink_t link; /* must be first */
+  uint16_t kind;
+  uint16_t flags;
+  uint32_t aux;       /* SIG_WAKE: the wait it ends */
+  otpc_buf_t *buf;    /* message or exit reason (one reference) */
+  otpc_pid_t from;
+  otpc_ref_t ref;     /* monitors */
+  otpc_buf_t *name;   /* SIGF_NAMED: {Name, Node} */
+} otpc__sig_t;
+
+otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
+void otpc__sig_free(otpc__sig_t *sig);
+
+/* ------------------------------------------------------------------------
+ * Execution stacks (stack.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__xstack {
+  struct otpc__xstack *next; /* in the scheduler's free list */
+  uint8_t *base;             /* lowest usable byte (guard page below) */
+  size_t size;
+  uint8_t *map;              /* the whole mapping, guard included */
+  size_t map_size;
+  void *tsan_fiber;          /* TSan builds */
+  unsigned valgrind_id;
+} otpc__xstack_t;
+
+/* ------------------------------------------------------------------------
+ * Processes
+ * ------------------------------------------------------------------------ */
+
+typedef enum otpc__why {
+  WHY_NONE,
+  WHY_BLOCKED, /* waits for a signal */
+  WHY_YIELD,   /* out of reductions: run again later */
+  WHY_EXITED   /* finished; reason in exit_reason */
+} otpc__why_t;
+
+/* Process flags (owner only). */
+#define PF_HANDLER 0x01u  /* a handler process */
+#define PF_STARTED 0x02u  /* init ran / function entered */
+#define PF_TRAP 0x04u     /* trap_exit */
+#define PF_EXITING 0x08u  /* exit decided; no more callbacks */
+#define PF_TIMEDOUT 0x10u /* the current wait's timer fired */
+#define PF_WAITING 0x20u  /* blocked in receive (for process info) */
+
+/* What a process has that most processes do not: allocated on demand. */
+typedef struct otpc__proc_ext {
+  struct otpc__proc *owner;   /* back pointer, for the wait timer */
+  struct otpc__link *links;   /* linked pids */
+  struct otpc__mon *monitors; /* monitors we hold and monitors on us */
+  struct otpc__res *resources;/* owned fds and palloc blocks */
+  const char *name_hint;
+  otpc__timer_t wait_timer;   /* receive timeout */
+} otpc__proc_ext_t;
+
+typedef struct otpc__proc {
+  /* -- shared with other threads -- */
+  otpc__mpsc_t inbox;          /* signals, in send order */
+  otpc__qlink_t rq_link;       /* run-queue link */
+  _Atomic uint32_t scheduled;  /* 1 while queued or running */
+  uint32_t serial;             /* written before publication, then fixed */
+  /* -- owner only -- */
+  uint32_t index;
+  uint16_t flags;
+  uint8_t priority;
+  uint8_t why;                 /* otpc__why_t, after a switch out */
+  int16_t home;                /* scheduler it is pinned to, or -1 */
+  uint16_t wait_id;            /* counts waits, to drop stale wake-ups */
+  otpc__sig_t *mq_first;       /* private queue: messages taken in */
+  otpc__sig_t **mq_last;
+  otpc__sig_t **mq_save;       /* where the current receive scans next */
+  uint32_t mq_len;
+  uint32_t reg_name;           /* registered name or 0 */
+  otpc__ctx_t ctx;             /* saved context while suspended, or NULL */
+  otpc__xstack_t *stack;       /* stack its frames are on, or NULL */
+  union {
+    struct { void (*fn)(void *); void *arg; } seq;
+    struct { const otpc_handler_t *h; void *state; } handler;
+  } u;
+  void *init_arg;              /* handler: init's argument until it ran */
+  otpc_buf_t *exit_reason;
+  uint64_t reductions;
+  otpc__proc_ext_t *ext;
+} otpc__proc_t;
+
+/* ------------------------------------------------------------------------
+ * Schedulers
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__sched {
+  unsigned index;
+  pthread_t thread;
+  otpc__proc_t *current;       /* process running now, or NULL */
+  otpc__proc_t *prev;          /* process that just switched out */
+  otpc__ctx_t loop_ctx;        /* where the loop waits while a context runs */
+  otpc__ctx_t native_ctx;      /* the thread's own stack */
+  otpc__xstack_t *loop_stack;  /* stack of the active loop instance */
+  otpc__xstack_t *free_stacks; /* pool */
+  unsigned nstacks;            /* stacks made by this scheduler */
+  otpc__mpsc_t runq;           /* runnable processes */
+  _Atomic int64_t runq_len;
+  _Atomic uint32_t sleep_word; /* futex: bumped to wake */
+  _Atomic uint32_t sleeping;
+  _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
+  otpc__wheel_t wheel;         /* timers of processes on this scheduler */
+  uint64_t rounds;
+  char pad[64];
+} otpc__sched_t;
+
+/* The node: one per OS process. */
+typedef struct otpc__rt {
+  _Atomic int running;
+  _Atomic int stopping;
+  otpc_atom_t name;
+  uint32_t creation;
+  unsigned nsched;
+  otpc__sched_t *scheds;
+  size_t stack_size;
+  size_t max_procs;
+  _Atomic(otpc__proc_t *) *slots; /* process table */
+  _Atomic uint32_t *serials;      /* next serial per slot */
+  _Atomic int64_t nprocs;
+  _Atomic uint64_t next_ref;
+  pthread_mutex_t wait_lock;
+  pthread_cond_t wait_cond;
+  _Atomic unsigned rr;            /* round-robin placement */
+} otpc__rt_t;
+
+extern otpc__rt_t otpc__rt;
+
+/* The scheduler of the calling thread, or NULL outside schedulers. */
+extern __thread otpc__sched_t *otpc__self_sched;
+
+static inline otpc__proc_t *otpc__current(void) {
+  otpc__sched_t *s = otpc__self_sched;
+  return s ? s->current : NULL;
+}
+
+/* ---- stack.c ---- */
+otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s);
+void otpc__xstack_put(otpc__sched_t *s, otpc__xstack_t *x);
+void otpc__xstack_free_all(otpc__sched_t *s);
+/* Switches from the current stack to `to` on stack x (NULL: the thread's
+ * own), telling the sanitizers. A NULL `from` abandons the current stack
+ * for good. otpc__switch_arrived() is the first call on a fresh context. */
+void otpc__switch(otpc__ctx_t *from, otpc__ctx_t to, otpc__xstack_t *x);
+void otpc__switch_arrived(void);
+/* Records the calling thread's own stack; once per scheduler thread. */
+void otpc__stack_thread_init(void);
+
+/* ---- proc.c ---- */
+int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts);
+/* The live process for a local pid, or NULL. Call inside a read section. */
+otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid);
+otpc_pid_t otpc__proc_pid(const otpc__proc_t *p);
+void otpc__proc_retire(otpc__proc_t *p);
+/* Pushes a signal and makes the process runnable if it was idle. */
+void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
+/* Delivers to a pid: drops the signal (and answers link/monitor
+ * requests with noproc) if the process is gone. */
+void otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
+otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
+/* Makes the new process findable by its pid. */
+void otpc__proc_publish(otpc__proc_t *p);
+bool otpc__pid_is_local(otpc_pid_t pid);
+int otpc__proc_table_init(size_t max);
+void otpc__proc_table_free(void);
+void otpc__proc_cache_flush(void);
+/* A signal whose target is gone: a link or monitor request is answered
+ * with noproc, anything else is dropped; frees sig. (signal.c) */
+void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead);
+
+/* ---- reclaim.c: quiescent-state reclamation of control blocks ---- */
+void otpc__reclaim_enter(void); /* non-scheduler threads, around lookups */
+void otpc__reclaim_exit(void);
+void otpc__reclaim_quiescent(otpc__sched_t *s);
+void otpc__reclaim_retire(otpc__proc_t *p);
+void otpc__reclaim_drain(void); /* at node stop: frees everything retired */
+void otpc__reclaim_init(void);
+void otpc__reclaim_offline(otpc__sched_t *s); /* going to sleep */
+void otpc__reclaim_thread_done(void);         /* a scheduler stops */
+/* Frees a block whose grace period is over (proc.c). */
+void otpc__proc_free(otpc__proc_t *p);
+
+/* ---- sched.c ---- */
+int otpc__sched_start_all(void);
+void otpc__sched_stop_all(void);
+/* Makes p runnable on a suitable scheduler. */
+void otpc__make_runnable(otpc__proc_t *p);
+/* Queues a new process on a scheduler chosen round-robin. */
+void otpc__spawn_place(otpc__proc_t *p);
+/* Suspends the calling process (in a process, on its own stack) with a
+ * reason; returns when it is resumed. */
+void otpc__suspend(otpc__proc_t *p, otpc__why_t why);
+/* Ends the calling process with p->exit_reason set; never returns. */
+_Noreturn void otpc__exit_current(otpc__proc_t *p);
+
+/* ---- signal.c ---- */
+/* Takes everything from the inbox into the private queue, acting on
+ * signals. Returns false if a signal ended the process (exit decided:
+ * PF_EXITING set and exit_reason holds the reason). */
+bool otpc__take_inbox(otpc__proc_t *p);
+/* Finishes the exit of p, which just stopped running for good: runs
+ * terminate, tells links and monitors, frees what it owned, retires it. */
+void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p);
+/* A new buffer holding one atom (NULL if out of memory). */
+otpc_buf_t *otpc__atom_buf(otpc_atom_t a);
+/* Links and monitors of the calling (owning) process. */
+enum { MON_WATCHING = 1, MON_WATCHED = 2 };
+int otpc__link_add(otpc__proc_t *p, otpc_pid_t pid);
+bool otpc__link_remove(otpc__proc_t *p, otpc_pid_t pid);
+size_t otpc__link_count(const otpc__proc_t *p);
+int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
+                  uint32_t dir, otpc_buf_t *name);
+bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
+                               otpc_pid_t *target);
+size_t otpc__mon_count(const otpc__proc_t *p, unsigned dir);
+
+/* ---- registry.c ---- */
+void otpc__registry_drop(otpc__proc_t *p);
+void otpc__registry_clear(void);
+
+/* ---- node.c ---- */
+void otpc__resources_release(otpc__proc_t *p);
+
+#endif /* OTPC_RT_INT_H */

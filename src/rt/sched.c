@@ -1,0 +1,375 @@
+/*
+ * sched.c: scheduler threads, run queues, and running processes on
+ * execution stacks (see docs/internals/stacks.md for the why).
+ *
+ * Each scheduler runs a loop that takes a runnable process and runs it:
+ *
+ *   - a handler process between callbacks is dispatched with a plain call
+ *     (handler_run) on the loop's own stack;
+ *   - a sequential process, or a handler blocked inside a callback, has a
+ *     saved context and is entered with a stack switch.
+ *
+ * When a process stops running it leaves a reason in p->why and sets
+ * s->prev; the loop code that gets control next calls settle(), which
+ * does what the reason asks: go idle, run again later, or finish an exit.
+ *
+ * Loop instances are disposable: all scheduling state lives in
+ * otpc__sched_t, so when a handler blocks inside a callback (its frames sit
+ * on top of the loop's), the scheduler simply starts a fresh loop instance
+ * on another stack; and when such a handler later returns from its
+ * callback into the old loop's frames, that loop carries on and the one
+ * that resumed it is dropped.
+ *
+ * Runnability: p->scheduled is 1 while p is queued or running. A sender
+ * pushes into the inbox, then exchanges `scheduled` to 1 and queues p if
+ * it was 0. A process that goes idle stores 0, then looks at its inbox
+ * again (go_idle): whichever side comes second sees the other's write
+ * (both are sequentially consistent), so no wake-up is lost.
+ *
+ * Sleeping: a scheduler with nothing to run announces `sleeping`, looks at
+ * its run queue once more, and waits on its futex word; anyone who queues
+ * work for it after seeing `sleeping` bumps the word and wakes it.
+ */
+#include <errno.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rt_int.h"
+
+__thread otpc__sched_t *otpc__self_sched;
+
+#if defined(__x86_64__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define cpu_relax() __asm__ volatile("yield")
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+#define HANDLER_BUDGET 64 /* messages per turn before others get a go */
+#define SPIN_ROUNDS 200   /* looks at the run queue before sleeping */
+
+static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
+
+int64_t otpc_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t expected,
+                       int64_t timeout_ms) {
+  struct timespec ts, *tp = NULL;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (timeout_ms % 1000) * 1000000;
+    tp = &ts;
+  }
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, tp, NULL,
+          0);
+}
+
+static void futex_wake(_Atomic uint32_t *word) {
+  syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Run queues
+ * ------------------------------------------------------------------------ */
+
+static void wake_sched(otpc__sched_t *s) {
+  atomic_fetch_add(&s->sleep_word, 1);
+  futex_wake(&s->sleep_word);
+}
+
+static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
+  atomic_fetch_add_explicit(&s->runq_len, 1, memory_order_relaxed);
+  otpc__mpsc_push(&s->runq, &p->rq_link);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&s->sleeping, memory_order_relaxed)) wake_sched(s);
+}
+
+static otpc__proc_t *dequeue(otpc__sched_t *s) {
+  otpc__qlink_t *l = otpc__mpsc_pop(&s->runq);
+  if (l == NULL) return NULL;
+  atomic_fetch_sub_explicit(&s->runq_len, 1, memory_order_relaxed);
+  return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+}
+
+/* Where a process that became runnable should run: where it is pinned, or
+ * with whoever woke it (the message it was sent is hot in that cache), or,
+ * from outside the schedulers, round-robin. */
+void otpc__make_runnable(otpc__proc_t *p) {
+  int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
+                                      memory_order_relaxed);
+  otpc__sched_t *s;
+  if (home >= 0)
+    s = &otpc__rt.scheds[home];
+  else if (otpc__self_sched != NULL)
+    s = otpc__self_sched;
+  else
+    s = &otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched];
+  enqueue(s, p);
+}
+
+/* New processes are spread round-robin; wake-ups then keep them near the
+ * processes that talk to them. */
+void otpc__spawn_place(otpc__proc_t *p) {
+  enqueue(&otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched],
+          p);
+}
+
+static void pin(otpc__sched_t *s, otpc__proc_t *p) {
+  atomic_store_explicit((_Atomic int16_t *)&p->home, (int16_t)s->index,
+                        memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------------------
+ * After a process stops running
+ * ------------------------------------------------------------------------ */
+
+static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
+  atomic_store(&p->scheduled, 0);
+  if (otpc__mpsc_nonempty(&p->inbox) || (p->flags & PF_TIMEDOUT)) {
+    if (atomic_exchange(&p->scheduled, 1) == 0) enqueue(s, p);
+  }
+}
+
+static void settle(otpc__sched_t *s) {
+  otpc__proc_t *p = s->prev;
+  s->prev = NULL;
+  if (p == NULL) return;
+  switch (p->why) {
+    case WHY_BLOCKED: go_idle(s, p); break;
+    case WHY_YIELD: enqueue(s, p); break;
+    case WHY_EXITED: otpc__finish_exit(s, p); break;
+    default: break;
+  }
+}
+
+/* ------------------------------------------------------------------------
+ * Entering processes
+ * ------------------------------------------------------------------------ */
+
+/* First code of a fresh loop instance. */
+static void loop_entry(void *arg) {
+  otpc__switch_arrived();
+  otpc__sched_t *s = arg;
+  otpc__xstack_t *mine = s->loop_stack;
+  settle(s);
+  sched_loop(s, mine);
+}
+
+/* First code of a sequential process. */
+static void seq_entry(void *arg) {
+  otpc__switch_arrived();
+  otpc__proc_t *p = arg;
+  p->u.seq.fn(p->u.seq.arg);
+  otpc_exit_atom(OTPC_ATOM_NORMAL);
+}
+
+static otpc_buf_t *atom_reason(otpc_atom_t a) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_atom_id(&b, a);
+  return otpc_builder_finish(&b, NULL);
+}
+
+/* Runs a handler's callbacks for the messages it has, up to the budget. */
+static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
+  const otpc_handler_t *h = p->u.handler.h;
+  if (!(p->flags & PF_STARTED)) {
+    p->flags |= PF_STARTED;
+    if (h->init != NULL && h->init(p->init_arg, &p->u.handler.state) != 0) {
+      p->exit_reason = atom_reason(otpc_atom("init_failed"));
+      p->why = WHY_EXITED;
+      return;
+    }
+  }
+  for (int budget = HANDLER_BUDGET; budget > 0; budget--) {
+    if (!otpc__take_inbox(p)) {
+      p->why = WHY_EXITED;
+      return;
+    }
+    otpc__sig_t *m = p->mq_first;
+    if (m == NULL) {
+      p->why = WHY_BLOCKED;
+      return;
+    }
+    p->mq_first = (otpc__sig_t *)atomic_load_explicit(&m->link.next,
+                                                      memory_order_relaxed);
+    if (p->mq_first == NULL) p->mq_last = &p->mq_first;
+    p->mq_save = &p->mq_first;
+    p->mq_len--;
+    p->reductions++;
+    int rc = h->handle(p->u.handler.state, m->buf);
+    otpc__sig_free(m);
+    if (rc == OTPC_STOP) {
+      p->exit_reason = atom_reason(OTPC_ATOM_NORMAL);
+      p->why = WHY_EXITED;
+      return;
+    }
+  }
+  p->why = WHY_YIELD;
+}
+
+static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
+                     otpc__xstack_t *mine) {
+  s->current = p;
+  if ((p->flags & PF_HANDLER) && p->ctx == NULL) {
+    p->stack = mine;
+    handler_run(s, p);
+    /* Still on our own stack. If the handler blocked in a callback and
+     * was resumed by another loop instance, that instance is now dormant:
+     * we carry on and its stack goes back to the pool. */
+    if (s->loop_stack != mine) {
+      otpc__xstack_put(s, s->loop_stack);
+      s->loop_stack = mine;
+    }
+    p->stack = NULL;
+    s->current = NULL;
+    s->prev = p;
+    settle(s);
+    return;
+  }
+  if (!(p->flags & PF_STARTED)) {
+    p->flags |= PF_STARTED;
+    p->stack = otpc__xstack_get(s);
+    pin(s, p);
+    p->ctx = otpc__ctx_make(p->stack->base, p->stack->size, seq_entry, p);
+  }
+  otpc__switch(&s->loop_ctx, p->ctx, p->stack);
+  s->current = NULL;
+  settle(s);
+}
+
+void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
+  otpc__sched_t *s = otpc__self_sched;
+  p->why = (uint8_t)why;
+  s->prev = p;
+  if (p->stack == s->loop_stack) {
+    /* A handler dispatched by the active loop: it keeps this stack (and
+     * the loop frames under it); scheduling goes on in a fresh loop. */
+    pin(s, p);
+    otpc__xstack_t *x = otpc__xstack_get(s);
+    s->loop_stack = x;
+    otpc__switch(&p->ctx, otpc__ctx_make(x->base, x->size, loop_entry, s), x);
+  } else {
+    otpc__switch(&p->ctx, s->loop_ctx, s->loop_stack);
+  }
+  p->ctx = NULL;
+  p->why = WHY_NONE;
+}
+
+_Noreturn void otpc__exit_current(otpc__proc_t *p) {
+  otpc__sched_t *s = otpc__self_sched;
+  p->why = WHY_EXITED;
+  s->prev = p;
+  if (p->stack == s->loop_stack) {
+    otpc__xstack_t *x = otpc__xstack_get(s);
+    s->loop_stack = x;
+    otpc__switch(NULL, otpc__ctx_make(x->base, x->size, loop_entry, s), x);
+  } else {
+    otpc__switch(NULL, s->loop_ctx, s->loop_stack);
+  }
+  abort(); /* never resumed */
+}
+
+/* ------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------ */
+
+static void fire_timer(otpc__timer_t *t, void *arg) {
+  otpc__sched_t *s = arg;
+  otpc__proc_ext_t *ext =
+      (otpc__proc_ext_t *)((char *)t - offsetof(otpc__proc_ext_t, wait_timer));
+  otpc__proc_t *p = ext->owner;
+  p->flags |= PF_TIMEDOUT;
+  if (atomic_exchange(&p->scheduled, 1) == 0) enqueue(s, p);
+}
+
+static otpc__proc_t *next_runnable(otpc__sched_t *s) {
+  for (;;) {
+    otpc__wheel_advance(&s->wheel, otpc_now_ms(), fire_timer, s);
+    otpc__proc_t *p = dequeue(s);
+    if (p != NULL) return p;
+    if (atomic_load(&otpc__rt.stopping)) return NULL;
+    for (int i = 0; i < SPIN_ROUNDS; i++) {
+      if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) break;
+      cpu_relax();
+    }
+    if ((p = dequeue(s)) != NULL) return p;
+    uint32_t word = atomic_load(&s->sleep_word);
+    atomic_store(&s->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (otpc__mpsc_nonempty(&s->runq) || atomic_load(&otpc__rt.stopping)) {
+      atomic_store(&s->sleeping, 0);
+      continue;
+    }
+    otpc__reclaim_offline(s);
+    futex_wait(&s->sleep_word, word, otpc__wheel_next(&s->wheel));
+    atomic_store(&s->sleeping, 0);
+    otpc__reclaim_quiescent(s);
+  }
+}
+
+static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine) {
+  for (;;) {
+    otpc__reclaim_quiescent(s);
+    otpc__proc_t *p = next_runnable(s);
+    if (p == NULL) break;
+    run_proc(s, p, mine);
+    s->rounds++;
+  }
+  /* Stopping: back to the thread's own stack, for good. */
+  otpc__switch(NULL, s->native_ctx, NULL);
+}
+
+static void *sched_thread(void *arg) {
+  otpc__sched_t *s = arg;
+  otpc__self_sched = s;
+  otpc__stack_thread_init();
+  otpc__reclaim_quiescent(s);
+  otpc__xstack_t *x = otpc__xstack_get(s);
+  s->loop_stack = x;
+  otpc__switch(&s->native_ctx,
+               otpc__ctx_make(x->base, x->size, loop_entry, s), x);
+  /* The loop has stopped; its stack is no longer in use. */
+  otpc__xstack_put(s, s->loop_stack);
+  otpc__reclaim_offline(s);
+  otpc__reclaim_thread_done();
+  otpc__proc_cache_flush();
+  otpc__self_sched = NULL;
+  return NULL;
+}
+
+int otpc__sched_start_all(void) {
+  for (unsigned i = 0; i < otpc__rt.nsched; i++) {
+    otpc__sched_t *s = &otpc__rt.scheds[i];
+    s->index = i;
+    otpc__mpsc_init(&s->runq);
+    otpc__wheel_init(&s->wheel, otpc_now_ms());
+    atomic_store(&s->epoch, UINT64_MAX);
+  }
+  for (unsigned i = 0; i < otpc__rt.nsched; i++) {
+    if (pthread_create(&otpc__rt.scheds[i].thread, NULL, sched_thread,
+                       &otpc__rt.scheds[i]) != 0) {
+      atomic_store(&otpc__rt.stopping, 1);
+      for (unsigned j = 0; j < i; j++) {
+        wake_sched(&otpc__rt.scheds[j]);
+        pthread_join(otpc__rt.scheds[j].thread, NULL);
+      }
+      return OTPC_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+void otpc__sched_stop_all(void) {
+  atomic_store(&otpc__rt.stopping, 1);
+  for (unsigned i = 0; i < otpc__rt.nsched; i++) wake_sched(&otpc__rt.scheds[i]);
+  for (unsigned i = 0; i < otpc__rt.nsched; i++)
+    pthread_join(otpc__rt.scheds[i].thread, NULL);
+}

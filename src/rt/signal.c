@@ -1,0 +1,373 @@
+/*
+ * signal.c: what happens when signals arrive, and when a process dies.
+ *
+ * Every signal (message, exit, link, unlink, monitor, demonitor, down)
+ * travels in the receiver's one inbox, so everything A sends to B arrives
+ * in the order A sent it. The receiver acts on signals when it takes its
+ * inbox in (otpc__take_inbox), which it does before every receive and
+ * every handler dispatch: messages go to its private queue, the rest
+ * change its links and monitors or end it.
+ *
+ * Exit semantics are Erlang's (erlang:exit/2 and the "Processes" chapter):
+ *   - 'kill' sent with exit/2 cannot be trapped: the process dies 'killed';
+ *   - a trapping process gets {'EXIT', From, Reason} instead of dying;
+ *   - 'normal' is ignored unless the process sent it to itself;
+ *   - anything else ends the process with that reason.
+ * Exit signals from links carry SIGF_LINKED; they count only while the
+ * link exists, and 'kill' through a link is an ordinary reason.
+ *
+ * Links and monitors are kept in small arrays in the process's extension
+ * (most processes have none). Only the owner touches them.
+ */
+#include "rt_int.h"
+
+typedef struct otpc__link {
+  uint32_t n, cap;
+  otpc_pid_t pids[];
+} otpc__link_t;
+
+typedef struct mon_entry {
+  otpc_ref_t ref;
+  otpc_pid_t other;
+  otpc_buf_t *name; /* WATCHING by name: {Name, Node} */
+  uint32_t dir;
+} mon_entry_t;
+
+typedef struct otpc__mon {
+  uint32_t n, cap;
+  mon_entry_t e[];
+} otpc__mon_t;
+
+/* ------------------------------------------------------------------------
+ * Small helpers
+ * ------------------------------------------------------------------------ */
+
+otpc_buf_t *otpc__atom_buf(otpc_atom_t a) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_atom_id(&b, a);
+  return otpc_builder_finish(&b, NULL);
+}
+
+bool otpc_pid_eq(otpc_pid_t a, otpc_pid_t b) {
+  return a.id == b.id && a.serial == b.serial && a.node == b.node &&
+         a.creation == b.creation;
+}
+
+bool otpc_ref_eq(const otpc_ref_t *a, const otpc_ref_t *b) {
+  if (a->node != b->node || a->creation != b->creation || a->len != b->len)
+    return false;
+  for (uint32_t i = 0; i < a->len; i++)
+    if (a->id[i] != b->id[i]) return false;
+  return true;
+}
+
+/* Appends a message (built here) to p's private queue. */
+static void enqueue_message(otpc__proc_t *p, otpc_buf_t *buf) {
+  if (buf == NULL) return; /* out of memory: the notice is lost */
+  otpc__sig_t *m = otpc__sig_new(SIG_MESSAGE);
+  if (m == NULL) {
+    otpc_buf_unref(buf);
+    return;
+  }
+  m->buf = buf;
+  atomic_store_explicit(&m->link.next, NULL, memory_order_relaxed);
+  *p->mq_last = m;
+  p->mq_last = (otpc__sig_t **)&m->link.next;
+  p->mq_len++;
+}
+
+/* ------------------------------------------------------------------------
+ * Links
+ * ------------------------------------------------------------------------ */
+
+static int link_find(const otpc__link_t *l, otpc_pid_t pid) {
+  for (uint32_t i = 0; l && i < l->n; i++)
+    if (otpc_pid_eq(l->pids[i], pid)) return (int)i;
+  return -1;
+}
+
+int otpc__link_add(otpc__proc_t *p, otpc_pid_t pid) {
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  if (x == NULL) return OTPC_ENOMEM;
+  otpc__link_t *l = x->links;
+  if (link_find(l, pid) >= 0) return 0;
+  if (l == NULL || l->n == l->cap) {
+    uint32_t cap = l ? l->cap * 2 : 4;
+    otpc__link_t *bigger = otpc__realloc(l, sizeof *l + cap * sizeof(otpc_pid_t));
+    if (bigger == NULL) return OTPC_ENOMEM;
+    if (l == NULL) bigger->n = 0;
+    bigger->cap = cap;
+    x->links = l = bigger;
+  }
+  l->pids[l->n++] = pid;
+  return 0;
+}
+
+bool otpc__link_remove(otpc__proc_t *p, otpc_pid_t pid) {
+  otpc__link_t *l = p->ext ? p->ext->links : NULL;
+  int i = link_find(l, pid);
+  if (i < 0) return false;
+  l->pids[i] = l->pids[--l->n];
+  return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Monitors
+ * ------------------------------------------------------------------------ */
+
+static int mon_find(const otpc__mon_t *m, const otpc_ref_t *ref, uint32_t dir) {
+  for (uint32_t i = 0; m && i < m->n; i++)
+    if (m->e[i].dir == dir && otpc_ref_eq(&m->e[i].ref, ref)) return (int)i;
+  return -1;
+}
+
+int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
+                  uint32_t dir, otpc_buf_t *name) {
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  if (x == NULL) return OTPC_ENOMEM;
+  otpc__mon_t *m = x->monitors;
+  if (m == NULL || m->n == m->cap) {
+    uint32_t cap = m ? m->cap * 2 : 4;
+    otpc__mon_t *bigger = otpc__realloc(m, sizeof *m + cap * sizeof(mon_entry_t));
+    if (bigger == NULL) return OTPC_ENOMEM;
+    if (m == NULL) bigger->n = 0;
+    bigger->cap = cap;
+    x->monitors = m = bigger;
+  }
+  mon_entry_t *e = &m->e[m->n++];
+  e->ref = *ref;
+  e->other = other;
+  e->dir = dir;
+  e->name = name;
+  return 0;
+}
+
+/* Removes a monitor entry; returns whether it was there, and hands over
+ * its name buffer (if any) through *name. */
+static bool mon_remove(otpc__proc_t *p, const otpc_ref_t *ref, uint32_t dir,
+                       otpc_pid_t *other, otpc_buf_t **name) {
+  otpc__mon_t *m = p->ext ? p->ext->monitors : NULL;
+  int i = mon_find(m, ref, dir);
+  if (i < 0) return false;
+  if (other) *other = m->e[i].other;
+  if (name)
+    *name = m->e[i].name;
+  else
+    otpc_buf_unref(m->e[i].name);
+  m->e[i] = m->e[--m->n];
+  return true;
+}
+
+bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
+                               otpc_pid_t *target) {
+  return mon_remove(p, ref, MON_WATCHING, target, NULL);
+}
+
+size_t otpc__mon_count(const otpc__proc_t *p, unsigned dir) {
+  const otpc__mon_t *m = p->ext ? p->ext->monitors : NULL;
+  size_t n = 0;
+  for (uint32_t i = 0; m && i < m->n; i++) n += m->e[i].dir == dir;
+  return n;
+}
+
+size_t otpc__link_count(const otpc__proc_t *p) {
+  return p->ext && p->ext->links ? p->ext->links->n : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Taking the inbox in
+ * ------------------------------------------------------------------------ */
+
+static otpc_buf_t *exit_message(otpc_pid_t from, otpc_term_t reason) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 3);
+  otpc_build_atom_id(&b, OTPC_ATOM_EXIT);
+  otpc_build_pid(&b, &from);
+  otpc_build_term(&b, reason);
+  return otpc_builder_finish(&b, NULL);
+}
+
+static otpc_buf_t *down_message(const otpc_ref_t *ref, otpc_pid_t from,
+                                otpc_buf_t *name, otpc_term_t reason) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 5);
+  otpc_build_atom_id(&b, OTPC_ATOM_DOWN);
+  otpc_build_ref(&b, ref);
+  otpc_build_atom_id(&b, OTPC_ATOM_PROCESS);
+  if (name != NULL)
+    otpc_build_term(&b, otpc_buf_term(name));
+  else
+    otpc_build_pid(&b, &from);
+  otpc_build_term(&b, reason);
+  return otpc_builder_finish(&b, NULL);
+}
+
+/* The process must end with the reason in sig->buf (or `atom`). */
+static void decide_exit(otpc__proc_t *p, otpc_buf_t *reason) {
+  p->flags |= PF_EXITING;
+  otpc_buf_unref(p->exit_reason);
+  p->exit_reason = reason;
+}
+
+/* Returns false if the signal ends the process. */
+static bool on_exit_signal(otpc__proc_t *p, otpc__sig_t *sig) {
+  otpc_term_t reason = otpc_buf_term(sig->buf);
+  bool linked = sig->flags & SIGF_LINKED;
+  if (linked && !otpc__link_remove(p, sig->from)) return true; /* unlinked */
+  if (!linked && otpc_term_is_atom(reason, OTPC_ATOM_KILL)) {
+    decide_exit(p, otpc__atom_buf(OTPC_ATOM_KILLED));
+    return false;
+  }
+  if (p->flags & PF_TRAP) {
+    enqueue_message(p, exit_message(sig->from, reason));
+    return true;
+  }
+  if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL)) {
+    if (linked || !otpc_pid_eq(sig->from, otpc__proc_pid(p))) return true;
+  }
+  decide_exit(p, otpc_buf_ref(sig->buf));
+  return false;
+}
+
+static void on_down(otpc__proc_t *p, otpc__sig_t *sig) {
+  otpc_buf_t *name = NULL;
+  if (!mon_remove(p, &sig->ref, MON_WATCHING, NULL, &name)) return;
+  enqueue_message(p, down_message(&sig->ref, sig->from, name,
+                                  otpc_buf_term(sig->buf)));
+  otpc_buf_unref(name);
+}
+
+bool otpc__take_inbox(otpc__proc_t *p) {
+  otpc__qlink_t *l;
+  if (p->flags & PF_EXITING) return false;
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) {
+    otpc__sig_t *sig = (otpc__sig_t *)l;
+    bool alive = true;
+    switch (sig->kind) {
+      case SIG_MESSAGE:
+        atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
+        *p->mq_last = sig;
+        p->mq_last = (otpc__sig_t **)&sig->link.next;
+        p->mq_len++;
+        continue; /* kept, not freed */
+      case SIG_EXIT: alive = on_exit_signal(p, sig); break;
+      case SIG_LINK:
+        if (otpc__link_add(p, sig->from) != 0) {
+          /* No memory to keep the link: the linker sees us die. */
+          decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
+          alive = false;
+        }
+        break;
+      case SIG_UNLINK: otpc__link_remove(p, sig->from); break;
+      case SIG_MONITOR:
+        if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) != 0) {
+          decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
+          alive = false;
+        }
+        break;
+      case SIG_DEMONITOR: mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL); break;
+      case SIG_DOWN: on_down(p, sig); break;
+      default: break;
+    }
+    otpc__sig_free(sig);
+    if (!alive) return false;
+  }
+  return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Death
+ * ------------------------------------------------------------------------ */
+
+void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
+  otpc__sig_t *answer = NULL;
+  if (sig->kind == SIG_LINK) {
+    answer = otpc__sig_new(SIG_EXIT);
+    if (answer) answer->flags = SIGF_LINKED;
+  } else if (sig->kind == SIG_MONITOR) {
+    answer = otpc__sig_new(SIG_DOWN);
+    if (answer) answer->ref = sig->ref;
+  }
+  if (answer != NULL) {
+    answer->from = dead;
+    answer->buf = otpc__atom_buf(OTPC_ATOM_NOPROC);
+    otpc_pid_t to = sig->from;
+    otpc__sig_free(sig);
+    otpc__deliver_pid(to, answer);
+    return;
+  }
+  otpc__sig_free(sig);
+}
+
+/* Tells everyone linked to or monitoring p that it died, and drops the
+ * monitors p held. */
+static void notify(otpc__proc_t *p, otpc_pid_t self) {
+  otpc__proc_ext_t *x = p->ext;
+  if (x == NULL) return;
+  for (uint32_t i = 0; x->links && i < x->links->n; i++) {
+    otpc__sig_t *s = otpc__sig_new(SIG_EXIT);
+    if (s == NULL) continue;
+    s->flags = SIGF_LINKED;
+    s->from = self;
+    s->buf = otpc_buf_ref(p->exit_reason);
+    otpc__deliver_pid(x->links->pids[i], s);
+  }
+  otpc__free(x->links);
+  x->links = NULL;
+  otpc__mon_t *m = x->monitors;
+  for (uint32_t i = 0; m && i < m->n; i++) {
+    mon_entry_t *e = &m->e[i];
+    otpc__sig_t *s = otpc__sig_new(e->dir == MON_WATCHED ? SIG_DOWN
+                                                         : SIG_DEMONITOR);
+    if (s != NULL) {
+      s->from = self;
+      s->ref = e->ref;
+      if (e->dir == MON_WATCHED) s->buf = otpc_buf_ref(p->exit_reason);
+      otpc__deliver_pid(e->other, s);
+    }
+    otpc_buf_unref(e->name);
+  }
+  otpc__free(m);
+  x->monitors = NULL;
+}
+
+
+void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
+  if (p->exit_reason == NULL) p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
+  if (p->exit_reason == NULL) abort(); /* cannot tell anyone why */
+  p->flags |= PF_EXITING;
+  const otpc_handler_t *h = (p->flags & PF_HANDLER) ? p->u.handler.h : NULL;
+  if (p->stack != NULL) { /* abandoned frames */
+    otpc__xstack_put(s, p->stack);
+    p->stack = NULL;
+  }
+  if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {
+    s->current = p;
+    h->terminate(p->u.handler.state, otpc_buf_term(p->exit_reason));
+    s->current = NULL;
+  }
+  if (p->ext != NULL) otpc__wheel_cancel(&s->wheel, &p->ext->wait_timer);
+  otpc_pid_t self = otpc__proc_pid(p);
+  otpc__registry_drop(p);
+  notify(p, self);
+  otpc__resources_release(p);
+  /* Messages never received. */
+  for (otpc__sig_t *m = p->mq_first; m != NULL;) {
+    otpc__sig_t *next =
+        (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
+    otpc__sig_free(m);
+    m = next;
+  }
+  p->mq_first = NULL;
+  /* Signals that came in since the last look: answer what needs it. */
+  otpc__qlink_t *l;
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
+    otpc__answer_noproc((otpc__sig_t *)l, self);
+  otpc_buf_unref(p->exit_reason);
+  p->exit_reason = NULL;
+  /* `scheduled` stays 1: nobody queues a dead process again. */
+  otpc__proc_retire(p);
+}

@@ -1,0 +1,527 @@
+/*
+ * test_process.c: the runtime's semantics, one test per rule: spawning,
+ * messages and selective receive, timeouts, links and exit signals,
+ * monitors, names, timers, handlers that block inside a callback.
+ * Each test body runs as the first process of a fresh node.
+ */
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "otpc.h"
+#include "test.h"
+
+static void run(void (*body)(void *)) {
+  otpc_node_opts_t o = {.schedulers = 2};
+  CHECK_INT_EQ(otpc_main(&o, body, NULL), 0);
+}
+
+static otpc_pattern_t *pat(const char *text) {
+  otpc_pattern_t *p;
+  size_t err = 0;
+  if (otpc_pattern_compile(text, &p, &err) != 0)
+    otpc_test_fail(__FILE__, __LINE__, "pattern %s at %zu", text, err);
+  return p;
+}
+
+/* Receives a message matching text within a second, or fails. */
+static otpc_buf_t *expect(const char *text) {
+  otpc_pattern_t *p = pat(text);
+  otpc_buf_t *m = NULL;
+  int rc = otpc_receive(p, 5000, &m);
+  otpc_pattern_free(p);
+  if (rc != 0) otpc_test_fail(__FILE__, __LINE__, "no %s: %s", text,
+                              otpc_err_name(rc));
+  return m;
+}
+
+static void expect_none(const char *text, int64_t ms) {
+  otpc_pattern_t *p = pat(text);
+  otpc_buf_t *m = NULL;
+  int rc = otpc_receive(p, ms, &m);
+  otpc_pattern_free(p);
+  if (rc == 0) {
+    char *s;
+    otpc_term_print(otpc_buf_term(m), &s, NULL);
+    otpc_test_fail(__FILE__, __LINE__, "unexpected %s", s);
+  }
+  CHECK_INT_EQ(rc, OTPC_ETIMEDOUT);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static void echo_proc(void *arg) {
+  /* Shared and never freed: an echo process may be killed while it waits,
+   * and memory a killed process got from plain malloc is not reclaimed
+   * (otpc_palloc memory is). */
+  static otpc_pattern_t *_Atomic shared;
+  otpc_pattern_t *p = atomic_load(&shared);
+  if (p == NULL) {
+    otpc_pattern_t *fresh = pat("{~p, ~t}"), *expected = NULL;
+    if (!atomic_compare_exchange_strong(&shared, &expected, fresh))
+      otpc_pattern_free(fresh);
+    p = atomic_load(&shared);
+  }
+  otpc_buf_t *m;
+  otpc_pid_t from;
+  otpc_term_t body;
+  while (otpc_receive(p, OTPC_INFINITY, &m, &from, &body) == 0) {
+    bool stop = otpc_term_is_atom(body, otpc_atom("stop"));
+    otpc_sendf(from, "{echo, ~t}", body);
+    otpc_buf_unref(m);
+    if (stop) break;
+  }
+}
+
+static void body_send_receive(void *arg) {
+  otpc_pid_t echo;
+  CHECK_INT_EQ(otpc_spawn(echo_proc, NULL, NULL, &echo), 0);
+  otpc_pid_t me = otpc_self();
+  for (int i = 0; i < 1000; i++) CHECK_INT_EQ(otpc_sendf(echo, "{~p, ~i}", &me, i), 0);
+  otpc_pattern_t *p = pat("{echo, ~i}");
+  for (int i = 0; i < 1000; i++) {
+    otpc_buf_t *m;
+    int v = -1;
+    CHECK_INT_EQ(otpc_receive(p, 5000, &m, &v), 0);
+    CHECK_INT_EQ(v, i); /* in order */
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(p);
+  otpc_sendf(echo, "{~p, stop}", &me);
+  otpc_buf_unref(expect("{echo, stop}"));
+}
+
+TEST(send_and_receive_in_order) { run(body_send_receive); }
+
+static void body_selective(void *arg) {
+  otpc_pid_t me = otpc_self();
+  otpc_sendf(me, "{a, 1}");
+  otpc_sendf(me, "{b, 2}");
+  otpc_sendf(me, "{a, 3}");
+  otpc_sendf(me, "{c, 4}");
+  /* Take b first; the others stay, in order. */
+  otpc_buf_unref(expect("{b, _}"));
+  otpc_pattern_t *any = pat("{~a, ~i}");
+  int want[] = {1, 3, 4};
+  for (int i = 0; i < 3; i++) {
+    otpc_buf_t *m;
+    otpc_atom_t tag;
+    int v;
+    CHECK_INT_EQ(otpc_receive(any, 0, &m, &tag, &v), 0);
+    CHECK_INT_EQ(v, want[i]);
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(any);
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ETIMEDOUT);
+}
+
+TEST(selective_receive_keeps_order) { run(body_selective); }
+
+static void late_sender(void *arg) {
+  otpc_pid_t *to = arg;
+  otpc_sleep(20);
+  otpc_sendf(*to, "noise");
+  otpc_sleep(20);
+  otpc_sendf(*to, "wanted");
+}
+
+static void body_message_during_wait(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  CHECK_INT_EQ(otpc_spawn(late_sender, &me, NULL, NULL), 0);
+  /* A message that does not match arrives while we wait; we keep waiting
+   * and it stays in the mailbox. */
+  otpc_buf_unref(expect("wanted"));
+  otpc_buf_unref(expect("noise"));
+}
+
+TEST(message_arriving_during_selective_receive) {
+  run(body_message_during_wait);
+}
+
+static void body_timeouts(void *arg) {
+  otpc_buf_t *m;
+  int64_t t0 = otpc_now_ms();
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ETIMEDOUT);
+  CHECK_INT_EQ(otpc_receive(NULL, 50, &m), OTPC_ETIMEDOUT);
+  CHECK(otpc_now_ms() - t0 >= 50); /* waited at least the timeout */
+  otpc_sendf(otpc_self(), "here");
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), 0);
+  otpc_buf_unref(m);
+  CHECK_INT_EQ(otpc_sleep(10), 0);
+}
+
+TEST(receive_timeouts) { run(body_timeouts); }
+
+/* ---- handlers ------------------------------------------------------------- */
+
+static int counter_init(void *arg, void **state) {
+  *state = calloc(1, sizeof(long));
+  return *state ? 0 : -1;
+}
+
+static int counter_handle(void *state, otpc_buf_t *msg) {
+  long *n = state;
+  otpc_pid_t from;
+  static otpc_pattern_t *get, *add;
+  if (get == NULL) {
+    get = pat("{get, ~p}");
+    add = pat("add");
+  }
+  if (otpc_match(add, otpc_buf_term(msg)) == 1) {
+    (*n)++;
+    return OTPC_CONTINUE;
+  }
+  if (otpc_match(get, otpc_buf_term(msg), &from) == 1) {
+    otpc_sendf(from, "{count, ~l}", (int64_t)*n);
+    return OTPC_CONTINUE;
+  }
+  return OTPC_STOP;
+}
+
+static void counter_terminate(void *state, otpc_term_t reason) { free(state); }
+
+static const otpc_handler_t counter = {counter_init, counter_handle,
+                                       counter_terminate};
+
+static void body_handler(void *arg) {
+  otpc_pid_t c;
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  CHECK_INT_EQ(otpc_spawn_handler(&counter, NULL, &o, &c), 0);
+  for (int i = 0; i < 500; i++) otpc_sendf(c, "add");
+  otpc_pid_t me = otpc_self();
+  otpc_sendf(c, "{get, ~p}", &me);
+  otpc_buf_t *m = expect("{count, _}");
+  int64_t n;
+  CHECK_INT_EQ(otpc_term_get_int64(otpc_term_tuple_elem(otpc_buf_term(m), 1), &n), 0);
+  CHECK_INT_EQ(n, 500);
+  otpc_buf_unref(m);
+  otpc_proc_info_t info;
+  CHECK_INT_EQ(otpc_process_info(c, &info), 0);
+  CHECK(info.handler);
+  otpc_sendf(c, "quit");
+  otpc_buf_unref(expect("{'DOWN', _, process, _, normal}"));
+  CHECK(!otpc_is_alive(c));
+}
+
+TEST(handler_process_counts_and_stops) { run(body_handler); }
+
+/* A handler that calls another process from inside its callback: it keeps
+ * its stack while it waits, and the scheduler goes on. */
+static int caller_handle(void *state, otpc_buf_t *msg) {
+  otpc_pid_t server, reply_to;
+  static otpc_pattern_t *call;
+  if (call == NULL) call = pat("{call, ~p, ~p}");
+  if (otpc_match(call, otpc_buf_term(msg), &server, &reply_to) != 1)
+    return OTPC_STOP;
+  otpc_pid_t me = otpc_self();
+  otpc_sendf(server, "{get, ~p}", &me);
+  otpc_pattern_t *reply = pat("{count, ~l}");
+  otpc_buf_t *r;
+  int64_t n = -1;
+  if (otpc_receive(reply, 5000, &r, &n) == 0) otpc_buf_unref(r);
+  otpc_pattern_free(reply);
+  otpc_sendf(reply_to, "{called, ~l}", n);
+  return OTPC_CONTINUE;
+}
+
+static const otpc_handler_t caller = {NULL, caller_handle, NULL};
+
+static void body_handler_blocks(void *arg) {
+  otpc_pid_t server, callers[20];
+  CHECK_INT_EQ(otpc_spawn_handler(&counter, NULL, NULL, &server), 0);
+  for (int i = 0; i < 7; i++) otpc_sendf(server, "add");
+  otpc_pid_t me = otpc_self();
+  for (int i = 0; i < 20; i++) {
+    CHECK_INT_EQ(otpc_spawn_handler(&caller, NULL, NULL, &callers[i]), 0);
+    /* Each caller blocks in its callback twice. */
+    otpc_sendf(callers[i], "{call, ~p, ~p}", &server, &me);
+    otpc_sendf(callers[i], "{call, ~p, ~p}", &server, &me);
+  }
+  for (int i = 0; i < 40; i++) otpc_buf_unref(expect("{called, 7}"));
+  for (int i = 0; i < 20; i++) otpc_sendf(callers[i], "bye");
+  otpc_sendf(server, "bye");
+}
+
+TEST(handler_blocking_inside_callback) { run(body_handler_blocks); }
+
+/* ---- links and exits --------------------------------------------------- */
+
+static void crasher(void *arg) {
+  otpc_sleep(10);
+  otpc_exit_atom(otpc_atom("boom"));
+}
+
+static void body_link_trap(void *arg) {
+  CHECK_INT_EQ(otpc_trap_exit(true), 0);
+  otpc_pid_t c;
+  otpc_spawn_opts_t o = {.link = true};
+  CHECK_INT_EQ(otpc_spawn(crasher, NULL, &o, &c), 0);
+  otpc_buf_unref(expect("{'EXIT', _, boom}"));
+}
+
+TEST(trap_exit_turns_exit_into_message) { run(body_link_trap); }
+
+static void linked_waiter(void *arg) {
+  otpc_pid_t *report = arg;
+  otpc_pid_t c;
+  otpc_spawn_opts_t o = {.link = true};
+  otpc_spawn(crasher, NULL, &o, &c);
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m); /* killed before anything comes */
+  otpc_sendf(*report, "survived");
+}
+
+static void body_link_kills(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  otpc_pid_t w;
+  CHECK_INT_EQ(otpc_spawn(linked_waiter, &me, &o, &w), 0);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, boom}"));
+  expect_none("survived", 50);
+}
+
+TEST(link_propagates_exit) { run(body_link_kills); }
+
+static void normal_child(void *arg) {}
+
+static void body_normal_exit_of_link(void *arg) {
+  /* A linked process ending normally does not end us; trapping, we see
+   * {'EXIT', Pid, normal}. */
+  otpc_pid_t c;
+  otpc_spawn_opts_t o = {.link = true};
+  CHECK_INT_EQ(otpc_spawn(normal_child, NULL, &o, &c), 0);
+  otpc_sleep(30);
+  otpc_trap_exit(true);
+  CHECK_INT_EQ(otpc_spawn(normal_child, NULL, &o, &c), 0);
+  otpc_buf_unref(expect("{'EXIT', _, normal}"));
+}
+
+TEST(normal_exit_of_linked_process) { run(body_normal_exit_of_link); }
+
+static void trapper(void *arg) {
+  otpc_trap_exit(true);
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m);
+  otpc_buf_unref(m);
+  otpc_pid_t *report = arg;
+  otpc_sendf(*report, "trapped");
+}
+
+static void body_kill(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  otpc_pid_t t;
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  CHECK_INT_EQ(otpc_spawn(trapper, &me, &o, &t), 0);
+  otpc_sleep(10);
+  otpc_buf_t *kill = otpc_term_fmt("kill");
+  CHECK_INT_EQ(otpc_exit_signal(t, otpc_buf_term(kill)), 0);
+  otpc_buf_unref(kill);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, killed}"));
+  expect_none("trapped", 30);
+}
+
+TEST(kill_cannot_be_trapped) { run(body_kill); }
+
+static void body_exit_normal_ignored(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  otpc_pid_t t;
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  CHECK_INT_EQ(otpc_spawn(trapper, &me, &o, &t), 0);
+  otpc_sleep(10);
+  /* A trapping process gets exit(Pid, normal) as a message. */
+  otpc_buf_t *normal = otpc_term_fmt("normal");
+  otpc_exit_signal(t, otpc_buf_term(normal));
+  otpc_buf_unref(expect("trapped"));
+  otpc_buf_unref(expect("{'DOWN', _, process, _, normal}"));
+  /* A process not trapping ignores exit(Pid, normal). */
+  otpc_pid_t e;
+  CHECK_INT_EQ(otpc_spawn(echo_proc, NULL, &o, &e), 0);
+  otpc_exit_signal(e, otpc_buf_term(normal));
+  expect_none("{'DOWN', _, process, _, _}", 30);
+  otpc_buf_t *bye = otpc_term_fmt("bye");
+  otpc_exit_signal(e, otpc_buf_term(bye));
+  otpc_buf_unref(expect("{'DOWN', _, process, _, bye}"));
+  otpc_buf_unref(bye);
+  otpc_buf_unref(normal);
+}
+
+TEST(exit_signal_reasons) { run(body_exit_normal_ignored); }
+
+static void body_link_dead(void *arg) {
+  otpc_pid_t c;
+  CHECK_INT_EQ(otpc_spawn(normal_child, NULL, NULL, &c), 0);
+  otpc_sleep(20);
+  CHECK(!otpc_is_alive(c));
+  CHECK_INT_EQ(otpc_link(c), OTPC_ENOPROC);
+  otpc_trap_exit(true);
+  CHECK_INT_EQ(otpc_link(c), 0);
+  otpc_buf_unref(expect("{'EXIT', _, noproc}"));
+}
+
+TEST(link_to_dead_process) { run(body_link_dead); }
+
+/* ---- monitors ------------------------------------------------------------ */
+
+static void body_monitor(void *arg) {
+  otpc_pid_t c;
+  CHECK_INT_EQ(otpc_spawn(crasher, NULL, NULL, &c), 0);
+  otpc_ref_t ref;
+  CHECK_INT_EQ(otpc_monitor(c, &ref), 0);
+  otpc_pattern_t *down = pat("{'DOWN', ~r, process, ~p, ~a}");
+  otpc_buf_t *m;
+  otpc_ref_t r;
+  otpc_pid_t who;
+  otpc_atom_t why;
+  CHECK_INT_EQ(otpc_receive(down, 5000, &m, &r, &who, &why), 0);
+  CHECK(otpc_ref_eq(&r, &ref));
+  CHECK(otpc_pid_eq(who, c));
+  CHECK_INT_EQ(why, otpc_atom("boom"));
+  otpc_buf_unref(m);
+  /* Monitoring a dead pid: DOWN noproc, once. */
+  CHECK_INT_EQ(otpc_monitor(c, &ref), 0);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, noproc}"));
+  expect_none("{'DOWN', _, _, _, _}", 30);
+  /* Demonitor: no DOWN. */
+  otpc_pid_t e;
+  CHECK_INT_EQ(otpc_spawn(crasher, NULL, NULL, &e), 0);
+  CHECK_INT_EQ(otpc_monitor(e, &ref), 0);
+  CHECK_INT_EQ(otpc_demonitor(&ref, OTPC_DEMONITOR_FLUSH), 0);
+  expect_none("{'DOWN', _, _, _, _}", 50);
+  otpc_pattern_free(down);
+}
+
+TEST(monitors) { run(body_monitor); }
+
+/* ---- names --------------------------------------------------------------- */
+
+static void body_names(void *arg) {
+  otpc_atom_t name = otpc_atom("echo_server");
+  otpc_pid_t e, found;
+  CHECK_INT_EQ(otpc_whereis(name, &found), OTPC_ENONAME);
+  CHECK_INT_EQ(otpc_spawn(echo_proc, NULL, NULL, &e), 0);
+  CHECK_INT_EQ(otpc_register(name, e), 0);
+  CHECK_INT_EQ(otpc_register(name, otpc_self()), OTPC_EEXIST);
+  CHECK_INT_EQ(otpc_whereis(name, &found), 0);
+  CHECK(otpc_pid_eq(found, e));
+  otpc_atom_t names[8];
+  CHECK_INT_EQ(otpc_registered(names, 8), 1);
+  otpc_pid_t me = otpc_self();
+  otpc_buf_t *msg = otpc_term_fmt("{~p, hi}", &me);
+  CHECK_INT_EQ(otpc_send_name(name, msg), 0);
+  otpc_buf_unref(msg);
+  otpc_buf_unref(expect("{echo, hi}"));
+  /* Monitor by name: DOWN names {Name, Node}. */
+  otpc_ref_t ref;
+  CHECK_INT_EQ(otpc_monitor_name(name, &ref), 0);
+  otpc_sendf(e, "{~p, stop}", &me);
+  otpc_buf_unref(expect("{'DOWN', _, process, {echo_server, 'nonode@nohost'}, normal}"));
+  /* The name is freed when its process dies. */
+  CHECK_INT_EQ(otpc_whereis(name, &found), OTPC_ENONAME);
+  CHECK_INT_EQ(otpc_monitor_name(name, &ref), 0);
+  otpc_buf_unref(expect("{'DOWN', _, process, {echo_server, _}, noproc}"));
+}
+
+TEST(registered_names) { run(body_names); }
+
+/* ---- timers -------------------------------------------------------------- */
+
+static void body_timers(void *arg) {
+  otpc_pid_t me = otpc_self();
+  otpc_buf_t *a = otpc_term_fmt("first"), *b = otpc_term_fmt("second"),
+             *c = otpc_term_fmt("cancelled");
+  otpc_ref_t ta, tb, tc;
+  CHECK_INT_EQ(otpc_send_after(40, me, b, &tb), 0);
+  CHECK_INT_EQ(otpc_start_timer(10, me, a, &ta), 0);
+  CHECK_INT_EQ(otpc_send_after(1000, me, c, &tc), 0);
+  int64_t left = otpc_cancel_timer(&tc);
+  CHECK(left > 0 && left <= 1000);
+  CHECK_INT_EQ(otpc_cancel_timer(&tc), OTPC_ENOTIMER);
+  otpc_buf_t *m = expect("{timeout, _, first}");
+  otpc_ref_t got;
+  CHECK_INT_EQ(otpc_term_get_ref(otpc_term_tuple_elem(otpc_buf_term(m), 1), &got), 0);
+  CHECK(otpc_ref_eq(&got, &ta));
+  otpc_buf_unref(m);
+  otpc_buf_unref(expect("second"));
+  expect_none("cancelled", 30);
+  otpc_buf_unref(a);
+  otpc_buf_unref(b);
+  otpc_buf_unref(c);
+}
+
+TEST(timers) { run(body_timers); }
+
+/* ---- many processes -------------------------------------------------------- */
+
+static int quit_handle(void *state, otpc_buf_t *msg) { return OTPC_STOP; }
+static const otpc_handler_t quitter = {NULL, quit_handle, NULL};
+
+static void body_many(void *arg) {
+  enum { N = 100000 };
+  size_t base = otpc_process_count();
+  otpc_pid_t *pids = malloc(N * sizeof *pids);
+  for (int i = 0; i < N; i++)
+    CHECK_INT_EQ(otpc_spawn_handler(&quitter, NULL, NULL, &pids[i]), 0);
+  CHECK(otpc_process_count() >= N);
+  otpc_buf_t *go = otpc_term_fmt("go");
+  for (int i = 0; i < N; i++) otpc_send(pids[i], go);
+  otpc_buf_unref(go);
+  for (int tries = 0; tries < 500 && otpc_process_count() > base; tries++)
+    otpc_sleep(10);
+  CHECK_INT_EQ(otpc_process_count(), base);
+  free(pids);
+}
+
+TEST(hundred_thousand_handlers_come_and_go) { run(body_many); }
+
+static void seq_child(void *arg) {
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m);
+  otpc_buf_unref(m);
+}
+
+static void body_many_seq(void *arg) {
+  enum { N = 20000 };
+  size_t base = otpc_process_count();
+  otpc_pid_t *pids = malloc(N * sizeof *pids);
+  for (int i = 0; i < N; i++)
+    CHECK_INT_EQ(otpc_spawn(seq_child, NULL, NULL, &pids[i]), 0);
+  otpc_sleep(50);
+  otpc_buf_t *go = otpc_term_fmt("go");
+  for (int i = 0; i < N; i++) otpc_send(pids[i], go);
+  otpc_buf_unref(go);
+  for (int tries = 0; tries < 500 && otpc_process_count() > base; tries++)
+    otpc_sleep(10);
+  CHECK_INT_EQ(otpc_process_count(), base);
+  free(pids);
+}
+
+TEST(sequential_processes_block_and_end) { run(body_many_seq); }
+
+/* ---- outside the node ---------------------------------------------------- */
+
+TEST(api_outside_a_process) {
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ENOTPROC);
+  otpc_node_opts_t o = {.schedulers = 1};
+  CHECK_INT_EQ(otpc_node_start(&o), 0);
+  CHECK_INT_EQ(otpc_node_start(&o), OTPC_ESTATE);
+  CHECK_INT_EQ(otpc_link(otpc_self()), OTPC_ENOTPROC);
+  otpc_pid_t e;
+  CHECK_INT_EQ(otpc_spawn(seq_child, NULL, NULL, &e), 0);
+  /* A plain thread may send. */
+  CHECK_INT_EQ(otpc_sendf(e, "done"), 0);
+  CHECK_INT_EQ(otpc_node_wait(5000), 0);
+  CHECK_INT_EQ(otpc_node_stop(), 0);
+  /* And a node can be started again. */
+  CHECK_INT_EQ(otpc_node_start(&o), 0);
+  CHECK_INT_EQ(otpc_spawn(seq_child, NULL, NULL, &e), 0);
+  CHECK_INT_EQ(otpc_node_stop(), 0); /* with a live process */
+}
