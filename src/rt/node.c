@@ -390,10 +390,18 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
   }
   rc = timers_start();
   if (rc != 0) goto fail_scheds;
+  rc = otpc__io_start();
+  if (rc != 0) goto fail_timers;
+  rc = otpc__dirty_start(o.dirty_threads ? o.dirty_threads : otpc__rt.nsched);
+  if (rc != 0) goto fail_io;
   atomic_store(&otpc__rt.running, 1); /* spawning works from here */
   rc = otpc__sched_start_all();
-  if (rc != 0) goto fail_timers;
+  if (rc != 0) goto fail_dirty;
   return 0;
+fail_dirty:
+  otpc__dirty_stop();
+fail_io:
+  otpc__io_stop();
 fail_timers:
   timers_stop();
 fail_scheds:
@@ -438,6 +446,7 @@ int otpc_node_wait(int64_t timeout_ms) {
 /* Frees a process that was still alive when the node stopped. */
 static void free_live(otpc__proc_t *p) {
   otpc__resources_release(p);
+  otpc__dirty_abandon(p);
   for (otpc__sig_t *m = p->mq_first; m != NULL;) {
     otpc__sig_t *next =
         (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
@@ -461,6 +470,8 @@ int otpc_node_stop(void) {
     return OTPC_ESTATE;
   if (otpc__self_sched != NULL) return OTPC_EINVAL;
   otpc__sched_stop_all();
+  otpc__dirty_stop();
+  otpc__io_stop();
   timers_stop();
   /* Single-threaded from here. Processes still alive are freed without
    * running their code again; their stacks go with the pools. */

@@ -129,6 +129,10 @@ typedef struct otpc__proc_ext {
   struct otpc__res *resources;/* owned fds and palloc blocks */
   const char *name_hint;
   otpc__timer_t wait_timer;   /* receive timeout */
+  uint32_t wait_seq;          /* io.c: the current fd or dirty wait */
+  uint32_t wake_seq_done;     /* the last wait that ended */
+  uint32_t wake_events;       /* what woke it */
+  void *dirty_job;            /* a dirty job it waits for */
 } otpc__proc_ext_t;
 
 typedef struct otpc__proc {
@@ -300,5 +304,15 @@ void otpc__registry_clear(void);
 
 /* ---- node.c ---- */
 void otpc__resources_release(otpc__proc_t *p);
+
+/* ---- io.c ---- */
+int otpc__io_start(void);
+void otpc__io_stop(void);
+int otpc__dirty_start(unsigned n);
+void otpc__dirty_stop(void);
+/* A SIG_WAKE taken in by p (from take_inbox). */
+void otpc__on_wake(otpc__proc_t *p, otpc__sig_t *sig);
+/* p dies while its dirty job may still run: drop p's share of it. */
+void otpc__dirty_abandon(otpc__proc_t *p);
 
 #endif /* OTPC_RT_INT_H */

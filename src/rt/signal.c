@@ -270,6 +270,7 @@ bool otpc__take_inbox(otpc__proc_t *p) {
         break;
       case SIG_DEMONITOR: mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL); break;
       case SIG_DOWN: on_down(p, sig); break;
+      case SIG_WAKE: otpc__on_wake(p, sig); break;
       default: break;
     }
     otpc__sig_free(sig);
@@ -350,10 +351,12 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
     s->current = NULL;
   }
   if (p->ext != NULL) otpc__wheel_cancel(&s->wheel, &p->ext->wait_timer);
+  otpc__dirty_abandon(p);
   otpc_pid_t self = otpc__proc_pid(p);
+  /* What it owned is released before anyone hears of the death. */
+  otpc__resources_release(p);
   otpc__registry_drop(p);
   notify(p, self);
-  otpc__resources_release(p);
   /* Messages never received. */
   for (otpc__sig_t *m = p->mq_first; m != NULL;) {
     otpc__sig_t *next =

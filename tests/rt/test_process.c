@@ -5,6 +5,7 @@
  * Each test body runs as the first process of a fresh node.
  */
 #include <stdatomic.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "otpc.h"
@@ -20,6 +21,19 @@ static otpc_pattern_t *pat(const char *text) {
   size_t err = 0;
   if (otpc_pattern_compile(text, &p, &err) != 0)
     otpc_test_fail(__FILE__, __LINE__, "pattern %s at %zu", text, err);
+  return p;
+}
+
+/* A pattern compiled once and shared by processes on any scheduler. */
+static otpc_pattern_t *shared_pat(otpc_pattern_t *_Atomic *slot,
+                                  const char *text) {
+  otpc_pattern_t *p = atomic_load(slot);
+  if (p == NULL) {
+    otpc_pattern_t *fresh = pat(text), *expected = NULL;
+    if (!atomic_compare_exchange_strong(slot, &expected, fresh))
+      otpc_pattern_free(fresh);
+    p = atomic_load(slot);
+  }
   return p;
 }
 
@@ -54,13 +68,7 @@ static void echo_proc(void *arg) {
    * and memory a killed process got from plain malloc is not reclaimed
    * (otpc_palloc memory is). */
   static otpc_pattern_t *_Atomic shared;
-  otpc_pattern_t *p = atomic_load(&shared);
-  if (p == NULL) {
-    otpc_pattern_t *fresh = pat("{~p, ~t}"), *expected = NULL;
-    if (!atomic_compare_exchange_strong(&shared, &expected, fresh))
-      otpc_pattern_free(fresh);
-    p = atomic_load(&shared);
-  }
+  otpc_pattern_t *p = shared_pat(&shared, "{~p, ~t}");
   otpc_buf_t *m;
   otpc_pid_t from;
   otpc_term_t body;
@@ -163,11 +171,9 @@ static int counter_init(void *arg, void **state) {
 static int counter_handle(void *state, otpc_buf_t *msg) {
   long *n = state;
   otpc_pid_t from;
-  static otpc_pattern_t *get, *add;
-  if (get == NULL) {
-    get = pat("{get, ~p}");
-    add = pat("add");
-  }
+  static otpc_pattern_t *_Atomic get_slot, *_Atomic add_slot;
+  otpc_pattern_t *get = shared_pat(&get_slot, "{get, ~p}");
+  otpc_pattern_t *add = shared_pat(&add_slot, "add");
   if (otpc_match(add, otpc_buf_term(msg)) == 1) {
     (*n)++;
     return OTPC_CONTINUE;
@@ -211,8 +217,8 @@ TEST(handler_process_counts_and_stops) { run(body_handler); }
  * its stack while it waits, and the scheduler goes on. */
 static int caller_handle(void *state, otpc_buf_t *msg) {
   otpc_pid_t server, reply_to;
-  static otpc_pattern_t *call;
-  if (call == NULL) call = pat("{call, ~p, ~p}");
+  static otpc_pattern_t *_Atomic call_slot;
+  otpc_pattern_t *call = shared_pat(&call_slot, "{call, ~p, ~p}");
   if (otpc_match(call, otpc_buf_term(msg), &server, &reply_to) != 1)
     return OTPC_STOP;
   otpc_pid_t me = otpc_self();
@@ -525,3 +531,68 @@ TEST(api_outside_a_process) {
   CHECK_INT_EQ(otpc_spawn(seq_child, NULL, NULL, &e), 0);
   CHECK_INT_EQ(otpc_node_stop(), 0); /* with a live process */
 }
+
+/* ---- descriptors and dirty work ------------------------------------------ */
+
+static void pipe_reader(void *arg) {
+  int *fds = arg;
+  otpc_own_fd(fds[0]);
+  /* Nothing to read yet: a timeout. */
+  CHECK_INT_EQ(otpc_wait_fd(fds[0], OTPC_FD_READ, 20), OTPC_ETIMEDOUT);
+  int rc = otpc_wait_fd(fds[0], OTPC_FD_READ, 5000);
+  CHECK(rc > 0 && (rc & OTPC_FD_READ));
+  char c;
+  CHECK_INT_EQ(read(fds[0], &c, 1), 1);
+  CHECK_INT_EQ(c, 'x');
+}
+
+static void body_wait_fd(void *arg) {
+  static int fds[2];
+  CHECK_INT_EQ(pipe(fds), 0);
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  otpc_pid_t r;
+  CHECK_INT_EQ(otpc_spawn(pipe_reader, fds, &o, &r), 0);
+  /* Meanwhile the schedulers keep running other processes. */
+  otpc_sleep(60);
+  CHECK(otpc_is_alive(r));
+  CHECK_INT_EQ(write(fds[1], "x", 1), 1);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, normal}"));
+  /* The reader owned fds[0]: it was closed when it ended. */
+  CHECK(write(fds[1], "y", 1) < 0);
+  close(fds[1]);
+}
+
+TEST(wait_fd_without_blocking_a_scheduler) {
+  signal(SIGPIPE, SIG_IGN);
+  run(body_wait_fd);
+}
+
+static intptr_t slow_square(void *arg) {
+  usleep(30000); /* a blocking call: would stall a scheduler */
+  intptr_t v = (intptr_t)arg;
+  return v * v;
+}
+
+static void dirty_user(void *arg) {
+  otpc_pid_t *report = arg;
+  intptr_t r = otpc_dirty(slow_square, (void *)(intptr_t)12);
+  otpc_sendf(*report, "{square, ~l}", (int64_t)r);
+}
+
+static void body_dirty(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  for (int i = 0; i < 8; i++) CHECK_INT_EQ(otpc_spawn(dirty_user, &me, NULL, NULL), 0);
+  for (int i = 0; i < 8; i++) otpc_buf_unref(expect("{square, 144}"));
+  /* A process killed while its job runs leaves nothing behind. */
+  otpc_pid_t v;
+  CHECK_INT_EQ(otpc_spawn(dirty_user, &me, NULL, &v), 0);
+  otpc_sleep(5);
+  otpc_buf_t *kill = otpc_term_fmt("kill");
+  otpc_exit_signal(v, otpc_buf_term(kill));
+  otpc_buf_unref(kill);
+  expect_none("{square, _}", 80);
+}
+
+TEST(dirty_work) { run(body_dirty); }
