@@ -1,33 +1,54 @@
 #!/bin/sh
-# bench/run.sh: runs otpc's benchmark programs and their Erlang twins in the
-# same run, then (re)writes docs/benchmarks.md with a table of the results,
-# the ratios to otpc, and the machine they came from.
+# bench/run.sh: runs otpc's benchmark programs and their Erlang and Go twins
+# in the same run, then (re)writes docs/benchmarks.md with tables of the
+# results, the ratios to otpc, and the machine they came from.
 #
 #   bench/run.sh [BUILD_DIR]      (make bench calls it with its build dir)
 #
 # Environment: QUICK=1 runs each workload briefly (numbers less stable);
-# BENCH_REPORT=path writes the report elsewhere (default docs/benchmarks.md).
+# BENCH_REPORT=path writes the report elsewhere (default docs/benchmarks.md);
+# BENCH_SCHEDULERS=n gives otpc n schedulers, Erlang +S n:n and Go
+# GOMAXPROCS=n (default: nproc). Go is optional: without `go` the Go
+# column is left out and the report says so (make bench installs it).
 #
 # Protocol: a benchmark program is any command that prints lines
-#   BENCH <workload> <system> <value> <unit>   a throughput; higher is better
+#   BENCH <workload> <system> <value> <unit>   a result; the value may also
+#                                              be "failed" or "timeout"
 #   DESC  <workload> <text...>                 what the workload is
+#   GOAL  <workload> <text...>                 the figure otpc aims at
+#   NOTE  <workload> <system> <text...>        what happened, for the report
 #   INFO  <key> <system> <text...>             a fact to show (e.g. sizes)
-# and exits 0. The report groups BENCH lines by workload, one column per
-# system (otpc first), and one ratio column otpc/<system> for every other
-# system. To add a benchmark, add its command to the list in programs().
+# and exits 0. Units: throughputs [k|M|G]ops/s, [k|M|G]msg/s, [k|M|G]B/s
+# (higher is better); times ns, us, ms, s and sizes B, KiB, MiB, GiB (lower
+# is better). The report groups BENCH lines by workload (term_* workloads
+# in one table, the others in another), one column per system (otpc
+# first), and one ratio column per other system, oriented so that above 1
+# means otpc is better. To add a benchmark, add its command to programs().
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${1:-build}
 case $BUILD in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 REPORT=${BENCH_REPORT:-$ROOT/docs/benchmarks.md}
+BENCH_SCHEDULERS=${BENCH_SCHEDULERS:-$(nproc 2>/dev/null || echo 1)}
+export BENCH_SCHEDULERS
+# Erlang's crash dumps, if any, go to the build dir, not the working dir.
+ERL_CRASH_DUMP=$BUILD/bench/erl_crash.dump
+export ERL_CRASH_DUMP
+# Erlang for rt_bench: as many schedulers as otpc, and room for the
+# 1.1M processes of skynet.
+ERL_RT="erl +S $BENCH_SCHEDULERS:$BENCH_SCHEDULERS +P 4194304 -noshell"
+HAVE_GO=""
 
-# One command per line; each prints BENCH/DESC/INFO lines.
+# One command per line; each prints BENCH/DESC/GOAL/NOTE/INFO lines.
 programs() {
   cat <<EOF
 $BUILD/bench/term_bench
 escript $ROOT/bench/term_bench.escript
+$BUILD/bench/rt_bench
+$ERL_RT -pa $BUILD/bench -run rt_bench main
 EOF
+  if [ -n "$HAVE_GO" ]; then echo "$BUILD/bench/rt_bench_go"; fi
 }
 
 die() {
@@ -35,19 +56,39 @@ die() {
   exit 1
 }
 
-[ -x "$BUILD/bench/term_bench" ] ||
-  die "$BUILD/bench/term_bench not found; build with -DOTPC_BENCH=ON (make bench)"
+for prog in term_bench rt_bench; do
+  [ -x "$BUILD/bench/$prog" ] ||
+    die "$BUILD/bench/$prog not found; build with -DOTPC_BENCH=ON (make bench)"
+done
 command -v escript >/dev/null 2>&1 ||
   die "escript not found; install Debian's erlang-nox (make bench does)"
 
+# The Erlang and Go twins of rt_bench are compiled here, into the build dir.
+echo "== erlc bench/rt_bench.erl" >&2
+erlc -o "$BUILD/bench" "$ROOT/bench/rt_bench.erl" ||
+  die "erlc failed on bench/rt_bench.erl"
+GO_NOTE=""
+if command -v go >/dev/null 2>&1; then
+  echo "== go build bench/rt_bench.go" >&2
+  if GOCACHE=${GOCACHE:-$BUILD/bench/go-cache} GO111MODULE=off \
+    go build -o "$BUILD/bench/rt_bench_go" "$ROOT/bench/rt_bench.go"; then
+    HAVE_GO=yes
+  else
+    GO_NOTE="\`go build\` failed on bench/rt_bench.go, so Go was left out of this run."
+  fi
+else
+  GO_NOTE="\`go\` was not found, so Go was left out of this run (install golang-go)."
+fi
+[ -z "$GO_NOTE" ] || echo "bench/run.sh: $GO_NOTE" >&2
+
 RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS" "$RESULTS.md"' EXIT INT TERM
+trap 'rm -f "$RESULTS" "$RESULTS.md" "$RESULTS.one"' EXIT INT TERM
 
 programs | while IFS= read -r cmd; do
   [ -n "$cmd" ] || continue
   echo "== $cmd" >&2
   # shellcheck disable=SC2086  # the command line is split on purpose
-  if ! $cmd >"$RESULTS.one"; then
+  if ! $cmd </dev/null >"$RESULTS.one"; then
     cat "$RESULTS.one" >&2
     rm -f "$RESULTS.one"
     die "benchmark failed: $cmd"
@@ -63,6 +104,9 @@ cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/nu
 [ -n "$cpu" ] || cpu=$(uname -m)
 ncpu=$(nproc 2>/dev/null || echo "?")
 kernel=$(uname -sr)
+mem=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null || true)
+[ -n "$mem" ] || mem=unknown
+maxmap=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo "?")
 otp=$(erl -noshell -eval '
   R = erlang:system_info(otp_release),
   F = filename:join([code:root_dir(), "releases", R, "OTP_VERSION"]),
@@ -70,6 +114,11 @@ otp=$(erl -noshell -eval '
   io:format("~s (erts ~s, ~s emulator)",
             [V, erlang:system_info(version), erlang:system_info(emu_flavor)]),
   halt().' 2>/dev/null || echo "unknown")
+if [ -n "$HAVE_GO" ]; then
+  gov=$(go version 2>/dev/null | sed 's/^go version //')
+else
+  gov="not run"
+fi
 cc_path=$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 cc=$("${cc_path:-cc}" --version 2>/dev/null | head -n 1 || true)
 [ -n "$cc" ] || cc=unknown
@@ -86,14 +135,18 @@ case ${QUICK:-0} in 0 | "") ;; *) quick=yes ;; esac
 Written by \`bench/run.sh\` (\`make bench\`) on $date. Do not edit by hand:
 rerun \`make bench\` to refresh it.
 
-Every figure is a throughput, operations per second on one thread (higher
-is better), measured in the same run on the same machine. The ratio
-columns are otpc's throughput divided by the other system's: above 1
-means otpc is faster.
+Every figure was measured in the same run on the same machine. Throughputs
+(per second) are better higher; times and memory are better lower. The
+ratio columns say how many times better otpc did than the other system:
+its throughput divided by theirs, or their time or memory divided by
+otpc's. Above 1 means otpc is better.
 EOF
   if [ -n "$quick" ]; then
     printf '\n**This was a QUICK run: each workload ran only briefly, so the\n'
     printf 'figures are rough.**\n'
+  fi
+  if [ -n "$GO_NOTE" ]; then
+    printf '\n**%s**\n' "$GO_NOTE"
   fi
   cat <<EOF
 
@@ -103,24 +156,86 @@ EOF
 |---|---|
 | CPU | $cpu |
 | cores (nproc) | $ncpu |
-| kernel | $kernel |
+| memory | $mem |
+| kernel | $kernel (vm.max_map_count $maxmap) |
+| schedulers | $BENCH_SCHEDULERS (otpc \`schedulers\`, Erlang \`+S $BENCH_SCHEDULERS:$BENCH_SCHEDULERS\`, Go \`GOMAXPROCS\`) |
 | Erlang/OTP | $otp |
+| Go | $gov |
 | C compiler | $cc, CMake build type ${build_type:-unknown} |
 | date | $date |
 
 ## Results
-
 EOF
   awk -f - "$RESULTS" <<'AWK'
-# Units of throughput and their factor to the family's base unit.
-function factor(u) {
-  if (u == "ops/s") return 1; if (u == "kops/s") return 1e3
-  if (u == "Mops/s") return 1e6; if (u == "Gops/s") return 1e9
-  if (u == "B/s") return 1; if (u == "kB/s") return 1e3
-  if (u == "MB/s") return 1e6; if (u == "GB/s") return 1e9
-  return 0
+# A unit's family, its factor to the family's base unit, and whether
+# higher is better.
+function unit_info(u,   p, b) {
+  U_fam = ""; U_fac = 0; U_high = 0
+  if (u ~ /^[kMG]?(ops|msg|B)\/s$/) {
+    p = substr(u, 1, 1); b = u
+    U_fac = 1
+    if (p == "k") { U_fac = 1e3; b = substr(u, 2) }
+    else if (p == "M") { U_fac = 1e6; b = substr(u, 2) }
+    else if (p == "G") { U_fac = 1e9; b = substr(u, 2) }
+    U_fam = b; U_high = 1
+    return
+  }
+  if (u == "B") { U_fam = "mem"; U_fac = 1 }
+  else if (u == "KiB") { U_fam = "mem"; U_fac = 1024 }
+  else if (u == "MiB") { U_fam = "mem"; U_fac = 1048576 }
+  else if (u == "GiB") { U_fam = "mem"; U_fac = 1073741824 }
+  else if (u == "ns") { U_fam = "time"; U_fac = 1e-9 }
+  else if (u == "us") { U_fam = "time"; U_fac = 1e-6 }
+  else if (u == "ms") { U_fam = "time"; U_fac = 1e-3 }
+  else if (u == "s") { U_fam = "time"; U_fac = 1 }
 }
-function family(u) { return (u ~ /ops\/s$/) ? "ops" : (u ~ /B\/s$/) ? "bytes" : u }
+function numeric(v) { return v ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ }
+function group(w) { return (w ~ /^term_/) ? "term" : "rt" }
+function cell(w, s) {
+  if (!((w, s) in have)) return "-"
+  if (!numeric(val[w, s])) return "**" val[w, s] "**"
+  return val[w, s] " " unit[w, s]
+}
+function ratio(w, s,   fo, fs, ho, vo, vs, famo) {
+  if (!((w, s) in have) || !((w, "otpc") in have)) return "-"
+  if (!numeric(val[w, "otpc"]) || !numeric(val[w, s])) return "-"
+  unit_info(unit[w, "otpc"]); fo = U_fac; ho = U_high; famo = U_fam
+  unit_info(unit[w, s]); fs = U_fac
+  if (!fo || !fs || famo != U_fam) return "n/a"
+  vo = val[w, "otpc"] * fo; vs = val[w, s] * fs
+  if (vo <= 0 || vs <= 0) return "n/a"
+  return sprintf("%.2f", ho ? vo / vs : vs / vo)
+}
+function table(g, title,   i, j, w, s, n, sys, nsys, head, rule, line, any_goal) {
+  n = 0
+  for (j = 1; j <= nw; j++) if (group(works[j]) == g) n++
+  if (n == 0) return
+  nsys = 0
+  for (i = 1; i <= ns; i++) {
+    s = others[i]
+    for (j = 1; j <= nw; j++)
+      if (group(works[j]) == g && ((works[j], s) in have)) { sys[++nsys] = s; break }
+  }
+  any_goal = 0
+  for (j = 1; j <= nw; j++) if (group(works[j]) == g && (works[j] in goal)) any_goal = 1
+  print ""
+  print "### " title
+  print ""
+  head = "| workload | otpc"; rule = "|---|---:"
+  for (i = 1; i <= nsys; i++) { head = head " | " sys[i]; rule = rule "|---:" }
+  for (i = 1; i <= nsys; i++) { head = head " | otpc vs " sys[i]; rule = rule "|---:" }
+  if (any_goal) { head = head " | goal"; rule = rule "|---" }
+  print head " |"; print rule "|"
+  for (j = 1; j <= nw; j++) {
+    w = works[j]
+    if (group(w) != g) continue
+    line = "| " w " | " cell(w, "otpc")
+    for (i = 1; i <= nsys; i++) line = line " | " cell(w, sys[i])
+    for (i = 1; i <= nsys; i++) line = line " | " ratio(w, sys[i])
+    if (any_goal) line = line " | " ((w in goal) ? goal[w] : "")
+    print line " |"
+  }
+}
 $1 == "BENCH" && NF >= 5 {
   w = $2; s = $3
   if (!(w in seen_w)) { seen_w[w] = 1; works[++nw] = w }
@@ -132,6 +247,15 @@ $1 == "DESC" && NF >= 3 {
   if (!($2 in desc)) { d = $0; sub(/^DESC[ \t]+[^ \t]+[ \t]+/, "", d); desc[$2] = d }
   next
 }
+$1 == "GOAL" && NF >= 3 {
+  if (!($2 in goal)) { d = $0; sub(/^GOAL[ \t]+[^ \t]+[ \t]+/, "", d); goal[$2] = d }
+  next
+}
+$1 == "NOTE" && NF >= 4 {
+  t = $0; sub(/^NOTE[ \t]+[^ \t]+[ \t]+[^ \t]+[ \t]+/, "", t)
+  notes[++nn] = "- `" $2 "` (" $3 "): " t
+  next
+}
 $1 == "INFO" && NF >= 4 {
   k = $2; s = $3
   if (!(k in seen_k)) { seen_k[k] = 1; keys[++nk] = k }
@@ -140,38 +264,21 @@ $1 == "INFO" && NF >= 4 {
   next
 }
 END {
-  head = "| workload | otpc"; rule = "|---|---:"
-  for (i = 1; i <= ns; i++) { head = head " | " others[i]; rule = rule "|---:" }
-  for (i = 1; i <= ns; i++) { head = head " | otpc/" others[i]; rule = rule "|---:" }
-  print head " |"; print rule "|"
-  for (j = 1; j <= nw; j++) {
-    w = works[j]
-    line = "| " w " | " (((w, "otpc") in have) ? val[w, "otpc"] " " unit[w, "otpc"] : "-")
-    for (i = 1; i <= ns; i++) {
-      s = others[i]
-      line = line " | " (((w, s) in have) ? val[w, s] " " unit[w, s] : "-")
-    }
-    for (i = 1; i <= ns; i++) {
-      s = others[i]; r = "-"
-      if (((w, s) in have) && ((w, "otpc") in have)) {
-        uo = unit[w, "otpc"]; us = unit[w, s]
-        fo = factor(uo); fs = factor(us)
-        if (fo && fs && family(uo) == family(us) && val[w, s] + 0 > 0)
-          r = sprintf("%.2f", (val[w, "otpc"] * fo) / (val[w, s] * fs))
-        else
-          r = "n/a"
-      }
-      line = line " | " r
-    }
-    print line " |"
-  }
-  if (nw == 0) print "| (no results) |"
+  if (nw == 0) { print ""; print "(no results)" }
+  table("rt", "Processes")
+  table("term", "Terms")
   print ""
   print "### Workloads"
   print ""
   for (j = 1; j <= nw; j++) {
     w = works[j]
     print "- `" w "`: " ((w in desc) ? desc[w] : "(no description)")
+  }
+  if (nn > 0) {
+    print ""
+    print "### Notes from the run"
+    print ""
+    for (j = 1; j <= nn; j++) print notes[j]
   }
   if (nk > 0) {
     print ""
@@ -193,13 +300,52 @@ AWK
 
 ## What the numbers measure
 
+### Processes
+
+- **Method.** otpc runs as a C program built by CMake (the build type
+  above): every workload runs in a forked child with a fresh node
+  (`otpc_node_start` with the schedulers above, `otpc_node_stop` after),
+  so a crash or a hang is reported as **failed** or **timeout** instead
+  of ending the run, and memory is measured from a clean process. Erlang
+  runs `bench/rt_bench.erl` compiled with erlc, in one VM started with
+  `+S` as above and `+P 4194304`; each workload runs in a fresh process
+  and whatever it spawned is killed afterwards. Go runs
+  `bench/rt_bench.go` built with `go build`. Workloads with a throughput
+  or a time run three times (QUICK: once) and the best run is shown.
+  Times are taken with the monotonic clock; spawning is timed only where
+  the workload says so.
+- **Memory** is the growth of the resident set (`/proc/self/statm`) over
+  the spawning of the processes, divided by their number, for all three
+  systems: control blocks, stacks, process table, allocator overhead, all
+  included. Erlang's `erlang:memory(processes)` figure is in the notes.
+- **Processes.** otpc's light processes are handler processes
+  (`otpc_spawn_handler`: callbacks, no stack while idle), so they are the
+  main rows; the `_seq` rows use sequential processes (`otpc_spawn`, a C
+  function blocking in `otpc_receive`). Erlang and Go have one kind of
+  process, so their `_seq` figures repeat the main row's measurement.
+  Messages in otpc are immutable reference-counted buffers: forwarding a
+  token sends the same buffer on, where Erlang copies the (small) term.
+- **Mailboxes.** Erlang processes that collect many messages
+  (`spawn_exit_msg`'s parent, `many_to_one`'s receiver) use
+  `message_queue_data = off_heap`, as Erlang advises: with the default the
+  garbage collector scans the whole queue and those workloads run ten
+  times slower. Go's mailboxes are channels: unbuffered for the ring,
+  ping-pong and skynet, buffered for the N messages of `spawn_exit_msg`
+  (so children exit at once, as Erlang's do) and with 1024 slots for
+  `many_to_one`, which lets the senders block where Erlang's and otpc's
+  mailboxes grow without bound.
+
+### Terms
+
 - **Method.** Each workload runs in batches of doubling size until one
   batch takes at least 0.17 s, then three more batches of that size; the
-  figure is the best of the three, in operations per second (the best, to
-  show the code rather than whatever else the machine was doing). otpc runs as a C program built by CMake (the build type above);
+  figure is the best of the three, in operations per second on one thread
+  (the best, to show the code rather than whatever else the machine was
+  doing). otpc runs as a C program built by CMake (the build type above);
   Erlang runs as an escript in compiled mode (the emulator flavour is in
-  the table above; default VM flags), in one process. Both run in the same `make bench`, one after the
-  other; the script does not check that the machine is otherwise idle.
+  the table above; default VM flags), in one process. Both run in the same
+  `make bench`, one after the other; the script does not check that the
+  machine is otherwise idle.
 - **Encode.** otpc: build the message from C values with `otpc_build_*`
   calls (atoms interned once beforehand, as a program keeps them) into a
   new reference-counted buffer, then release it; the `_fmt` row builds the

@@ -23,8 +23,10 @@ void otpc__mpsc_init(otpc__mpsc_t *q) {
 
 void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
   atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  /* seq_cst: ordered against a consumer's release of its process and
+   * second look at the tail (sched.c, go_idle). */
   otpc__qlink_t *prev =
-      atomic_exchange_explicit(&q->tail, n, memory_order_acq_rel);
+      atomic_exchange_explicit(&q->tail, n, memory_order_seq_cst);
   atomic_store_explicit(&prev->next, n, memory_order_release);
 }
 
@@ -53,10 +55,18 @@ otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
 }
 
 bool otpc__mpsc_nonempty(otpc__mpsc_t *q) {
+  otpc__qlink_t *tail;
+  return !otpc__mpsc_empty_at(q, &tail);
+}
+
+bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail) {
   otpc__qlink_t *head = q->head;
-  if (head != &q->stub) return true;
-  return atomic_load_explicit(&head->next, memory_order_acquire) != NULL ||
-         atomic_load_explicit(&q->tail, memory_order_seq_cst) != head;
+  *tail = atomic_load_explicit(&q->tail, memory_order_seq_cst);
+  if (atomic_load_explicit(&head->next, memory_order_acquire) != NULL)
+    return false;
+  /* Empty: the head is the last link and nobody has swapped in after it
+   * (a swapped-in but unlinked push shows as tail != head). */
+  return *tail == head;
 }
 
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {

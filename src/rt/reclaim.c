@@ -39,7 +39,8 @@ static __thread unsigned external_depth;
 /* Retired blocks: one list per scheduler, touched by its thread only,
  * plus one shared list for other threads. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
-static retired_t *shared_list;
+static retired_t *shared_list; /* written under shared_lock, read as a
+                                  * hint without it: always __atomic */
 static __thread retired_t *local_list;
 
 void otpc__reclaim_init(void) {
@@ -111,7 +112,9 @@ void otpc__reclaim_quiescent(otpc__sched_t *s) {
   local_list = free_older(local_list, m);
   if (__atomic_load_n(&shared_list, __ATOMIC_RELAXED) != NULL &&
       pthread_mutex_trylock(&shared_lock) == 0) {
-    shared_list = free_older(shared_list, m);
+    __atomic_store_n(&shared_list,
+                     free_older(__atomic_load_n(&shared_list, __ATOMIC_RELAXED), m),
+                     __ATOMIC_RELAXED);
     pthread_mutex_unlock(&shared_lock);
   }
 }
@@ -130,8 +133,8 @@ void otpc__reclaim_retire(otpc__proc_t *p) {
     local_list = r;
   } else {
     pthread_mutex_lock(&shared_lock);
-    r->next = shared_list;
-    shared_list = r;
+    r->next = __atomic_load_n(&shared_list, __ATOMIC_RELAXED);
+    __atomic_store_n(&shared_list, r, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&shared_lock);
   }
 }
@@ -140,7 +143,10 @@ void otpc__reclaim_drain(void) {
   /* Every scheduler has stopped: nothing reads any more. Per-thread lists
    * were handed over to the shared one as the schedulers stopped. */
   pthread_mutex_lock(&shared_lock);
-  shared_list = free_older(shared_list, OFFLINE);
+  __atomic_store_n(&shared_list,
+                   free_older(__atomic_load_n(&shared_list, __ATOMIC_RELAXED),
+                              OFFLINE),
+                   __ATOMIC_RELAXED);
   pthread_mutex_unlock(&shared_lock);
 }
 
@@ -149,8 +155,8 @@ void otpc__reclaim_thread_done(void) {
   pthread_mutex_lock(&shared_lock);
   retired_t *r = local_list;
   while (r->next) r = r->next;
-  r->next = shared_list;
-  shared_list = local_list;
+  r->next = __atomic_load_n(&shared_list, __ATOMIC_RELAXED);
+  __atomic_store_n(&shared_list, local_list, __ATOMIC_RELAXED);
   local_list = NULL;
   pthread_mutex_unlock(&shared_lock);
 }

@@ -55,6 +55,9 @@ otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q);
 /* Whether anything was pushed since the consumer last saw the queue
  * empty. A hint for the consumer: may say non-empty during a push. */
 bool otpc__mpsc_nonempty(otpc__mpsc_t *q);
+/* Consumer only: whether the queue is empty, and the tail seen when it
+ * was (to tell later, from the tail alone, whether anything came). */
+bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail);
 
 /* ------------------------------------------------------------------------
  * Signals: everything that travels to a process, in one ordered stream.

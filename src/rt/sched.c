@@ -130,11 +130,27 @@ static void pin(otpc__sched_t *s, otpc__proc_t *p) {
  * After a process stops running
  * ------------------------------------------------------------------------ */
 
+/*
+ * p waits for a signal. While we still own p we check its inbox and note
+ * the tail; once `scheduled` is 0 another scheduler may own p, so after
+ * that only the tail (atomic) is looked at: if it moved, a sender pushed
+ * around the time we let go, and we try to take p back. Every push is
+ * followed by the sender's own exchange of `scheduled`, so between the two
+ * of us exactly one queues p (all four operations are seq_cst).
+ *
+ * A receive timeout needs no check here: timers fire in this scheduler's
+ * loop, never while p is between running and idle.
+ */
 static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
-  atomic_store(&p->scheduled, 0);
-  if (otpc__mpsc_nonempty(&p->inbox) || (p->flags & PF_TIMEDOUT)) {
-    if (atomic_exchange(&p->scheduled, 1) == 0) enqueue(s, p);
+  otpc__qlink_t *tail;
+  if (!otpc__mpsc_empty_at(&p->inbox, &tail)) {
+    enqueue(s, p); /* still ours: run it again */
+    return;
   }
+  atomic_store(&p->scheduled, 0);
+  if (atomic_load(&p->inbox.tail) != tail &&
+      atomic_exchange(&p->scheduled, 1) == 0)
+    enqueue(s, p);
 }
 
 static void settle(otpc__sched_t *s) {

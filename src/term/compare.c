@@ -1683,3 +1683,7 @@ int otpc_term_compare(otpc_term_t a, otpc_term_t b) {
 bool otpc_term_equal(otpc_term_t a, otpc_term_t b) {
   return compare_views(a, b, true) == 0;
 }
+
+int otpc__term_cmp_mapkey(const uint8_t *a, const uint8_t *b) {
+  return key_cmp(a, b);
+}

@@ -26,8 +26,10 @@
  *   - Lists element by element: strings are integer lists under ~w.
  *     Binaries <<1,2,3>>, bit strings <<1,2:3>>. Maps #{k => v,k2 => v2}
  *     Erlang prints a map in its internal order. For maps of up to 32
- *     pairs that is the sorted order term_to_binary writes, so those print
- *     in the order of the encoding. For larger maps it is the hash order,
+ *     pairs that is map-key order (term order, integers before floats),
+ *     which is also the order term_to_binary writes, so such maps print in
+ *     the order of the encoding, after sorting if it is not sorted (a map
+ *     built in C). For larger maps it is the hash order,
  *     which term_to_binary writes backwards: those print their pairs from
  *     the last in the encoding to the first, which is Erlang's order for
  *     any map that came from Erlang.
@@ -742,7 +744,22 @@ static const uint8_t *put_scalar(otpc__sbuf_t *s, const uint8_t *p) {
 /* Prints the term at p, or opens it: prints its opening bracket and pushes
  * a frame. Returns the first child (*opened true), or the byte after the
  * term. */
-/* A large map: records where each key starts and begins with the last. */
+/* Whether the n keys of the map whose first key is at p are in map-key
+ * order. */
+static bool keys_sorted(const uint8_t *p, size_t n) {
+  const uint8_t *prev = p;
+  for (size_t i = 1; i < n; i++) {
+    p = otpc__term_skip(otpc__term_skip(p));
+    if (otpc__term_cmp_mapkey(prev, p) > 0) return false;
+    prev = p;
+  }
+  return true;
+}
+
+/* A map printed out of encoding order: records where each key starts, in
+ * the reverse of the order to print them (the frame walks them from the
+ * last). Large maps print backwards, so that is encoding order; small
+ * unsorted ones print sorted, so that is descending key order. */
 static const uint8_t *enter_rmap(walk_t *w, const uint8_t *p, size_t n,
                                  bool *opened, int *rc) {
   const uint8_t **keys = otpc__malloc(n * sizeof *keys);
@@ -753,6 +770,15 @@ static const uint8_t *enter_rmap(walk_t *w, const uint8_t *p, size_t n,
   for (size_t i = 0; i < n; i++) {
     keys[i] = p;
     p = otpc__term_skip(otpc__term_skip(p));
+  }
+  if (n <= FLATMAP_MAX) { /* insertion sort, descending; n is small */
+    for (size_t i = 1; i < n; i++) {
+      const uint8_t *k = keys[i];
+      size_t j = i;
+      for (; j > 0 && otpc__term_cmp_mapkey(keys[j - 1], k) < 0; j--)
+        keys[j] = keys[j - 1];
+      keys[j] = k;
+    }
   }
   *rc = push(w, F_RMAP, 2 * n);
   if (*rc != 0) {
@@ -792,7 +818,7 @@ static const uint8_t *enter(walk_t *w, const uint8_t *p, bool *opened,
         otpc__sbuf_putc(w->out, '}');
         return p;
       }
-      if (n <= FLATMAP_MAX) {
+      if (n <= FLATMAP_MAX && keys_sorted(p, n)) {
         *rc = push(w, F_MAP, 2 * n);
         break;
       }

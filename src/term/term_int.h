@@ -124,6 +124,9 @@ int otpc__map_check_keys(otpc_term_t map);
  * may be reordered). Allocates only for a hash table past 128 keys that
  * are not in order, and does without it. (compare.c) */
 int otpc__map_check_key_array(const uint8_t **keys, size_t n);
+/* Two checked map keys in Erlang's map-key order (term order, but every
+ * integer before every float): < 0, 0, > 0. (compare.c) */
+int otpc__term_cmp_mapkey(const uint8_t *a, const uint8_t *b);
 
 /* Intern text that is known to be valid (UTF-8, or Latin-1 when latin1). */
 int otpc__atom_intern(const uint8_t *text, size_t len, bool latin1,

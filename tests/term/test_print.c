@@ -458,3 +458,26 @@ TEST(print_out_of_memory_is_an_error) {
   otpc_free(out);
   free(b);
 }
+
+TEST(print_unsorted_small_map_sorted) {
+  /* A map built in C with keys out of order prints as Erlang would print
+   * the same map: in map-key order (integers before floats before atoms). */
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_map(&b, 4);
+  otpc_build_atom(&b, "b");
+  otpc_build_int(&b, 1);
+  otpc_build_double(&b, 1.0);
+  otpc_build_int(&b, 2);
+  otpc_build_atom(&b, "a");
+  otpc_build_int(&b, 3);
+  otpc_build_int(&b, 4096);
+  otpc_build_int(&b, 4);
+  int rc;
+  otpc_buf_t *m = otpc_builder_finish(&b, &rc);
+  char *text;
+  CHECK_INT_EQ(otpc_term_print(otpc_buf_term(m), &text, NULL), 0);
+  CHECK_STR_EQ(text, "#{4096 => 4,1.0 => 2,a => 3,b => 1}");
+  otpc_free(text);
+  otpc_buf_unref(m);
+}
