@@ -3,13 +3,15 @@
 #
 #   make run      build and run the main job (for now the otpc tool's demo)
 #   make test     install what is missing, build, run every test: unit,
-#                 interop against real Erlang, the ASan+UBSan suite, fuzzers
+#                 interop against real Erlang, the ASan+UBSan suite, the
+#                 runtime under TSan, fuzzers
 #   make bench    benchmarks beside Erlang; writes docs/benchmarks.md
 #   make install  install the library, headers, pkg-config and CMake files
 #   make fuzz     run each fuzzer longer (FUZZ_SECONDS, default 300)
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 FUZZ_BUILD ?= build-fuzz
 PREFIX     ?= /usr/local
 JOBS       ?= $(shell nproc)
@@ -24,7 +26,7 @@ PKGS_BENCH = $(PKGS_BUILD) erlang-nox
 
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build run test unit asan fuzz-quick fuzz bench install \
+.PHONY: all build run test unit asan tsan fuzz-quick fuzz bench install \
         deps-build deps-test deps-bench format clean
 
 all: build
@@ -54,7 +56,7 @@ build: deps-build
 run: build
 	$(BUILD)/otpc demo
 
-test: deps-test unit asan fuzz-quick
+test: deps-test unit asan tsan fuzz-quick
 	@echo "make test: all suites passed"
 
 unit: build
@@ -66,6 +68,13 @@ asan: deps-test
 	cmake --build $(ASAN_BUILD) -j $(JOBS)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+
+# The runtime's tests under ThreadSanitizer (the term layer has no threads).
+tsan: deps-test
+	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
+	  -DOTPC_SANITIZE=thread -DOTPC_BENCH=OFF >/dev/null
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target otpc_test_rt
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^rt$$'
 
 $(FUZZ_BUILD)/Makefile: deps-test
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug \
@@ -91,4 +100,4 @@ format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-bench $(ASAN_BUILD) $(FUZZ_BUILD)
+	rm -rf $(BUILD) $(BUILD)-bench $(ASAN_BUILD) $(TSAN_BUILD) $(FUZZ_BUILD)
