@@ -48,6 +48,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +92,14 @@ static long rss_bytes(void) {
   if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = 0;
   fclose(f);
   return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Context switches of the whole process so far (all threads). Many
+ * voluntary ones mean schedulers went to sleep on their futex. */
+static long ctx_switches(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return ru.ru_nvcsw + ru.ru_nivcsw;
 }
 
 static long map_count(void) {
@@ -267,6 +276,10 @@ static void spawn_idle(long n, int seq, long *rss_growth, double *secs) {
            seq ? "otpc_spawn" : "otpc_spawn_handler", otpc_strerror(rc), i);
     if ((i & 4095) == 0)
       atomic_store(&sh->progress, atomic_load(&started));
+    if (seq && (i & 32767) == 0) {
+      atomic_store(&sh->rss, rss_bytes());
+      atomic_store(&sh->maps, map_count());
+    }
   }
   stage("waiting for %ld idle %s processes to start", n,
         seq ? "sequential" : "handler");
@@ -374,9 +387,11 @@ static void run_spawn_exit(int seq) {
   node_start(0);
   sx_msg = atom_buf("done");
   stage("spawn_exit_msg%s: %ld children", seq ? "_seq" : "", spawn_n());
+  long cs0 = ctx_switches();
   int rc = otpc_spawn(sx_driver, seq ? (void *)1 : NULL, NULL, NULL);
   if (rc != 0) fail("otpc_spawn: %s", otpc_strerror(rc));
   wait_done(quick ? 30 : 120);
+  note("%ld context switches during the run", ctx_switches() - cs0);
   result(seq ? "spawn_exit_msg_seq" : "spawn_exit_msg",
          (double)spawn_n() / sx_secs / 1e6, "Mops/s", 0);
   node_stop();
@@ -452,10 +467,12 @@ static double run_ring(long n, long rounds, int seq) {
   otpc_buf_t *token = atom_buf("token");
   stage("ring: %ld processes, %ld rounds, %s", n, rounds,
         seq ? "sequential" : "handlers");
+  long cs0 = ctx_switches();
   double t0 = now();
   otpc_send(pids[0], token); /* the first node takes it, then R rounds */
   wait_done(quick ? 30 : 120);
   double secs = now() - t0;
+  note("%ld context switches during the timed part", ctx_switches() - cs0);
   otpc_buf_unref(token);
   free(pids);
   /* nodes stay allocated: the processes live until node_stop. */
@@ -473,7 +490,6 @@ static void w_ring_seq(void) {
   node_start(0);
   double s = run_ring(RING_N, RING_ROUNDS, 1);
   result("ring_seq", (double)(RING_N * RING_ROUNDS) / s / 1e6, "Mmsg/s", 0);
-  note("%ld mappings with the ring up", map_count());
   node_stop();
 }
 
@@ -562,11 +578,13 @@ static void w_skynet(void) {
   if (root == NULL) fail("out of memory");
   root->size = SKYNET_SIZE;
   root->root = 1;
+  long cs0 = ctx_switches();
   double t0 = now();
   int rc = otpc_spawn_handler(&sky_handler, root, NULL, NULL);
   if (rc != 0) fail("otpc_spawn_handler: %s", otpc_strerror(rc));
   wait_done(quick ? 30 : 120);
   double secs = now() - t0;
+  note("%ld context switches during the run", ctx_switches() - cs0);
   int64_t want = SKYNET_SIZE * (SKYNET_SIZE - 1) / 2;
   if (atomic_load(&sky_result) != want)
     fail("wrong sum %lld, want %lld", (long long)atomic_load(&sky_result),
@@ -609,7 +627,7 @@ static void w_many_to_one(void) {
   int rc = otpc_spawn_handler(&m2o_handler, NULL, NULL, &m2o_receiver);
   if (rc != 0) fail("otpc_spawn_handler: %s", otpc_strerror(rc));
   stage("many_to_one: %ld senders x %ld messages", M2O_SENDERS, m2o_msgs());
-  long rss0 = rss_bytes();
+  long rss0 = rss_bytes(), cs0 = ctx_switches();
   double t0 = now();
   for (long i = 0; i < M2O_SENDERS; i++) {
     rc = otpc_spawn(m2o_sender, (void *)(intptr_t)i, NULL, NULL);
@@ -618,8 +636,9 @@ static void w_many_to_one(void) {
   wait_done(quick ? 30 : 120);
   double secs = now() - t0;
   result("many_to_one", (double)m2o_total / secs / 1e6, "Mmsg/s", 0);
-  note("RSS grew %.0f MiB during the run (messages waiting in the mailbox)",
-       (rss_bytes() - rss0) / 1048576.0);
+  note("RSS grew %.0f MiB during the run (messages waiting in the mailbox); "
+       "%ld context switches",
+       (rss_bytes() - rss0) / 1048576.0, ctx_switches() - cs0);
   node_stop();
 }
 

@@ -81,6 +81,11 @@ else
 fi
 [ -z "$GO_NOTE" ] || echo "bench/run.sh: $GO_NOTE" >&2
 
+# Other work on the machine skews the figures (otpc's sequential processes
+# in particular, when a scheduler thread has to share a core): the report
+# shows the load before and after.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS" "$RESULTS.md" "$RESULTS.one"' EXIT INT TERM
 
@@ -99,6 +104,7 @@ programs | while IFS= read -r cmd; do
 done
 
 # ---- the machine ---------------------------------------------------------
+load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null |
   head -n 1)
 [ -n "$cpu" ] || cpu=$(uname -m)
@@ -158,6 +164,7 @@ EOF
 | cores (nproc) | $ncpu |
 | memory | $mem |
 | kernel | $kernel (vm.max_map_count $maxmap) |
+| load average (1, 5, 15 min) | $load_before before the run, $load_after after (the run itself adds up to $BENCH_SCHEDULERS) |
 | schedulers | $BENCH_SCHEDULERS (otpc \`schedulers\`, Erlang \`+S $BENCH_SCHEDULERS:$BENCH_SCHEDULERS\`, Go \`GOMAXPROCS\`) |
 | Erlang/OTP | $otp |
 | Go | $gov |

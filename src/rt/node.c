@@ -458,6 +458,7 @@ static void free_live(otpc__proc_t *p) {
   if (p->ext) {
     otpc__free(p->ext->links);
     otpc__free(p->ext->monitors);
+    otpc__free(p->ext->saved);
   }
   otpc_buf_unref(p->exit_reason);
   otpc__free(p->ext);
@@ -479,9 +480,7 @@ int otpc_node_stop(void) {
     otpc__proc_t *p = atomic_load(&otpc__rt.slots[i]);
     if (p == NULL) continue;
     atomic_store(&otpc__rt.slots[i], NULL);
-    if (p->stack != NULL && p->home >= 0)
-      otpc__xstack_put(&otpc__rt.scheds[p->home], p->stack);
-    free_live(p);
+    free_live(p); /* stacks are freed with their schedulers below */
   }
   otpc__reclaim_drain();
   for (unsigned i = 0; i < otpc__rt.nsched; i++)

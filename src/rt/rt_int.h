@@ -97,6 +97,9 @@ void otpc__sig_free(otpc__sig_t *sig);
 
 typedef struct otpc__xstack {
   struct otpc__xstack *next; /* in the scheduler's free list */
+  struct otpc__xstack *all_prev, *all_next; /* every stack it made */
+  struct otpc__proc *occupant; /* process whose frames are in it, or NULL */
+  uint32_t waiters;          /* evicted processes to be restored into it */
   uint8_t *base;             /* lowest usable byte (guard page below) */
   size_t size;
   uint8_t *map;              /* the whole mapping, guard included */
@@ -132,6 +135,11 @@ typedef struct otpc__proc_ext {
   struct otpc__res *resources;/* owned fds and palloc blocks */
   const char *name_hint;
   otpc__timer_t wait_timer;   /* receive timeout */
+  void *saved;                /* evicted frames (stack.c), or NULL */
+  size_t saved_len;
+  struct otpc__proc *park_prev, *park_next; /* LRU of evictable processes */
+  bool parked;
+  void *tsan_fiber;           /* TSan: the fiber of evicted frames */
   uint32_t wait_seq;          /* io.c: the current fd or dirty wait */
   uint32_t wake_seq_done;     /* the last wait that ended */
   uint32_t wake_events;       /* what woke it */
@@ -180,8 +188,12 @@ typedef struct otpc__sched {
   otpc__ctx_t loop_ctx;        /* where the loop waits while a context runs */
   otpc__ctx_t native_ctx;      /* the thread's own stack */
   otpc__xstack_t *loop_stack;  /* stack of the active loop instance */
-  otpc__xstack_t *free_stacks; /* pool */
+  otpc__xstack_t *dead_stack;  /* a stack to free once nobody is on it */
+  otpc__xstack_t *free_stacks; /* pool of clean stacks */
+  otpc__xstack_t *all_stacks;  /* every stack it made, to free at stop */
   unsigned nstacks;            /* stacks made by this scheduler */
+  otpc__proc_t *parked_first;  /* suspended processes holding stacks, */
+  otpc__proc_t *parked_last;   /* least recently suspended first */
   otpc__mpsc_t runq;           /* runnable processes */
   _Atomic int64_t runq_len;
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
@@ -222,7 +234,20 @@ static inline otpc__proc_t *otpc__current(void) {
 }
 
 /* ---- stack.c ---- */
+/* A clean stack for a loop instance (never evicts, never fails). */
 otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s);
+/* A stack for a process that starts running code: clean if there is one,
+ * else a new one up to the cap, else one taken from the least recently
+ * suspended process by evicting it. p becomes its occupant. */
+otpc__xstack_t *otpc__xstack_for_proc(otpc__sched_t *s, otpc__proc_t *p);
+/* Before switching into p, which has a context: puts its frames back if
+ * they were evicted (evicting whoever is in its stack) and makes it the
+ * occupant; it is no longer evictable while it runs. */
+void otpc__stack_enter(otpc__sched_t *s, otpc__proc_t *p);
+/* p stopped running but keeps frames on its stack: it may be evicted. */
+void otpc__stack_park(otpc__sched_t *s, otpc__proc_t *p);
+/* p is done with its stack for good (it exited). */
+void otpc__stack_release(otpc__sched_t *s, otpc__proc_t *p);
 void otpc__xstack_put(otpc__sched_t *s, otpc__xstack_t *x);
 void otpc__xstack_free_all(otpc__sched_t *s);
 /* Switches from the current stack to `to` on stack x (NULL: the thread's

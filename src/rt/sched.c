@@ -17,8 +17,13 @@
  * otpc__sched_t, so when a handler blocks inside a callback (its frames sit
  * on top of the loop's), the scheduler simply starts a fresh loop instance
  * on another stack; and when such a handler later returns from its
- * callback into the old loop's frames, that loop carries on and the one
- * that resumed it is dropped.
+ * callback into the old loop's frames, that old loop finishes the dispatch
+ * and hands control back to the active loop, ending itself.
+ *
+ * Stacks are shared by eviction (stack.c): a process that is suspended
+ * with frames on a stack is "parked" and may have its frames copied out
+ * so that the stack can serve another process; otpc__stack_enter() puts
+ * them back, at the same addresses, before it runs again.
  *
  * Runnability: p->scheduled is 1 while p is queued or running. A sender
  * pushes into the inbox, then exchanges `scheduled` to 1 and queues p if
@@ -154,9 +159,14 @@ static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
 }
 
 static void settle(otpc__sched_t *s) {
+  if (s->dead_stack != NULL) { /* a loop instance ended on it */
+    otpc__xstack_put(s, s->dead_stack);
+    s->dead_stack = NULL;
+  }
   otpc__proc_t *p = s->prev;
   s->prev = NULL;
   if (p == NULL) return;
+  if (p->why != WHY_EXITED && p->stack != NULL) otpc__stack_park(s, p);
   switch (p->why) {
     case WHY_BLOCKED: go_idle(s, p); break;
     case WHY_YIELD: enqueue(s, p); break;
@@ -237,24 +247,30 @@ static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
   if ((p->flags & PF_HANDLER) && p->ctx == NULL) {
     p->stack = mine;
     handler_run(s, p);
-    /* Still on our own stack. If the handler blocked in a callback and
-     * was resumed by another loop instance, that instance is now dormant:
-     * we carry on and its stack goes back to the pool. */
-    if (s->loop_stack != mine) {
-      otpc__xstack_put(s, s->loop_stack);
-      s->loop_stack = mine;
-    }
     p->stack = NULL;
     s->current = NULL;
     s->prev = p;
+    mine->occupant = NULL;
+    if (s->loop_stack == mine) { /* the usual case: nothing blocked */
+      settle(s);
+      return;
+    }
+    /* The handler blocked in a callback, was resumed by the loop instance
+     * now active, and returned here into our frames. We finish the
+     * dispatch and hand over to the active loop: this stack may be the
+     * home of processes evicted from it, so no loop may stay on it. */
     settle(s);
-    return;
+    if (mine->waiters == 0) s->dead_stack = mine; /* freed once off it */
+    otpc__switch(NULL, s->loop_ctx, s->loop_stack);
+    abort(); /* never resumed */
   }
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
-    p->stack = otpc__xstack_get(s);
+    p->stack = otpc__xstack_for_proc(s, p);
     pin(s, p);
     p->ctx = otpc__ctx_make(p->stack->base, p->stack->size, seq_entry, p);
+  } else {
+    otpc__stack_enter(s, p);
   }
   otpc__switch(&s->loop_ctx, p->ctx, p->stack);
   s->current = NULL;
@@ -269,6 +285,7 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
     /* A handler dispatched by the active loop: it keeps this stack (and
      * the loop frames under it); scheduling goes on in a fresh loop. */
     pin(s, p);
+    s->loop_stack->occupant = p;
     otpc__xstack_t *x = otpc__xstack_get(s);
     s->loop_stack = x;
     otpc__switch(&p->ctx, otpc__ctx_make(x->base, x->size, loop_entry, s), x);

@@ -341,10 +341,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   if (p->exit_reason == NULL) abort(); /* cannot tell anyone why */
   p->flags |= PF_EXITING;
   const otpc_handler_t *h = (p->flags & PF_HANDLER) ? p->u.handler.h : NULL;
-  if (p->stack != NULL) { /* abandoned frames */
-    otpc__xstack_put(s, p->stack);
-    p->stack = NULL;
-  }
+  otpc__stack_release(s, p); /* abandoned frames, if any */
   if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {
     s->current = p;
     h->terminate(p->u.handler.state, otpc_buf_term(p->exit_reason));

@@ -34,6 +34,7 @@
 #endif
 
 #ifdef OTPC_ASAN
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom,
                                     size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save,
@@ -52,6 +53,9 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 
 #define POOL_KEEP 64
+/* Stacks a scheduler makes for processes before it starts evicting. Each
+ * is two mappings; the default limit is 65,530 per OS process. */
+#define STACK_CAP 256
 
 /* The thread's own stack, for switches back to it (ASan wants bounds). */
 static __thread const void *native_bottom;
@@ -87,7 +91,11 @@ static otpc__xstack_t *xstack_new(void) {
   return x;
 }
 
-static void xstack_destroy(otpc__xstack_t *x) {
+static void xstack_destroy(otpc__sched_t *s, otpc__xstack_t *x) {
+  if (x->all_prev) x->all_prev->all_next = x->all_next;
+  else s->all_stacks = x->all_next;
+  if (x->all_next) x->all_next->all_prev = x->all_prev;
+  s->nstacks--;
 #ifdef OTPC_VALGRIND
   VALGRIND_STACK_DEREGISTER(x->valgrind_id);
 #endif
@@ -106,8 +114,14 @@ otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
     x = xstack_new();
     if (x == NULL) abort(); /* no memory for a stack: nothing can run */
     s->nstacks++;
+    x->all_prev = NULL;
+    x->all_next = s->all_stacks;
+    if (s->all_stacks) s->all_stacks->all_prev = x;
+    s->all_stacks = x;
   }
   x->next = NULL;
+  x->occupant = NULL;
+  x->waiters = 0;
 #ifdef OTPC_TSAN
   /* A new context on this stack: a new fiber, its old shadow stack gone. */
   if (x->tsan_fiber) __tsan_destroy_fiber(x->tsan_fiber);
@@ -116,13 +130,130 @@ otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
   return x;
 }
 
+/* ------------------------------------------------------------------------
+ * Eviction: processes share stacks by copying their frames out and in
+ * ------------------------------------------------------------------------ */
+
+static void park_unlink(otpc__sched_t *s, otpc__proc_ext_t *x) {
+  if (!x->parked) return;
+  if (x->park_prev) x->park_prev->ext->park_next = x->park_next;
+  else s->parked_first = x->park_next;
+  if (x->park_next) x->park_next->ext->park_prev = x->park_prev;
+  else s->parked_last = x->park_prev;
+  x->park_prev = x->park_next = NULL;
+  x->parked = false;
+}
+
+void otpc__stack_park(otpc__sched_t *s, otpc__proc_t *p) {
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  if (x == NULL || x->parked) return; /* no memory: simply not evictable */
+  x->park_prev = s->parked_last;
+  x->park_next = NULL;
+  if (s->parked_last) s->parked_last->ext->park_next = p;
+  else s->parked_first = p;
+  s->parked_last = p;
+  x->parked = true;
+}
+
+/* Copies q's frames (its saved stack pointer to the top) to the heap and
+ * leaves its stack free for another occupant. false without memory. */
+static bool evict(otpc__sched_t *s, otpc__proc_t *q) {
+  otpc__xstack_t *st = q->stack;
+  uint8_t *sp = q->ctx, *top = st->base + st->size;
+  size_t len = (size_t)(top - sp);
+  void *copy = otpc__malloc(len);
+  if (copy == NULL) return false;
+#ifdef OTPC_ASAN
+  /* Its redzones would look like reads of poisoned memory. */
+  __asan_unpoison_memory_region(sp, len);
+#endif
+  memcpy(copy, sp, len);
+  park_unlink(s, q->ext);
+  q->ext->saved = copy;
+  q->ext->saved_len = len;
+#ifdef OTPC_TSAN
+  q->ext->tsan_fiber = st->tsan_fiber; /* the fiber goes with the frames */
+  st->tsan_fiber = NULL;
+#endif
+  st->occupant = NULL;
+  st->waiters++;
+  return true;
+}
+
+otpc__xstack_t *otpc__xstack_for_proc(otpc__sched_t *s, otpc__proc_t *p) {
+  otpc__xstack_t *x = NULL;
+  if (s->free_stacks == NULL && s->nstacks >= STACK_CAP) {
+    for (otpc__proc_t *q = s->parked_first; q != NULL; q = q->ext->park_next) {
+      otpc__xstack_t *st = q->stack;
+      if (evict(s, q)) {
+        x = st;
+        break;
+      }
+    }
+  }
+  if (x == NULL) {
+    x = otpc__xstack_get(s);
+  } else {
+#ifdef OTPC_TSAN
+    x->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  }
+  x->occupant = p;
+  return x;
+}
+
+void otpc__stack_enter(otpc__sched_t *s, otpc__proc_t *p) {
+  otpc__xstack_t *st = p->stack;
+  otpc__proc_ext_t *x = p->ext;
+  if (x != NULL) park_unlink(s, x);
+  if (x == NULL || x->saved == NULL) {
+    st->occupant = p;
+    return;
+  }
+  if (st->occupant != NULL && st->occupant != p && !evict(s, st->occupant))
+    abort(); /* no memory to move the occupant aside: cannot run p */
+#ifdef OTPC_ASAN
+  __asan_unpoison_memory_region(p->ctx, x->saved_len);
+#endif
+  memcpy(p->ctx, x->saved, x->saved_len);
+  otpc__free(x->saved);
+  x->saved = NULL;
+  x->saved_len = 0;
+#ifdef OTPC_TSAN
+  if (st->tsan_fiber) __tsan_destroy_fiber(st->tsan_fiber);
+  st->tsan_fiber = x->tsan_fiber;
+  x->tsan_fiber = NULL;
+#endif
+  st->waiters--;
+  st->occupant = p;
+}
+
+void otpc__stack_release(otpc__sched_t *s, otpc__proc_t *p) {
+  otpc__xstack_t *st = p->stack;
+  if (st == NULL) return;
+  p->stack = NULL;
+  otpc__proc_ext_t *x = p->ext;
+  if (x != NULL) park_unlink(s, x);
+  if (x != NULL && x->saved != NULL) {
+    otpc__free(x->saved);
+    x->saved = NULL;
+#ifdef OTPC_TSAN
+    if (x->tsan_fiber) __tsan_destroy_fiber(x->tsan_fiber);
+    x->tsan_fiber = NULL;
+#endif
+    st->waiters--;
+  } else if (st->occupant == p) {
+    st->occupant = NULL;
+  }
+  if (st->occupant == NULL && st->waiters == 0) otpc__xstack_put(s, st);
+}
+
 void otpc__xstack_put(otpc__sched_t *s, otpc__xstack_t *x) {
   unsigned pooled = 0;
   for (otpc__xstack_t *y = s->free_stacks; y && pooled < POOL_KEEP; y = y->next)
     pooled++;
   if (pooled >= POOL_KEEP) {
-    xstack_destroy(x);
-    s->nstacks--;
+    xstack_destroy(s, x);
     return;
   }
   x->next = s->free_stacks;
@@ -130,11 +261,8 @@ void otpc__xstack_put(otpc__sched_t *s, otpc__xstack_t *x) {
 }
 
 void otpc__xstack_free_all(otpc__sched_t *s) {
-  while (s->free_stacks != NULL) {
-    otpc__xstack_t *x = s->free_stacks;
-    s->free_stacks = x->next;
-    xstack_destroy(x);
-  }
+  while (s->all_stacks != NULL) xstack_destroy(s, s->all_stacks);
+  s->free_stacks = NULL;
 }
 
 void otpc__stack_thread_init(void) {

@@ -605,3 +605,99 @@ static void body_dirty(void *arg) {
 }
 
 TEST(dirty_work) { run(body_dirty); }
+
+/* ---- stacks shared by eviction ---------------------------------------------- */
+
+/* Keeps a checksum of its frames' locals across blocking receives; with
+ * thousands of these the scheduler must evict and restore their stacks,
+ * and any mistake shows as a wrong sum or a crash. */
+static void stateful(void *arg) {
+  uintptr_t seed = (uintptr_t)arg;
+  volatile uint32_t local[64];
+  for (int i = 0; i < 64; i++) local[i] = (uint32_t)(seed * 2654435761u + i);
+  static otpc_pattern_t *_Atomic slot;
+  otpc_pattern_t *p = shared_pat(&slot, "{round, ~p}");
+  for (int round = 0; round < 3; round++) {
+    otpc_buf_t *m;
+    otpc_pid_t from;
+    if (otpc_receive(p, OTPC_INFINITY, &m, &from) != 0) return;
+    otpc_buf_unref(m);
+    uint32_t sum = 0;
+    for (int i = 0; i < 64; i++) sum += local[i] ^ (uint32_t)i;
+    uint32_t want = 0;
+    for (int i = 0; i < 64; i++)
+      want += (uint32_t)(seed * 2654435761u + i) ^ (uint32_t)i;
+    otpc_sendf(from, "{sum, ~i}", sum == want ? 1 : 0);
+  }
+}
+
+static void body_evict(void *arg) {
+  enum { N = MANY_SEQ };
+  otpc_pid_t *pids = malloc(N * sizeof *pids);
+  for (int i = 0; i < N; i++)
+    CHECK_INT_EQ(otpc_spawn(stateful, (void *)(uintptr_t)i, NULL, &pids[i]), 0);
+  otpc_pid_t me = otpc_self();
+  otpc_pattern_t *sum = pat("{sum, ~i}");
+  for (int round = 0; round < 3; round++) {
+    /* In reverse order, so that restores do not follow evictions. */
+    for (int i = N - 1; i >= 0; i--) otpc_sendf(pids[i], "{round, ~p}", &me);
+    for (int i = 0; i < N; i++) {
+      otpc_buf_t *m;
+      int ok = 0;
+      CHECK_INT_EQ(otpc_receive(sum, 10000, &m, &ok), 0);
+      CHECK_INT_EQ(ok, 1);
+      otpc_buf_unref(m);
+    }
+  }
+  otpc_pattern_free(sum);
+  free(pids);
+}
+
+TEST(evicted_stacks_keep_their_frames) { run(body_evict); }
+
+/* Handlers blocked inside callbacks, more of them than stacks. */
+static int blocker_handle(void *state, otpc_buf_t *msg) {
+  otpc_pid_t reply_to;
+  volatile uint64_t mark = 0xfeedfacecafebeefull ^ (uintptr_t)state;
+  static otpc_pattern_t *_Atomic s1, *_Atomic s2;
+  otpc_pattern_t *wait = shared_pat(&s1, "{wait, ~p}");
+  if (otpc_match(wait, otpc_buf_term(msg), &reply_to) != 1) return OTPC_STOP;
+  otpc_buf_t *m;
+  if (otpc_receive(shared_pat(&s2, "release"), OTPC_INFINITY, &m) == 0)
+    otpc_buf_unref(m);
+  otpc_sendf(reply_to, "{released, ~i}",
+             mark == (0xfeedfacecafebeefull ^ (uintptr_t)state) ? 1 : 0);
+  return OTPC_CONTINUE;
+}
+
+static int blocker_init(void *arg, void **state) {
+  *state = arg;
+  return 0;
+}
+
+static const otpc_handler_t blocker = {blocker_init, blocker_handle, NULL};
+
+static void body_blocked_handlers(void *arg) {
+  enum { N = MANY_SEQ / 4 };
+  otpc_pid_t *pids = malloc(N * sizeof *pids);
+  otpc_pid_t me = otpc_self();
+  for (int i = 0; i < N; i++) {
+    CHECK_INT_EQ(otpc_spawn_handler(&blocker, (void *)(uintptr_t)i, NULL, &pids[i]), 0);
+    otpc_sendf(pids[i], "{wait, ~p}", &me);
+  }
+  otpc_sleep(100); /* all of them now blocked inside handle() */
+  for (int i = 0; i < N; i++) otpc_sendf(pids[i], "release");
+  otpc_pattern_t *rel = pat("{released, ~i}");
+  for (int i = 0; i < N; i++) {
+    otpc_buf_t *m;
+    int ok = 0;
+    CHECK_INT_EQ(otpc_receive(rel, 10000, &m, &ok), 0);
+    CHECK_INT_EQ(ok, 1);
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(rel);
+  for (int i = 0; i < N; i++) otpc_sendf(pids[i], "bye");
+  free(pids);
+}
+
+TEST(handlers_blocked_in_callbacks_share_stacks) { run(body_blocked_handlers); }
