@@ -224,7 +224,11 @@ static int fun_leaf(parser_t *p) {
   int rc = 0;
   for (unsigned i = 0; i < 5 && rc == 0; i++) {
     rc = next(p);
-    if (rc == 0 && p->tok.kind != want[i]) rc = bad(p, p->tok.pos);
+    /* Erlang prints funs without quoting reserved words (fun_to_list), so
+     * `fun fun:f/1` is the text of a fun of module 'fun': take the keyword
+     * as an atom here. */
+    bool as_atom = want[i] == TOK_ATOM && p->tok.kind == TOK_FUN;
+    if (rc == 0 && p->tok.kind != want[i] && !as_atom) rc = bad(p, p->tok.pos);
     if (rc == 0 && i == 0) {
       moff = p->tok.off, mlen = p->tok.len;
       flags |= p->tok.in_scratch ? NF_SCRATCH : 0;

@@ -449,3 +449,18 @@ TEST(parse_text_with_nul_and_length) {
   CHECK_STR_EQ(parse_hex("\"a\0b\"", 5), "836B0003610062");
   CHECK_STR_EQ(parse_hex("'a\0'", 4), "8377026100"); /* as '\000' */
 }
+
+TEST(parse_fun_of_reserved_word_module) {
+  /* erl: io_lib:format("~w", [fun 'fun':'fun'/2]) gives "fun fun:fun/2". */
+  otpc_buf_t *buf;
+  CHECK_INT_EQ(otpc_term_parse("fun fun:fun/2", 13, &buf, NULL), 0);
+  otpc_atom_t m, f;
+  unsigned arity;
+  CHECK_INT_EQ(otpc_term_get_export(otpc_buf_term(buf), &m, &f, &arity), 0);
+  CHECK(m == otpc_atom("fun") && f == otpc_atom("fun") && arity == 2);
+  char *text;
+  CHECK_INT_EQ(otpc_term_print(otpc_buf_term(buf), &text, NULL), 0);
+  CHECK_STR_EQ(text, "fun fun:fun/2");
+  otpc_free(text);
+  otpc_buf_unref(buf);
+}
