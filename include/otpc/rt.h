@@ -71,10 +71,10 @@ OTPC_API otpc_atom_t otpc_node_name(void);
  * ------------------------------------------------------------------------ */
 
 typedef enum otpc_priority {
-  OTPC_PRIO_LOW,
-  OTPC_PRIO_NORMAL, /* the default */
-  OTPC_PRIO_HIGH,
-  OTPC_PRIO_MAX
+  OTPC_PRIO_NORMAL = 0, /* the default: zeroed options mean normal */
+  OTPC_PRIO_LOW = 1,
+  OTPC_PRIO_HIGH = 2,
+  OTPC_PRIO_MAX = 3
 } otpc_priority_t;
 
 typedef struct otpc_spawn_opts {
@@ -159,6 +159,10 @@ OTPC_API void otpc_yield(void);
 
 OTPC_API int otpc_link(otpc_pid_t pid);
 OTPC_API int otpc_unlink(otpc_pid_t pid);
+/* process_flag(priority, P): sets the calling process's priority and
+ * returns the old one. Max runs before high before normal; low runs with
+ * normal but less often. In a process. */
+OTPC_API int otpc_set_priority(otpc_priority_t prio);
 /* Sets trap_exit; returns the old value (0 or 1). In a process. */
 OTPC_API int otpc_trap_exit(bool on);
 

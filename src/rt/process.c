@@ -318,6 +318,16 @@ int otpc_unlink(otpc_pid_t pid) {
   return send_signal(pid, SIG_UNLINK, otpc__proc_pid(p), NULL, NULL);
 }
 
+int otpc_set_priority(otpc_priority_t prio) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if ((unsigned)prio > OTPC_PRIO_MAX) return OTPC_EINVAL;
+  int old = p->priority;
+  /* Read by whoever queues it next, from any thread. */
+  __atomic_store_n(&p->priority, (uint8_t)prio, __ATOMIC_RELAXED);
+  return old;
+}
+
 int otpc_trap_exit(bool on) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;

@@ -119,6 +119,11 @@ void otpc__reclaim_quiescent(otpc__sched_t *s) {
   }
 }
 
+bool otpc__reclaim_pending(void) {
+  return local_list != NULL ||
+         __atomic_load_n(&shared_list, __ATOMIC_RELAXED) != NULL;
+}
+
 void otpc__reclaim_offline(otpc__sched_t *s) {
   atomic_store(&s->epoch, OFFLINE);
 }

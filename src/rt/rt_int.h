@@ -194,8 +194,9 @@ typedef struct otpc__sched {
   unsigned nstacks;            /* stacks made by this scheduler */
   otpc__proc_t *parked_first;  /* suspended processes holding stacks, */
   otpc__proc_t *parked_last;   /* least recently suspended first */
-  otpc__mpsc_t runq;           /* runnable processes */
-  _Atomic int64_t runq_len;
+  otpc__mpsc_t runq[4];        /* runnable processes, per priority */
+  _Atomic int64_t runq_len;    /* all four together */
+  uint32_t low_turn;           /* counts picks, to give low its turn */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
@@ -288,6 +289,7 @@ void otpc__reclaim_retire(otpc__proc_t *p);
 void otpc__reclaim_drain(void); /* at node stop: frees everything retired */
 void otpc__reclaim_init(void);
 void otpc__reclaim_offline(otpc__sched_t *s); /* going to sleep */
+bool otpc__reclaim_pending(void); /* this thread holds retired blocks */
 void otpc__reclaim_thread_done(void);         /* a scheduler stops */
 /* Frees a block whose grace period is over (proc.c). */
 void otpc__proc_free(otpc__proc_t *p);

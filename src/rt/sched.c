@@ -55,6 +55,7 @@ __thread otpc__sched_t *otpc__self_sched;
 
 #define HANDLER_BUDGET 64 /* messages per turn before others get a go */
 #define SPIN_ROUNDS 200   /* looks at the run queue before sleeping */
+#define RECLAIM_NAP_MS 5  /* longest sleep while retired blocks wait */
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
 
@@ -89,18 +90,44 @@ static void wake_sched(otpc__sched_t *s) {
   futex_wake(&s->sleep_word);
 }
 
+/* Schedulers with nothing to do, one bit each (the first 64): a busy
+ * scheduler hands them processes that become runnable. */
+static _Atomic uint64_t hungry;
+
+static uint64_t bit_of(const otpc__sched_t *s) {
+  return s->index < 64 ? (uint64_t)1 << s->index : 0;
+}
+
 static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
+  unsigned prio = __atomic_load_n(&p->priority, __ATOMIC_RELAXED) & 3;
   atomic_fetch_add_explicit(&s->runq_len, 1, memory_order_relaxed);
-  otpc__mpsc_push(&s->runq, &p->rq_link);
+  otpc__mpsc_push(&s->runq[prio], &p->rq_link);
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&s->sleeping, memory_order_relaxed)) wake_sched(s);
 }
 
+/*
+ * Erlang's priorities: max before high before normal, strictly; low
+ * shares normal's turn but gets one pick in eight (and every pick when
+ * nothing normal waits), so it is slower, never starved.
+ */
 static otpc__proc_t *dequeue(otpc__sched_t *s) {
-  otpc__qlink_t *l = otpc__mpsc_pop(&s->runq);
+  otpc__qlink_t *l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_MAX]);
+  if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_HIGH]);
+  if (l == NULL) {
+    if (++s->low_turn % 8 == 0) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
+    if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
+    if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
+  }
   if (l == NULL) return NULL;
   atomic_fetch_sub_explicit(&s->runq_len, 1, memory_order_relaxed);
   return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+}
+
+static bool runq_nonempty(otpc__sched_t *s) {
+  for (int i = 0; i < 4; i++)
+    if (otpc__mpsc_nonempty(&s->runq[i])) return true;
+  return false;
 }
 
 /* Where a process that became runnable should run: where it is pinned, or
@@ -110,11 +137,19 @@ void otpc__make_runnable(otpc__proc_t *p) {
   int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
                                       memory_order_relaxed);
   otpc__sched_t *s;
-  if (home >= 0)
+  if (home >= 0) {
     s = &otpc__rt.scheds[home];
-  else if (otpc__self_sched != NULL)
+  } else if (otpc__self_sched != NULL) {
     s = otpc__self_sched;
-  else
+    /* Busy here and someone idle: give it the work instead. */
+    uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) &
+                 ~bit_of(s);
+    if (h != 0 && atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) {
+      uint64_t b = h & -h;
+      if (atomic_fetch_and(&hungry, ~b) & b)
+        s = &otpc__rt.scheds[__builtin_ctzll(b)];
+    }
+  } else
     s = &otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched];
   enqueue(s, p);
 }
@@ -336,14 +371,22 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     if ((p = dequeue(s)) != NULL) return p;
     uint32_t word = atomic_load(&s->sleep_word);
     atomic_store(&s->sleeping, 1);
+    atomic_fetch_or(&hungry, bit_of(s));
     atomic_thread_fence(memory_order_seq_cst);
-    if (otpc__mpsc_nonempty(&s->runq) || atomic_load(&otpc__rt.stopping)) {
+    if (runq_nonempty(s) || atomic_load(&otpc__rt.stopping)) {
       atomic_store(&s->sleeping, 0);
+      atomic_fetch_and(&hungry, ~bit_of(s));
       continue;
     }
+    /* Blocks retired here are freed at a later quiescent point: do not
+     * sleep long on them. */
+    int64_t wait = otpc__wheel_next(&s->wheel);
+    if (otpc__reclaim_pending() && (wait < 0 || wait > RECLAIM_NAP_MS))
+      wait = RECLAIM_NAP_MS;
     otpc__reclaim_offline(s);
-    futex_wait(&s->sleep_word, word, otpc__wheel_next(&s->wheel));
+    futex_wait(&s->sleep_word, word, wait);
     atomic_store(&s->sleeping, 0);
+    atomic_fetch_and(&hungry, ~bit_of(s));
     otpc__reclaim_quiescent(s);
   }
 }
@@ -382,7 +425,7 @@ int otpc__sched_start_all(void) {
   for (unsigned i = 0; i < otpc__rt.nsched; i++) {
     otpc__sched_t *s = &otpc__rt.scheds[i];
     s->index = i;
-    otpc__mpsc_init(&s->runq);
+    for (int q = 0; q < 4; q++) otpc__mpsc_init(&s->runq[q]);
     otpc__wheel_init(&s->wheel, otpc_now_ms());
     atomic_store(&s->epoch, UINT64_MAX);
   }

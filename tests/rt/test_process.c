@@ -701,3 +701,49 @@ static void body_blocked_handlers(void *arg) {
 }
 
 TEST(handlers_blocked_in_callbacks_share_stacks) { run(body_blocked_handlers); }
+
+/* ---- priorities ------------------------------------------------------------ */
+
+static void prio_worker(void *arg) {
+  otpc_pid_t *report = arg;
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m); /* the start signal */
+  otpc_buf_unref(m);
+  otpc_proc_info_t info;
+  otpc_process_info(otpc_self(), &info);
+  otpc_sendf(*report, "{done, ~i}", (int)info.priority);
+}
+
+static void body_priorities(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  CHECK_INT_EQ(otpc_set_priority(OTPC_PRIO_MAX), OTPC_PRIO_NORMAL);
+  /* On one scheduler, runnable at once: max and high run before normal,
+   * normal before low. */
+  otpc_pid_t w[4];
+  otpc_priority_t order[4] = {OTPC_PRIO_LOW, OTPC_PRIO_NORMAL, OTPC_PRIO_HIGH,
+                              OTPC_PRIO_MAX};
+  for (int i = 0; i < 4; i++) {
+    otpc_spawn_opts_t o = {.priority = order[i]};
+    CHECK_INT_EQ(otpc_spawn(prio_worker, &me, &o, &w[i]), 0);
+  }
+  otpc_sleep(50); /* all four wait for the start signal */
+  for (int i = 0; i < 4; i++) otpc_sendf(w[i], "go");
+  int got[4];
+  otpc_pattern_t *done = pat("{done, ~i}");
+  for (int i = 0; i < 4; i++) {
+    otpc_buf_t *m;
+    CHECK_INT_EQ(otpc_receive(done, 5000, &m, &got[i]), 0);
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(done);
+  CHECK_INT_EQ(got[0], OTPC_PRIO_MAX);
+  CHECK_INT_EQ(got[1], OTPC_PRIO_HIGH);
+  CHECK_INT_EQ(got[2], OTPC_PRIO_NORMAL);
+  CHECK_INT_EQ(got[3], OTPC_PRIO_LOW);
+}
+
+TEST(priorities_order_runnable_processes) {
+  otpc_node_opts_t o = {.schedulers = 1};
+  CHECK_INT_EQ(otpc_main(&o, body_priorities, NULL), 0);
+}
