@@ -85,6 +85,9 @@ fi
 # in particular, when a scheduler thread has to share a core): the report
 # shows the load before and after.
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat 2>/dev/null || echo 0; }
+busy0=$(busy_ticks)
+wall0=$(date +%s.%N)
 
 RESULTS=$(mktemp)
 trap 'rm -f "$RESULTS" "$RESULTS.md" "$RESULTS.one"' EXIT INT TERM
@@ -105,6 +108,19 @@ done
 
 # ---- the machine ---------------------------------------------------------
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
+# The share of the CPUs that other processes used while the benchmarks ran:
+# the machine's busy time minus ours (`times`: the children's user and
+# system time), over the wall time of all CPUs.
+others=$(times | awk -v b0="$busy0" -v b1="$(busy_ticks)" -v w0="$wall0" \
+  -v w1="$(date +%s.%N)" -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
+  -v n="$(nproc 2>/dev/null || echo 1)" '
+  function secs(t,   m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return m * 60 + t }
+  NR == 2 { mine = secs($1) + secs($2) }
+  END {
+    wall = w1 - w0; o = ((b1 - b0) / hz - mine) / (wall * n)
+    if (o < 0) o = 0
+    printf "%.0f%%", o * 100
+  }')
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null |
   head -n 1)
 [ -n "$cpu" ] || cpu=$(uname -m)
@@ -164,7 +180,7 @@ EOF
 | cores (nproc) | $ncpu |
 | memory | $mem |
 | kernel | $kernel (vm.max_map_count $maxmap) |
-| load average (1, 5, 15 min) | $load_before before the run, $load_after after (the run itself adds up to $BENCH_SCHEDULERS) |
+| other load | other processes used $others of the CPUs during the run; load average $load_before before, $load_after after |
 | schedulers | $BENCH_SCHEDULERS (otpc \`schedulers\`, Erlang \`+S $BENCH_SCHEDULERS:$BENCH_SCHEDULERS\`, Go \`GOMAXPROCS\`) |
 | Erlang/OTP | $otp |
 | Go | $gov |
