@@ -81,16 +81,18 @@ else
 fi
 [ -z "$GO_NOTE" ] || echo "bench/run.sh: $GO_NOTE" >&2
 
+RESULTS=$(mktemp)
+trap 'rm -f "$RESULTS" "$RESULTS.md" "$RESULTS.one" "$RESULTS.t0" "$RESULTS.t1"' EXIT INT TERM
+
 # Other work on the machine skews the figures (otpc's sequential processes
 # in particular, when a scheduler thread has to share a core): the report
-# shows the load before and after.
+# says how much of the CPUs others used meanwhile. `times` (our children's
+# CPU time) must not run in a pipe or a $(...): a subshell has no children.
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat 2>/dev/null || echo 0; }
 busy0=$(busy_ticks)
 wall0=$(date +%s.%N)
-
-RESULTS=$(mktemp)
-trap 'rm -f "$RESULTS" "$RESULTS.md" "$RESULTS.one"' EXIT INT TERM
+times >"$RESULTS.t0"
 
 programs | while IFS= read -r cmd; do
   [ -n "$cmd" ] || continue
@@ -108,19 +110,19 @@ done
 
 # ---- the machine ---------------------------------------------------------
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
-# The share of the CPUs that other processes used while the benchmarks ran:
-# the machine's busy time minus ours (`times`: the children's user and
-# system time), over the wall time of all CPUs.
-others=$(times | awk -v b0="$busy0" -v b1="$(busy_ticks)" -v w0="$wall0" \
+# The share of the CPUs that other processes used while the benchmarks
+# ran: the machine's busy time minus ours, over the wall time of all CPUs.
+times >"$RESULTS.t1"
+others=$(awk -v b0="$busy0" -v b1="$(busy_ticks)" -v w0="$wall0" \
   -v w1="$(date +%s.%N)" -v hz="$(getconf CLK_TCK 2>/dev/null || echo 100)" \
   -v n="$(nproc 2>/dev/null || echo 1)" '
   function secs(t,   m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return m * 60 + t }
-  NR == 2 { mine = secs($1) + secs($2) }
+  FNR == 2 { mine[++f] = secs($1) + secs($2) }
   END {
-    wall = w1 - w0; o = ((b1 - b0) / hz - mine) / (wall * n)
+    wall = w1 - w0; o = ((b1 - b0) / hz - (mine[2] - mine[1])) / (wall * n)
     if (o < 0) o = 0
     printf "%.0f%%", o * 100
-  }')
+  }' "$RESULTS.t0" "$RESULTS.t1")
 cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo 2>/dev/null |
   head -n 1)
 [ -n "$cpu" ] || cpu=$(uname -m)
@@ -293,10 +295,12 @@ END {
   print ""
   print "### Workloads"
   print ""
-  for (j = 1; j <= nw; j++) {
-    w = works[j]
-    print "- `" w "`: " ((w in desc) ? desc[w] : "(no description)")
-  }
+  for (g = 1; g <= 2; g++)
+    for (j = 1; j <= nw; j++) {
+      w = works[j]
+      if (group(w) != (g == 1 ? "rt" : "term")) continue
+      print "- `" w "`: " ((w in desc) ? desc[w] : "(no description)")
+    }
   if (nn > 0) {
     print ""
     print "### Notes from the run"

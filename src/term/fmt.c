@@ -14,8 +14,55 @@
  *
  * A format of at most OTPC__TREE_INLINE nodes with nothing to decode, such
  * as "{~a, ~i}", allocates nothing beyond what the builder needs.
+ *
+ * Formats are usually string literals used again and again, so each thread
+ * keeps the parsed trees of its last few small formats, keyed by the
+ * format's address and checked against a copy of its text (so a buffer
+ * reused for another format is never mistaken for the old one). A hit
+ * copies the nodes into a working tree and skips the parse.
  */
 #include "scan.h"
+
+#define CACHE_SLOTS 8
+#define CACHE_TEXT 192 /* longest format kept, NUL included */
+
+typedef struct cached {
+  const char *key; /* the format's address, or NULL */
+  uint32_t n;      /* nodes */
+  uint32_t len;    /* text length */
+  char text[CACHE_TEXT];
+  otpc__node_t nodes[OTPC__TREE_INLINE];
+} cached_t;
+
+static __thread cached_t cache[CACHE_SLOTS];
+
+static cached_t *slot_for(const char *fmt) {
+  return &cache[((uintptr_t)fmt >> 3) % CACHE_SLOTS];
+}
+
+/* A working tree from the cache, or false on a miss. */
+static bool from_cache(otpc__tree_t *t, const char *fmt) {
+  cached_t *c = slot_for(fmt);
+  if (c->key != fmt || strcmp(c->text, fmt) != 0) return false;
+  memcpy(t->small, c->nodes, c->n * sizeof c->nodes[0]);
+  t->n = c->n;
+  t->src = (const uint8_t *)c->text;
+  t->len = c->len;
+  return true;
+}
+
+/* Keeps a freshly parsed tree (before its holes are bound) if it is small
+ * and needs nothing outside its nodes and text. */
+static void to_cache(const otpc__tree_t *t, const char *fmt, size_t len) {
+  if (t->n > OTPC__TREE_INLINE || t->scratch.len != 0 || len >= CACHE_TEXT)
+    return;
+  cached_t *c = slot_for(fmt);
+  memcpy(c->text, fmt, len + 1);
+  memcpy(c->nodes, t->nodes, t->n * sizeof t->nodes[0]);
+  c->n = t->n;
+  c->len = (uint32_t)len;
+  c->key = fmt;
+}
 
 /* Takes the argument of each hole, in order. */
 static int bind_hole(otpc__node_t *nd, va_list *ap) {
@@ -51,8 +98,15 @@ int otpc_build_vfmt(otpc_builder_t *b, const char *fmt, va_list ap) {
   if (b->err) return b->err;
   otpc__tree_t t;
   otpc__tree_init(&t, OTPC__MODE_FMT);
-  int rc = fmt ? otpc__tree_parse(&t, fmt, strlen(fmt), NULL) : OTPC_EINVAL;
-  if (rc == OTPC_ESYNTAX) rc = OTPC_EBADFMT;
+  int rc = 0;
+  if (fmt == NULL) {
+    rc = OTPC_EINVAL;
+  } else if (!from_cache(&t, fmt)) {
+    size_t len = strlen(fmt);
+    rc = otpc__tree_parse(&t, fmt, len, NULL);
+    if (rc == OTPC_ESYNTAX) rc = OTPC_EBADFMT;
+    if (rc == 0) to_cache(&t, fmt, len);
+  }
   if (rc == 0) {
     va_list aq;
     va_copy(aq, ap);

@@ -234,3 +234,32 @@ TEST(fmt_out_of_memory_is_an_error) {
   CHECK_INT_EQ(rc, 0);
   CHECK(failures > 0);
 }
+
+TEST(fmt_cache_never_confuses_formats) {
+  /* The same buffer holding one format, then another: the parsed-format
+   * cache is keyed by address but must check the text. */
+  char buf[64];
+  for (int round = 0; round < 3; round++) {
+    snprintf(buf, sizeof buf, "{a, ~i}");
+    otpc_buf_t *x = otpc_term_fmt(buf, 7);
+    snprintf(buf, sizeof buf, "[~i, b]");
+    otpc_buf_t *y = otpc_term_fmt(buf, 8);
+    char *tx, *ty;
+    CHECK_INT_EQ(otpc_term_print(otpc_buf_term(x), &tx, NULL), 0);
+    CHECK_INT_EQ(otpc_term_print(otpc_buf_term(y), &ty, NULL), 0);
+    CHECK_STR_EQ(tx, "{a,7}");
+    CHECK_STR_EQ(ty, "[8,b]");
+    otpc_free(tx);
+    otpc_free(ty);
+    otpc_buf_unref(x);
+    otpc_buf_unref(y);
+  }
+  /* A cached format with a list of holes still becomes a string or not
+   * by the values bound each time. */
+  const char *f = "[~i, ~i]";
+  for (int v = 250; v < 260; v++) {
+    otpc_buf_t *t = otpc_term_fmt(f, v, v);
+    CHECK_INT_EQ(otpc_buf_data(t)[1], v < 256 ? 107 : 108); /* STRING/LIST */
+    otpc_buf_unref(t);
+  }
+}
