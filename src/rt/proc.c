@@ -29,6 +29,12 @@ typedef struct index_cache {
 } index_cache_t;
 static __thread index_cache_t cache;
 
+/* Control blocks freed on a scheduler thread are kept there for the next
+ * spawn (as signal nodes are, see queue.c). */
+#define PROC_CACHE_MAX 256
+static __thread otpc__proc_t *proc_cache;
+static __thread unsigned proc_cached;
+
 int otpc__proc_table_init(size_t max) {
   size_t bytes = max * sizeof(otpc__proc_t *);
   void *slots = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -98,12 +104,36 @@ static void release_index(uint32_t idx) {
   pthread_mutex_unlock(&index_lock);
 }
 
-/* A scheduler thread stopping hands its cache back. */
+/* A scheduler thread stopping hands its caches back. */
 void otpc__proc_cache_flush(void) {
+  while (proc_cache != NULL) {
+    otpc__proc_t *p = proc_cache;
+    proc_cache = p->u.retired.next;
+    otpc__free(p);
+  }
+  proc_cached = 0;
   pthread_mutex_lock(&index_lock);
   while (cache.n > 0 && free_count < free_cap) free_index[free_count++] = cache.idx[--cache.n];
   cache.n = 0;
   pthread_mutex_unlock(&index_lock);
+}
+
+static otpc__proc_t *proc_alloc(void) {
+  otpc__proc_t *p = proc_cache;
+  if (p == NULL) return otpc__malloc(sizeof *p);
+  proc_cache = p->u.retired.next;
+  proc_cached--;
+  return p;
+}
+
+static void proc_dealloc(otpc__proc_t *p) {
+  if (otpc__self_sched != NULL && proc_cached < PROC_CACHE_MAX) {
+    p->u.retired.next = proc_cache;
+    proc_cache = p;
+    proc_cached++;
+    return;
+  }
+  otpc__free(p);
 }
 
 int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
@@ -111,7 +141,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
     int rc = refill();
     if (rc != 0) return rc;
   }
-  otpc__proc_t *p = otpc__malloc(sizeof *p);
+  otpc__proc_t *p = proc_alloc();
   if (p == NULL) return OTPC_ENOMEM;
   memset(p, 0, sizeof *p);
   uint32_t idx = cache.idx[--cache.n];
@@ -128,7 +158,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   if (opts && opts->name) {
     if (otpc__proc_ext(p) == NULL) {
       release_index(idx);
-      otpc__free(p);
+      proc_dealloc(p);
       return OTPC_ENOMEM;
     }
     p->ext->name_hint = opts->name;
@@ -136,6 +166,15 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   atomic_fetch_add(&otpc__rt.nprocs, 1);
   *out = p;
   return 0;
+}
+
+/* A process made by otpc__proc_new that could not start: gone without a
+ * trace (never published, so nobody can hold it). */
+void otpc__proc_undo(otpc__proc_t *p) {
+  otpc__free(p->ext);
+  release_index(p->index);
+  proc_dealloc(p);
+  atomic_fetch_sub(&otpc__rt.nprocs, 1);
 }
 
 void otpc__proc_publish(otpc__proc_t *p) {
@@ -187,7 +226,7 @@ void otpc__proc_free(otpc__proc_t *p) {
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     otpc__answer_noproc((otpc__sig_t *)l, pid);
   otpc__free(p->ext);
-  otpc__free(p);
+  proc_dealloc(p);
 }
 
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {

@@ -44,6 +44,14 @@ otpc_ref_t otpc_make_ref(void) {
  * Spawning
  * ------------------------------------------------------------------------ */
 
+/* Counts a reduction; a sequential process that used its budget lets
+ * others run. Handlers yield between messages instead. */
+static void spend(otpc__proc_t *p) {
+  if (p == NULL) return;
+  if (++p->reductions % SEQ_REDUCTIONS == 0 && !(p->flags & PF_HANDLER))
+    otpc__suspend(p, WHY_YIELD);
+}
+
 static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
                         otpc_pid_t *out) {
   otpc__proc_t *parent = otpc__current();
@@ -66,14 +74,10 @@ static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
   otpc__proc_publish(p);
   atomic_store(&p->scheduled, 1);
   otpc__spawn_place(p);
+  spend(parent); /* spawning counts as work: a spawning loop yields too */
   return 0;
 }
 
-static void spawn_undo(otpc__proc_t *p) {
-  otpc__free(p->ext);
-  otpc__free(p);
-  atomic_fetch_sub(&otpc__rt.nprocs, 1);
-}
 
 int otpc_spawn(void (*fn)(void *), void *arg, const otpc_spawn_opts_t *opts,
                otpc_pid_t *pid) {
@@ -85,7 +89,7 @@ int otpc_spawn(void (*fn)(void *), void *arg, const otpc_spawn_opts_t *opts,
   p->u.seq.fn = fn;
   p->u.seq.arg = arg;
   rc = spawn_common(p, opts, pid);
-  if (rc != 0) spawn_undo(p);
+  if (rc != 0) otpc__proc_undo(p);
   return rc;
 }
 
@@ -100,7 +104,7 @@ int otpc_spawn_handler(const otpc_handler_t *h, void *arg,
   p->u.handler.h = h;
   p->init_arg = arg;
   rc = spawn_common(p, opts, pid);
-  if (rc != 0) spawn_undo(p);
+  if (rc != 0) otpc__proc_undo(p);
   return rc;
 }
 
@@ -113,14 +117,6 @@ void otpc_yield(void) {
   if (p == NULL) return;
   p->reductions++;
   otpc__suspend(p, WHY_YIELD);
-}
-
-/* Counts a reduction; a sequential process that used its budget lets
- * others run. Handlers yield between messages instead. */
-static void spend(otpc__proc_t *p) {
-  if (p == NULL) return;
-  if (++p->reductions % SEQ_REDUCTIONS == 0 && !(p->flags & PF_HANDLER))
-    otpc__suspend(p, WHY_YIELD);
 }
 
 int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {

@@ -69,9 +69,24 @@ bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail) {
   return *tail == head;
 }
 
+/* Signal nodes are made and freed at the rate messages flow, so each
+ * scheduler thread keeps freed ones for reuse (other threads use malloc
+ * directly: their caches could outlive them). A node freed on another
+ * scheduler than the one that made it simply joins that one's cache. */
+#define SIG_CACHE_MAX 1024
+
+static __thread otpc__sig_t *sig_cache;
+static __thread unsigned sig_cached;
+
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
-  otpc__sig_t *s = otpc__malloc(sizeof *s);
-  if (s == NULL) return NULL;
+  otpc__sig_t *s = sig_cache;
+  if (s != NULL) {
+    sig_cache = (otpc__sig_t *)atomic_load_explicit(&s->link.next,
+                                                    memory_order_relaxed);
+    sig_cached--;
+  } else if ((s = otpc__malloc(sizeof *s)) == NULL) {
+    return NULL;
+  }
   memset(s, 0, sizeof *s);
   s->kind = (uint16_t)kind;
   return s;
@@ -81,5 +96,22 @@ void otpc__sig_free(otpc__sig_t *s) {
   if (s == NULL) return;
   otpc_buf_unref(s->buf);
   otpc_buf_unref(s->name);
+  if (otpc__self_sched != NULL && sig_cached < SIG_CACHE_MAX) {
+    atomic_store_explicit(&s->link.next, (otpc__qlink_t *)sig_cache,
+                          memory_order_relaxed);
+    sig_cache = s;
+    sig_cached++;
+    return;
+  }
   otpc__free(s);
+}
+
+void otpc__sig_cache_flush(void) {
+  while (sig_cache != NULL) {
+    otpc__sig_t *s = sig_cache;
+    sig_cache = (otpc__sig_t *)atomic_load_explicit(&s->link.next,
+                                                    memory_order_relaxed);
+    otpc__free(s);
+  }
+  sig_cached = 0;
 }

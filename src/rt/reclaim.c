@@ -24,11 +24,11 @@
 #define OFFLINE UINT64_MAX
 #define MAX_EXTERNAL 128
 
-typedef struct retired {
-  struct retired *next;
-  otpc__proc_t *proc;
-  uint64_t epoch;
-} retired_t;
+/* A list of retired blocks, oldest first, linked through the dead
+ * blocks themselves (p->u.retired). */
+typedef struct rlist {
+  otpc__proc_t *head, *tail;
+} rlist_t;
 
 static _Atomic uint64_t global_epoch = 1;
 static _Atomic uint64_t external[MAX_EXTERNAL]; /* epoch or OFFLINE */
@@ -39,9 +39,27 @@ static __thread unsigned external_depth;
 /* Retired blocks: one list per scheduler, touched by its thread only,
  * plus one shared list for other threads. */
 static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
-static retired_t *shared_list; /* written under shared_lock, read as a
-                                  * hint without it: always __atomic */
-static __thread retired_t *local_list;
+static rlist_t shared_list; /* under shared_lock; .head also read as a
+                             * hint without it: always __atomic */
+static __thread rlist_t local_list;
+
+static void rlist_append(rlist_t *l, otpc__proc_t *p) {
+  p->u.retired.next = NULL;
+  if (l->tail) l->tail->u.retired.next = p;
+  else __atomic_store_n(&l->head, p, __ATOMIC_RELAXED);
+  l->tail = p;
+}
+
+/* Frees from the head while blocks are older than `before`: the list is
+ * in retirement order, so this stops at the first one still in grace. */
+static void free_older(rlist_t *l, uint64_t before) {
+  otpc__proc_t *p;
+  while ((p = l->head) != NULL && p->u.retired.epoch < before) {
+    __atomic_store_n(&l->head, p->u.retired.next, __ATOMIC_RELAXED);
+    if (l->head == NULL) l->tail = NULL;
+    otpc__proc_free(p);
+  }
+}
 
 void otpc__reclaim_init(void) {
   for (unsigned i = 0; i < MAX_EXTERNAL; i++)
@@ -87,41 +105,25 @@ static uint64_t min_epoch(void) {
 }
 
 
-static retired_t *free_older(retired_t *list, uint64_t before) {
-  retired_t **pp = &list;
-  while (*pp != NULL) {
-    retired_t *r = *pp;
-    if (r->epoch < before) {
-      *pp = r->next;
-      otpc__proc_free(r->proc);
-      otpc__free(r);
-    } else {
-      pp = &r->next;
-    }
-  }
-  return list;
-}
-
 void otpc__reclaim_quiescent(otpc__sched_t *s) {
   uint64_t g = atomic_load(&global_epoch);
   atomic_store(&s->epoch, g);
-  if (local_list == NULL && __atomic_load_n(&shared_list, __ATOMIC_RELAXED) == NULL)
+  if (local_list.head == NULL &&
+      __atomic_load_n(&shared_list.head, __ATOMIC_RELAXED) == NULL)
     return;
   uint64_t m = min_epoch();
   if (m >= g) atomic_compare_exchange_strong(&global_epoch, &g, g + 1);
-  local_list = free_older(local_list, m);
-  if (__atomic_load_n(&shared_list, __ATOMIC_RELAXED) != NULL &&
+  free_older(&local_list, m);
+  if (__atomic_load_n(&shared_list.head, __ATOMIC_RELAXED) != NULL &&
       pthread_mutex_trylock(&shared_lock) == 0) {
-    __atomic_store_n(&shared_list,
-                     free_older(__atomic_load_n(&shared_list, __ATOMIC_RELAXED), m),
-                     __ATOMIC_RELAXED);
+    free_older(&shared_list, m);
     pthread_mutex_unlock(&shared_lock);
   }
 }
 
 bool otpc__reclaim_pending(void) {
-  return local_list != NULL ||
-         __atomic_load_n(&shared_list, __ATOMIC_RELAXED) != NULL;
+  return local_list.head != NULL ||
+         __atomic_load_n(&shared_list.head, __ATOMIC_RELAXED) != NULL;
 }
 
 void otpc__reclaim_offline(otpc__sched_t *s) {
@@ -129,17 +131,12 @@ void otpc__reclaim_offline(otpc__sched_t *s) {
 }
 
 void otpc__reclaim_retire(otpc__proc_t *p) {
-  retired_t *r = otpc__malloc(sizeof *r);
-  if (r == NULL) abort(); /* cannot leak a block that others may read */
-  r->proc = p;
-  r->epoch = atomic_load(&global_epoch);
+  p->u.retired.epoch = atomic_load(&global_epoch);
   if (otpc__self_sched != NULL) {
-    r->next = local_list;
-    local_list = r;
+    rlist_append(&local_list, p);
   } else {
     pthread_mutex_lock(&shared_lock);
-    r->next = __atomic_load_n(&shared_list, __ATOMIC_RELAXED);
-    __atomic_store_n(&shared_list, r, __ATOMIC_RELAXED);
+    rlist_append(&shared_list, p);
     pthread_mutex_unlock(&shared_lock);
   }
 }
@@ -148,20 +145,18 @@ void otpc__reclaim_drain(void) {
   /* Every scheduler has stopped: nothing reads any more. Per-thread lists
    * were handed over to the shared one as the schedulers stopped. */
   pthread_mutex_lock(&shared_lock);
-  __atomic_store_n(&shared_list,
-                   free_older(__atomic_load_n(&shared_list, __ATOMIC_RELAXED),
-                              OFFLINE),
-                   __ATOMIC_RELAXED);
+  free_older(&shared_list, OFFLINE);
   pthread_mutex_unlock(&shared_lock);
 }
 
 void otpc__reclaim_thread_done(void) {
-  if (local_list == NULL) return;
+  if (local_list.head == NULL) return;
   pthread_mutex_lock(&shared_lock);
-  retired_t *r = local_list;
-  while (r->next) r = r->next;
-  r->next = __atomic_load_n(&shared_list, __ATOMIC_RELAXED);
-  __atomic_store_n(&shared_list, local_list, __ATOMIC_RELAXED);
-  local_list = NULL;
+  /* Epochs only grow, so appending keeps the shared list nearly in order;
+   * a block that waits a little longer behind a newer one is harmless. */
+  if (shared_list.tail) shared_list.tail->u.retired.next = local_list.head;
+  else __atomic_store_n(&shared_list.head, local_list.head, __ATOMIC_RELAXED);
+  shared_list.tail = local_list.tail;
+  local_list.head = local_list.tail = NULL;
   pthread_mutex_unlock(&shared_lock);
 }

@@ -90,6 +90,8 @@ typedef struct otpc__sig {
 
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
 void otpc__sig_free(otpc__sig_t *sig);
+/* A scheduler thread stopping frees the nodes it kept for reuse. */
+void otpc__sig_cache_flush(void);
 
 /* ------------------------------------------------------------------------
  * Execution stacks (stack.c)
@@ -169,6 +171,8 @@ typedef struct otpc__proc {
   union {
     struct { void (*fn)(void *); void *arg; } seq;
     struct { const otpc_handler_t *h; void *state; } handler;
+    /* once dead and retired (reclaim.c): its place in a retired list */
+    struct { struct otpc__proc *next; uint64_t epoch; } retired;
   } u;
   void *init_arg;              /* handler: init's argument until it ran */
   otpc_buf_t *exit_reason;
@@ -271,6 +275,8 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
  * requests with noproc) if the process is gone. */
 void otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
+/* Undoes otpc__proc_new for a process that never started. */
+void otpc__proc_undo(otpc__proc_t *p);
 /* Makes the new process findable by its pid. */
 void otpc__proc_publish(otpc__proc_t *p);
 bool otpc__pid_is_local(otpc_pid_t pid);

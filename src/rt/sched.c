@@ -231,20 +231,13 @@ static void seq_entry(void *arg) {
   otpc_exit_atom(OTPC_ATOM_NORMAL);
 }
 
-static otpc_buf_t *atom_reason(otpc_atom_t a) {
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_atom_id(&b, a);
-  return otpc_builder_finish(&b, NULL);
-}
-
 /* Runs a handler's callbacks for the messages it has, up to the budget. */
 static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   const otpc_handler_t *h = p->u.handler.h;
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
     if (h->init != NULL && h->init(p->init_arg, &p->u.handler.state) != 0) {
-      p->exit_reason = atom_reason(otpc_atom("init_failed"));
+      p->exit_reason = otpc__atom_buf(otpc_atom("init_failed"));
       p->why = WHY_EXITED;
       return;
     }
@@ -268,7 +261,7 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     int rc = h->handle(p->u.handler.state, m->buf);
     otpc__sig_free(m);
     if (rc == OTPC_STOP) {
-      p->exit_reason = atom_reason(OTPC_ATOM_NORMAL);
+      p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
       p->why = WHY_EXITED;
       return;
     }
@@ -360,7 +353,9 @@ static void fire_timer(otpc__timer_t *t, void *arg) {
 
 static otpc__proc_t *next_runnable(otpc__sched_t *s) {
   for (;;) {
-    otpc__wheel_advance(&s->wheel, otpc_now_ms(), fire_timer, s);
+    /* The clock costs as much as a dispatch: read it only for timers. */
+    if (otpc__wheel_count(&s->wheel) > 0)
+      otpc__wheel_advance(&s->wheel, otpc_now_ms(), fire_timer, s);
     otpc__proc_t *p = dequeue(s);
     if (p != NULL) return p;
     if (atomic_load(&otpc__rt.stopping)) return NULL;
@@ -417,6 +412,7 @@ static void *sched_thread(void *arg) {
   otpc__reclaim_offline(s);
   otpc__reclaim_thread_done();
   otpc__proc_cache_flush();
+  otpc__sig_cache_flush();
   otpc__self_sched = NULL;
   return NULL;
 }

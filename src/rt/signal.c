@@ -42,11 +42,30 @@ typedef struct otpc__mon {
  * Small helpers
  * ------------------------------------------------------------------------ */
 
-otpc_buf_t *otpc__atom_buf(otpc_atom_t a) {
+static otpc_buf_t *new_atom_buf(otpc_atom_t a) {
   otpc_builder_t b;
   otpc_builder_init(&b);
   otpc_build_atom_id(&b, a);
   return otpc_builder_finish(&b, NULL);
+}
+
+/* The reasons every exit uses are made once and shared (buffers are
+ * immutable); others are made on demand. */
+otpc_buf_t *otpc__atom_buf(otpc_atom_t a) {
+  static otpc_buf_t *_Atomic common[OTPC_ATOM_FIRST_FREE_];
+  if (a >= OTPC_ATOM_FIRST_FREE_ || a == OTPC_ATOM_NONE) return new_atom_buf(a);
+  otpc_buf_t *b = atomic_load_explicit(&common[a], memory_order_acquire);
+  if (b == NULL) {
+    otpc_buf_t *fresh = new_atom_buf(a), *expected = NULL;
+    if (fresh == NULL) return NULL;
+    if (atomic_compare_exchange_strong(&common[a], &expected, fresh)) {
+      b = fresh;
+    } else {
+      otpc_buf_unref(fresh);
+      b = expected;
+    }
+  }
+  return otpc_buf_ref(b);
 }
 
 bool otpc_pid_eq(otpc_pid_t a, otpc_pid_t b) {
