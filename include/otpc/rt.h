@@ -98,11 +98,13 @@ enum {
 };
 
 /*
- * A handler process: init(arg, &state) runs first, in the new process;
- * then handle(state, msg) once per message, in order; terminate(state,
- * reason) when it ends however it ends (may be NULL). A callback returns
- * OTPC_CONTINUE or OTPC_STOP, or calls otpc_exit() to end with a reason.
- * msg is valid during the call; keep it with otpc_buf_ref() if needed.
+ * A handler process: init(arg, &state) runs first, in the new process
+ * (may be NULL); then handle(state, msg) once per message, in order;
+ * terminate(state, reason) when it ends however it ends (may be NULL).
+ * A callback returns OTPC_CONTINUE or OTPC_STOP (exit normal), or calls
+ * otpc_exit() to end with a reason; init may also return a negative code,
+ * which ends the process with reason init_failed. msg is valid during the
+ * call; keep it with otpc_buf_ref() if needed.
  */
 typedef struct otpc_handler {
   int (*init)(void *arg, void **state);

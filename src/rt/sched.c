@@ -236,8 +236,10 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   const otpc_handler_t *h = p->u.handler.h;
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
-    if (h->init != NULL && h->init(p->init_arg, &p->u.handler.state) != 0) {
-      p->exit_reason = otpc__atom_buf(otpc_atom("init_failed"));
+    int rc = h->init ? h->init(p->init_arg, &p->u.handler.state) : 0;
+    if (rc != OTPC_CONTINUE) {
+      p->exit_reason = otpc__atom_buf(rc == OTPC_STOP ? OTPC_ATOM_NORMAL
+                                                      : otpc_atom("init_failed"));
       p->why = WHY_EXITED;
       return;
     }

@@ -747,3 +747,20 @@ TEST(priorities_order_runnable_processes) {
   otpc_node_opts_t o = {.schedulers = 1};
   CHECK_INT_EQ(otpc_main(&o, body_priorities, NULL), 0);
 }
+
+static int init_stop(void *arg, void **state) { return OTPC_STOP; }
+static int init_fail(void *arg, void **state) { return -1; }
+static int never(void *state, otpc_buf_t *msg) { return OTPC_CONTINUE; }
+static const otpc_handler_t stops_at_init = {init_stop, never, NULL};
+static const otpc_handler_t fails_at_init = {init_fail, never, NULL};
+
+static void body_init_results(void *arg) {
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  CHECK_INT_EQ(otpc_spawn_handler(&stops_at_init, NULL, &o, NULL), 0);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, normal}"));
+  CHECK_INT_EQ(otpc_spawn_handler(&fails_at_init, NULL, &o, NULL), 0);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, init_failed}"));
+}
+
+TEST(handler_init_may_stop_or_fail) { run(body_init_results); }
