@@ -22,7 +22,7 @@ FUZZ_QUICK_SECONDS ?= 20
 # the interop tests and benchmarks, clang with its runtime for libFuzzer.
 PKGS_BUILD = gcc make cmake pkg-config zlib1g-dev
 PKGS_TEST  = $(PKGS_BUILD) erlang-nox clang libclang-rt-14-dev
-PKGS_BENCH = $(PKGS_BUILD) erlang-nox
+PKGS_BENCH = $(PKGS_BUILD) erlang-nox golang-go
 
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -293,15 +293,12 @@ size_t otpc_process_count(void) {
 }
 
 size_t otpc_processes(otpc_pid_t *pids, size_t max) {
-  size_t n = 0;
+  size_t n = 0, high = otpc__proc_high_water();
   otpc__reclaim_enter();
-  for (size_t i = 0; i < otpc__rt.max_procs; i++) {
+  for (size_t i = 0; i < high; i++) {
     otpc__proc_t *p =
         atomic_load_explicit(&otpc__rt.slots[i], memory_order_acquire);
-    if (p == NULL) {
-      if (i >= otpc__rt.max_procs) break;
-      continue;
-    }
+    if (p == NULL) continue;
     if (n < max) pids[n] = otpc__proc_pid(p);
     n++;
   }
@@ -476,7 +473,8 @@ int otpc_node_stop(void) {
   timers_stop();
   /* Single-threaded from here. Processes still alive are freed without
    * running their code again; their stacks go with the pools. */
-  for (size_t i = 0; i < otpc__rt.max_procs; i++) {
+  size_t high = otpc__proc_high_water();
+  for (size_t i = 0; i < high; i++) {
     otpc__proc_t *p = atomic_load(&otpc__rt.slots[i]);
     if (p == NULL) continue;
     atomic_store(&otpc__rt.slots[i], NULL);

@@ -54,6 +54,14 @@ int otpc__proc_table_init(size_t max) {
   return 0;
 }
 
+/* One past the highest index ever handed out: no live process is above. */
+size_t otpc__proc_high_water(void) {
+  pthread_mutex_lock(&index_lock);
+  size_t n = next_fresh;
+  pthread_mutex_unlock(&index_lock);
+  return n;
+}
+
 void otpc__proc_table_free(void) {
   munmap((void *)otpc__rt.slots, otpc__rt.max_procs * sizeof(void *));
   munmap((void *)otpc__rt.serials, otpc__rt.max_procs * sizeof(uint32_t));

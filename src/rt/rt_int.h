@@ -283,6 +283,8 @@ bool otpc__pid_is_local(otpc_pid_t pid);
 int otpc__proc_table_init(size_t max);
 void otpc__proc_table_free(void);
 void otpc__proc_cache_flush(void);
+/* One past the highest process index ever used. */
+size_t otpc__proc_high_water(void);
 /* A signal whose target is gone: a link or monitor request is answered
  * with noproc, anything else is dropped; frees sig. (signal.c) */
 void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead);
