@@ -154,12 +154,11 @@ void otpc__make_runnable(otpc__proc_t *p) {
   enqueue(s, p);
 }
 
-/* New processes are spread round-robin; wake-ups then keep them near the
- * processes that talk to them. */
-void otpc__spawn_place(otpc__proc_t *p) {
-  enqueue(&otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched],
-          p);
-}
+/* A new process starts where it was spawned, near the process that will
+ * talk to it (a sequential process stays where it first runs), unless that
+ * scheduler is busy and another is idle; from outside the schedulers,
+ * round-robin. The same rule as a wake-up (otpc__make_runnable). */
+void otpc__spawn_place(otpc__proc_t *p) { otpc__make_runnable(p); }
 
 static void pin(otpc__sched_t *s, otpc__proc_t *p) {
   atomic_store_explicit((_Atomic int16_t *)&p->home, (int16_t)s->index,
