@@ -243,7 +243,8 @@ static inline otpc__proc_t *otpc__current(void) {
 otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s);
 /* A stack for a process that starts running code: clean if there is one,
  * else a new one up to the cap, else one taken from the least recently
- * suspended process by evicting it. p becomes its occupant. */
+ * suspended process by evicting it. p becomes its occupant. NULL if no
+ * stack can be had at all. */
 otpc__xstack_t *otpc__xstack_for_proc(otpc__sched_t *s, otpc__proc_t *p);
 /* Before switching into p, which has a context: puts its frames back if
  * they were evicted (evicting whoever is in its stack) and makes it the

@@ -296,6 +296,14 @@ static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
     p->stack = otpc__xstack_for_proc(s, p);
+    if (p->stack == NULL) { /* no stack to be had: Erlang's system_limit */
+      p->exit_reason = otpc__atom_buf(otpc_atom("system_limit"));
+      p->why = WHY_EXITED;
+      s->current = NULL;
+      s->prev = p;
+      settle(s);
+      return;
+    }
     pin(s, p);
     p->ctx = otpc__ctx_make(p->stack->base, p->stack->size, seq_entry, p);
   } else {

@@ -13,6 +13,7 @@
  * fake frames apart; TSan keeps a shadow call stack per fiber, and a stack
  * gets a fresh fiber whenever a new context is made on it.
  */
+#include <stdio.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -106,13 +107,21 @@ static void xstack_destroy(otpc__sched_t *s, otpc__xstack_t *x) {
   otpc__free(x);
 }
 
-otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
+/* The node cannot go on: say why before stopping. */
+static _Noreturn void fatal(const char *what) {
+  fprintf(stderr, "otpc: fatal: %s\n", what);
+  abort();
+}
+
+/* A clean stack from the pool or a new mapping; NULL if none can be
+ * mapped (out of memory or out of mappings). */
+static otpc__xstack_t *xstack_take(otpc__sched_t *s) {
   otpc__xstack_t *x = s->free_stacks;
   if (x != NULL) {
     s->free_stacks = x->next;
   } else {
     x = xstack_new();
-    if (x == NULL) abort(); /* no memory for a stack: nothing can run */
+    if (x == NULL) return NULL;
     s->nstacks++;
     x->all_prev = NULL;
     x->all_next = s->all_stacks;
@@ -127,6 +136,13 @@ otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
   if (x->tsan_fiber) __tsan_destroy_fiber(x->tsan_fiber);
   x->tsan_fiber = __tsan_create_fiber(0);
 #endif
+  return x;
+}
+
+otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
+  otpc__xstack_t *x = xstack_take(s);
+  /* A scheduler loop must have a stack to run on. */
+  if (x == NULL) fatal("cannot map a stack for a scheduler loop");
   return x;
 }
 
@@ -192,7 +208,8 @@ otpc__xstack_t *otpc__xstack_for_proc(otpc__sched_t *s, otpc__proc_t *p) {
     }
   }
   if (x == NULL) {
-    x = otpc__xstack_get(s);
+    x = xstack_take(s);
+    if (x == NULL) return NULL; /* the process fails with system_limit */
   } else {
 #ifdef OTPC_TSAN
     x->tsan_fiber = __tsan_create_fiber(0);
@@ -211,7 +228,7 @@ void otpc__stack_enter(otpc__sched_t *s, otpc__proc_t *p) {
     return;
   }
   if (st->occupant != NULL && st->occupant != p && !evict(s, st->occupant))
-    abort(); /* no memory to move the occupant aside: cannot run p */
+    fatal("no memory to move a process's stack aside");
 #ifdef OTPC_ASAN
   __asan_unpoison_memory_region(p->ctx, x->saved_len);
 #endif
