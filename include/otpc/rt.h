@@ -255,8 +255,8 @@ typedef struct otpc_proc_info {
   size_t message_queue_len;
   size_t memory;       /* bytes: control block, saved stack, mailbox */
   uint64_t reductions;
-  size_t links;
-  size_t monitors;     /* monitors this process holds */
+  size_t links;        /* for the calling process only; 0 for others */
+  size_t monitors;     /* monitors it holds; calling process only */
   bool trap_exit;
   bool handler;        /* a handler process (no stack while idle) */
   otpc_priority_t priority;
@@ -264,6 +264,9 @@ typedef struct otpc_proc_info {
   const char *current_function;/* the spawn name, or NULL */
 } otpc_proc_info_t;
 
+/* Exact for the calling process; for another one a snapshot of what its
+ * scheduler last wrote (it may be stale by the time it is read, as in
+ * Erlang). OTPC_ENOPROC for a dead or unknown pid. */
 OTPC_API int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info);
 OTPC_API size_t otpc_process_count(void);
 /* Up to max pids into pids; returns how many processes exist. */
