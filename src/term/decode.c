@@ -383,6 +383,20 @@ long otpc_term_validate(const void *data, size_t len,
         top--;
       } else {
         frame_t *f = &s.stack[s.depth - 1];
+        /* A run of integers in a list or tuple (not a map, whose keys are
+         * tracked) in one tight loop: each needs only its length. */
+        if (f->kind != F_MAP) {
+          while (f->left > 1 && s.len - s.pos >= 5) {
+            uint8_t tag = s.data[s.pos];
+            if (tag == ETF_SMALL_INTEGER)
+              s.pos += 2;
+            else if (tag == ETF_INTEGER)
+              s.pos += 5;
+            else
+              break;
+            f->left--;
+          }
+        }
         f->left--;
         /* a map's children alternate key, value: left is odd at a key */
         if (f->kind == F_MAP && (f->left & 1)) push_key(&s, f);

@@ -26,6 +26,10 @@ static inline size_t atom_size(const uint8_t *p) {
 }
 
 const uint8_t *otpc__term_skip(const uint8_t *p) {
+  /* The commonest leaves first, without the loop. */
+  if (p[0] == ETF_SMALL_INTEGER) return p + 2;
+  if (p[0] == ETF_INTEGER) return p + 5;
+  if (p[0] == ETF_SMALL_ATOM_UTF8) return p + 2 + p[1];
   uint64_t todo = 1;
   while (todo != 0) {
     todo--;
