@@ -8,5 +8,6 @@
 #include "otpc/base.h"
 #include "otpc/term.h"
 #include "otpc/rt.h"
+#include "otpc/otp.h"
 
 #endif

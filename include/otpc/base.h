@@ -53,7 +53,10 @@ extern "C" {
   X(ENOPROC, -22, "no such process")                                          \
   X(ENOTIMER, -23, "no such timer: it fired or was cancelled")                \
   X(ESYSLIMIT, -24, "a system limit was reached")                             \
-  X(EEXIST, -25, "already exists")
+  X(EEXIST, -25, "already exists")                                           \
+  X(EEXITED, -26, "the process exited")                                       \
+  X(EIGNORED, -27, "init returned ignore")                                    \
+  X(ESTOPPED, -28, "init stopped")
 
 enum {
 #define OTPC_ERRNO_ENUM_(name, code, text) OTPC_##name = (code),

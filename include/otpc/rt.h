@@ -150,6 +150,11 @@ OTPC_API int otpc_receive(const otpc_pattern_t *pattern, int64_t timeout_ms,
 OTPC_API int otpc_receive_any(const otpc_pattern_t *const *patterns,
                               size_t n, int64_t timeout_ms, size_t *which,
                               otpc_buf_t **msg);
+/* Selective receive by predicate: takes the first message for which
+ * accept(msg, ctx) returns true. For what a pattern cannot say (a field
+ * equal to a value known only at run time, such as a call's reference). */
+OTPC_API int otpc_receive_fn(bool (*accept)(otpc_term_t msg, void *ctx),
+                             void *ctx, int64_t timeout_ms, otpc_buf_t **msg);
 /* Sleeps (receive after ms -> ok end); in a process. */
 OTPC_API int otpc_sleep(int64_t ms);
 /* Lets other processes run; in a process. Long C loops should call it. */

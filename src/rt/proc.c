@@ -233,6 +233,7 @@ void otpc__proc_free(otpc__proc_t *p) {
   otpc_pid_t pid = otpc__proc_pid(p);
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     otpc__answer_noproc((otpc__sig_t *)l, pid);
+  if (p->ext) otpc__free(p->ext->dropped);
   otpc__free(p->ext);
   proc_dealloc(p);
 }

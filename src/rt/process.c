@@ -102,7 +102,7 @@ int otpc_spawn_handler(const otpc_handler_t *h, void *arg,
   if (rc != 0) return rc;
   p->flags |= PF_HANDLER;
   p->u.handler.h = h;
-  p->init_arg = arg;
+  p->h.init_arg = arg;
   rc = spawn_common(p, opts, pid);
   if (rc != 0) otpc__proc_undo(p);
   return rc;
@@ -173,8 +173,24 @@ static otpc__sig_t *unlink_message(otpc__proc_t *p, otpc__sig_t **pp) {
  * when new ones arrive: waiting for one reply among many messages stays
  * linear. binds is used with a single pattern only.
  */
-static int receive_core(const otpc_pattern_t *const *pats, size_t npats,
-                        void *const *binds, int64_t timeout_ms,
+typedef struct matcher {
+  const otpc_pattern_t *const *pats; /* patterns, or */
+  size_t npats;
+  void *const *binds;
+  bool (*accept)(otpc_term_t, void *); /* a predicate */
+  void *ctx;
+} matcher_t;
+
+/* Which of the patterns (or the predicate) accepts t, or -1. */
+static long match_one(const matcher_t *m, otpc_term_t t) {
+  if (m->accept != NULL) return m->accept(t, m->ctx) ? 0 : -1;
+  for (size_t i = 0; i < m->npats; i++)
+    if (m->pats[i] == NULL || otpc_match_v(m->pats[i], t, m->binds) == 1)
+      return (long)i;
+  return -1;
+}
+
+static int receive_core(const matcher_t *mt, int64_t timeout_ms,
                         size_t *which, otpc_buf_t **msg) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
@@ -189,17 +205,15 @@ static int receive_core(const otpc_pattern_t *const *pats, size_t npats,
       otpc__exit_current(p);
     }
     for (otpc__sig_t **pp = p->mq_save; *pp != NULL;) {
-      otpc_term_t t = otpc_buf_term((*pp)->buf);
-      for (size_t i = 0; i < npats; i++) {
-        if (pats[i] == NULL || otpc_match_v(pats[i], t, binds) == 1) {
-          otpc__sig_t *m = unlink_message(p, pp);
-          stop_wait(p, armed);
-          if (which) *which = i;
-          *msg = m->buf;
-          m->buf = NULL;
-          otpc__sig_free(m);
-          return 0;
-        }
+      long i = match_one(mt, otpc_buf_term((*pp)->buf));
+      if (i >= 0) {
+        otpc__sig_t *m = unlink_message(p, pp);
+        stop_wait(p, armed);
+        if (which) *which = (size_t)i;
+        *msg = m->buf;
+        m->buf = NULL;
+        otpc__sig_free(m);
+        return 0;
       }
       pp = (otpc__sig_t **)&(*pp)->link.next;
       p->mq_save = pp;
@@ -230,7 +244,15 @@ int otpc_receive(const otpc_pattern_t *pattern, int64_t timeout_ms,
   for (size_t i = 0; i < n; i++) binds[i] = va_arg(ap, void *);
   va_end(ap);
   const otpc_pattern_t *pats[1] = {pattern};
-  return receive_core(pats, 1, binds, timeout_ms, NULL, msg);
+  matcher_t mt = {pats, 1, binds, NULL, NULL};
+  return receive_core(&mt, timeout_ms, NULL, msg);
+}
+
+int otpc_receive_fn(bool (*accept)(otpc_term_t msg, void *ctx), void *ctx,
+                    int64_t timeout_ms, otpc_buf_t **msg) {
+  if (accept == NULL || msg == NULL) return OTPC_EINVAL;
+  matcher_t mt = {NULL, 0, NULL, accept, ctx};
+  return receive_core(&mt, timeout_ms, NULL, msg);
 }
 
 int otpc_receive_any(const otpc_pattern_t *const *patterns, size_t n,
@@ -240,7 +262,8 @@ int otpc_receive_any(const otpc_pattern_t *const *patterns, size_t n,
   for (size_t i = 0; i < n; i++)
     if (patterns[i] && otpc_pattern_binds(patterns[i]) > MAX_BINDS)
       return OTPC_EINVAL;
-  return receive_core(patterns, n, no_binds, timeout_ms, which, msg);
+  matcher_t mt = {patterns, n, no_binds, NULL, NULL};
+  return receive_core(&mt, timeout_ms, which, msg);
 }
 
 int otpc_sleep(int64_t ms) {
@@ -259,7 +282,8 @@ int otpc_sleep(int64_t ms) {
   }
   otpc_buf_t *msg;
   const otpc_pattern_t *pats[1] = {never};
-  int rc = receive_core(pats, 1, NULL, ms, NULL, &msg);
+  matcher_t mt = {pats, 1, NULL, NULL, NULL};
+  int rc = receive_core(&mt, ms, NULL, &msg);
   if (rc == 0) otpc_buf_unref(msg); /* someone sent the sentinel itself */
   return rc == OTPC_ETIMEDOUT ? 0 : rc;
 }

@@ -142,6 +142,8 @@ typedef struct otpc__proc_ext {
   struct otpc__proc *park_prev, *park_next; /* LRU of evictable processes */
   bool parked;
   void *tsan_fiber;           /* TSan: the fiber of evicted frames */
+  otpc_ref_t *dropped;        /* call tags whose late replies are dropped */
+  uint32_t ndropped;
   uint32_t wait_seq;          /* io.c: the current fd or dirty wait */
   uint32_t wake_seq_done;     /* the last wait that ended */
   uint32_t wake_events;       /* what woke it */
@@ -174,7 +176,10 @@ typedef struct otpc__proc {
     /* once dead and retired (reclaim.c): its place in a retired list */
     struct { struct otpc__proc *next; uint64_t epoch; } retired;
   } u;
-  void *init_arg;              /* handler: init's argument until it ran */
+  union {
+    void *init_arg;            /* handler: init's argument until it ran */
+    struct otpc__sig *dispatching; /* then: the message its callback has */
+  } h;
   otpc_buf_t *exit_reason;
   uint64_t reductions;
   otpc__proc_ext_t *ext;
@@ -336,6 +341,13 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
 bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
                                otpc_pid_t *target);
 size_t otpc__mon_count(const otpc__proc_t *p, unsigned dir);
+
+/* A call of the calling process timed out: a reply {Tag, _} arriving
+ * from now on is dropped as it is taken in, as Erlang drops a late reply
+ * to a deactivated alias. At most DROPPED_MAX tags are remembered (the
+ * oldest is forgotten). (signal.c) */
+#define DROPPED_MAX 16
+void otpc__forget_reply(otpc__proc_t *p, const otpc_ref_t *tag);
 
 /* ---- registry.c ---- */
 void otpc__registry_drop(otpc__proc_t *p);

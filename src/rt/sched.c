@@ -235,7 +235,9 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   const otpc_handler_t *h = p->u.handler.h;
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
-    int rc = h->init ? h->init(p->init_arg, &p->u.handler.state) : 0;
+    void *arg = p->h.init_arg;
+    p->h.dispatching = NULL;
+    int rc = h->init ? h->init(arg, &p->u.handler.state) : 0;
     if (rc != OTPC_CONTINUE) {
       p->exit_reason = otpc__atom_buf(rc == OTPC_STOP ? OTPC_ATOM_NORMAL
                                                       : otpc_atom("init_failed"));
@@ -259,7 +261,11 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->mq_save = &p->mq_first;
     p->mq_len--;
     p->reductions++;
+    /* The process owns the message while its callback runs: if the
+     * callback ends the process, otpc__finish_exit frees it. */
+    p->h.dispatching = m;
     int rc = h->handle(p->u.handler.state, m->buf);
+    p->h.dispatching = NULL;
     otpc__sig_free(m);
     if (rc == OTPC_STOP) {
       p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);

@@ -259,6 +259,38 @@ static void on_down(otpc__proc_t *p, otpc__sig_t *sig) {
   otpc_buf_unref(name);
 }
 
+void otpc__forget_reply(otpc__proc_t *p, const otpc_ref_t *tag) {
+  otpc__proc_ext_t *x = otpc__proc_ext(p);
+  if (x == NULL) return; /* no memory: a late reply may then land */
+  if (x->dropped == NULL) {
+    x->dropped = otpc__calloc(DROPPED_MAX, sizeof *x->dropped);
+    if (x->dropped == NULL) return;
+  }
+  if (x->ndropped == DROPPED_MAX) { /* forget the oldest */
+    memmove(x->dropped, x->dropped + 1, (DROPPED_MAX - 1) * sizeof *x->dropped);
+    x->ndropped--;
+  }
+  x->dropped[x->ndropped++] = *tag;
+}
+
+/* Whether msg is a late reply {Tag, _} to a forgotten call; if so the tag
+ * is used up. */
+static bool late_reply(otpc__proc_ext_t *x, otpc_buf_t *msg) {
+  size_t arity;
+  otpc_term_t first;
+  otpc_ref_t ref;
+  if (otpc_term_get_tuple(otpc_buf_term(msg), &arity, &first) != 0 ||
+      arity != 2 || otpc_term_get_ref(first, &ref) != 0)
+    return false;
+  for (uint32_t i = 0; i < x->ndropped; i++) {
+    if (otpc_ref_eq(&x->dropped[i], &ref)) {
+      x->dropped[i] = x->dropped[--x->ndropped];
+      return true;
+    }
+  }
+  return false;
+}
+
 bool otpc__take_inbox(otpc__proc_t *p) {
   otpc__qlink_t *l;
   if (p->flags & PF_EXITING) return false;
@@ -267,6 +299,7 @@ bool otpc__take_inbox(otpc__proc_t *p) {
     bool alive = true;
     switch (sig->kind) {
       case SIG_MESSAGE:
+        if (p->ext && p->ext->ndropped && late_reply(p->ext, sig->buf)) break;
         atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
         *p->mq_last = sig;
         p->mq_last = (otpc__sig_t **)&sig->link.next;
@@ -373,6 +406,11 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__resources_release(p);
   otpc__registry_drop(p);
   notify(p, self);
+  /* A message whose callback ended the process. */
+  if (h != NULL && (p->flags & PF_STARTED) && p->h.dispatching != NULL) {
+    otpc__sig_free(p->h.dispatching);
+    p->h.dispatching = NULL;
+  }
   /* Messages never received. */
   for (otpc__sig_t *m = p->mq_first; m != NULL;) {
     otpc__sig_t *next =

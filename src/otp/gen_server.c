@@ -1,0 +1,554 @@
+/*
+ * gen_server.c: the gen_server behaviour on handler processes.
+ *
+ * A server is a handler process whose state is a gs_t: the callback table,
+ * the user's state, and the pending timeout. Each message is sorted as
+ * gen_server sorts it ($gen_call, $gen_cast, system, the parent's EXIT,
+ * our own timeout, anything else is info), the matching callback runs, and
+ * its result is carried out: reply, stop, continue, arm a timeout.
+ *
+ * Starting is synchronous, as proc_lib's is: the new process registers its
+ * name, runs init, and sends {ack, Ref, Result} to the starter, which
+ * waits for it with a selective receive (or for the process's DOWN).
+ *
+ * The client side (call, stop) monitors the server and uses the monitor
+ * reference as the call's tag, as OTP does; a reply that comes after a
+ * timeout is dropped by the runtime (otpc__forget_reply).
+ */
+#include <stdarg.h>
+
+#include "../rt/rt_int.h"
+#include "otpc/otp.h"
+
+typedef struct gs {
+  const otpc_gen_server_t *cb;
+  void *state;
+  otpc_pid_t parent;
+  bool linked;
+  bool timer_armed;
+  bool in_callback;     /* a user callback is running */
+  bool terminated;      /* terminate has been called */
+  otpc_ref_t timer;     /* the timer of the pending timeout, to cancel */
+  otpc_ref_t timer_tag; /* in its message {'$gen_timeout', Tag} */
+} gs_t;
+
+typedef struct start_ctx {
+  const otpc_gen_server_t *cb;
+  void *arg;
+  otpc_pid_t starter;
+  otpc_ref_t ack;
+  otpc_atom_t name;
+  bool link;
+} start_ctx_t;
+
+/* ------------------------------------------------------------------------
+ * Results
+ * ------------------------------------------------------------------------ */
+
+static void result_clear(otpc_gs_result_t *r) {
+  otpc_buf_unref(r->reply);
+  otpc_buf_unref(r->reason);
+  otpc_buf_unref(r->cont);
+  memset(r, 0, sizeof *r);
+  r->timeout = -1;
+}
+
+void otpc_gs_reply(otpc_gs_result_t *r, otpc_buf_t *reply) {
+  otpc_buf_unref(r->reply);
+  r->reply = reply;
+  if (r->action != OTPC_GS_STOP) r->action = OTPC_GS_REPLY;
+}
+
+void otpc_gs_replyf(otpc_gs_result_t *r, const char *fmt, ...) {
+  otpc_builder_t b;
+  va_list ap;
+  otpc_builder_init(&b);
+  va_start(ap, fmt);
+  otpc_build_vfmt(&b, fmt, ap);
+  va_end(ap);
+  otpc_gs_reply(r, otpc_builder_finish(&b, NULL));
+}
+
+void otpc_gs_noreply(otpc_gs_result_t *r) { r->action = OTPC_GS_NOREPLY; }
+
+void otpc_gs_stop(otpc_gs_result_t *r, otpc_buf_t *reason) {
+  otpc_buf_unref(r->reason);
+  r->reason = reason;
+  r->action = OTPC_GS_STOP;
+}
+
+void otpc_gs_continue(otpc_gs_result_t *r, otpc_buf_t *cont) {
+  otpc_buf_unref(r->cont);
+  r->cont = cont;
+}
+
+void otpc_gs_timeout(otpc_gs_result_t *r, int64_t ms) { r->timeout = ms; }
+void otpc_gs_hibernate(otpc_gs_result_t *r) { r->hibernate = true; }
+
+/* ------------------------------------------------------------------------
+ * Replies and the server's end
+ * ------------------------------------------------------------------------ */
+
+int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
+  if (from == NULL || reply == NULL || from->tag_len == 0 ||
+      from->tag_len > OTPC_FROM_TAG_MAX)
+    return OTPC_EINVAL;
+  /* {Tag, Reply}: the tag is written back exactly as it came (it was
+   * checked when the call arrived). */
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 2);
+  otpc_term_t tag = {from->tag, 0, 1};
+  otpc_build_term(&b, tag);
+  otpc_build_term(&b, otpc_buf_term(reply));
+  int rc;
+  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
+  if (msg == NULL) return rc;
+  rc = otpc_send(from->pid, msg);
+  otpc_buf_unref(msg);
+  return rc;
+}
+
+/* Runs a user callback, noting that it runs: if it ends the process (an
+ * exit from inside), the cleanup calls terminate as OTP does. */
+#define CALLBACK(g, call)     \
+  do {                        \
+    (g)->in_callback = true;  \
+    call;                     \
+    (g)->in_callback = false; \
+  } while (0)
+
+static void cancel_timeout(gs_t *g) {
+  if (!g->timer_armed) return;
+  otpc_cancel_timer(&g->timer);
+  g->timer_armed = false;
+}
+
+/* Ends the server: terminate, then exit with the reason (normal if
+ * NULL), whose buffer becomes the exit reason. Never returns. */
+static _Noreturn void stop_server(gs_t *g, otpc_buf_t *reason) {
+  otpc_buf_t *why = reason ? reason : otpc__atom_buf(OTPC_ATOM_NORMAL);
+  cancel_timeout(g);
+  g->terminated = true;
+  if (g->cb->terminate)
+    CALLBACK(g, g->cb->terminate(&g->state, otpc_buf_term(why)));
+  /* The gs_t itself is freed by the handler's terminate (gs_cleanup). */
+  otpc__proc_t *p = otpc__current();
+  otpc_buf_unref(p->exit_reason);
+  p->exit_reason = why;
+  otpc__exit_current(p);
+}
+
+/* Carries out what a callback asked for. from: the call being handled. */
+static void apply(gs_t *g, otpc_gs_result_t *r, const otpc_from_t *from) {
+  for (;;) {
+    if (r->reply != NULL && from != NULL) otpc_gen_server_reply(from, r->reply);
+    if (r->action == OTPC_GS_STOP) {
+      otpc_buf_t *reason = r->reason;
+      r->reason = NULL;
+      result_clear(r);
+      stop_server(g, reason);
+    }
+    if (r->cont == NULL) break;
+    otpc_buf_t *cont = r->cont;
+    r->cont = NULL;
+    int64_t keep = r->timeout;
+    result_clear(r);
+    r->timeout = keep;
+    from = NULL;
+    if (g->cb->handle_continue)
+      CALLBACK(g, g->cb->handle_continue(&g->state, otpc_buf_term(cont), r));
+    otpc_buf_unref(cont);
+  }
+  if (r->timeout >= 0) {
+    g->timer_tag = otpc_make_ref();
+    otpc_pid_t self = otpc_self();
+    otpc_buf_t *msg = otpc_term_fmt("{'$gen_timeout', ~r}", &g->timer_tag);
+    if (msg != NULL && otpc_send_after(r->timeout, self, msg, &g->timer) == 0)
+      g->timer_armed = true;
+    otpc_buf_unref(msg);
+  }
+  result_clear(r);
+}
+
+/* ------------------------------------------------------------------------
+ * The server process
+ * ------------------------------------------------------------------------ */
+
+static void ack(const start_ctx_t *c, const char *fmt, ...) {
+  otpc_builder_t b;
+  va_list ap;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 3);
+  otpc_build_atom(&b, "ack");
+  otpc_build_ref(&b, &c->ack);
+  va_start(ap, fmt);
+  otpc_build_vfmt(&b, fmt, ap);
+  va_end(ap);
+  otpc_buf_t *msg = otpc_builder_finish(&b, NULL);
+  if (msg != NULL) otpc_send(c->starter, msg);
+  otpc_buf_unref(msg);
+}
+
+static int gs_init(void *arg, void **state) {
+  start_ctx_t *c = arg;
+  gs_t *g = otpc__calloc(1, sizeof *g);
+  if (g == NULL) {
+    ack(c, "{error, enomem}");
+    otpc__free(c);
+    return -1;
+  }
+  g->cb = c->cb;
+  g->parent = c->starter;
+  g->linked = c->link;
+  *state = g;
+  if (c->name != OTPC_ATOM_NONE && otpc_register(c->name, otpc_self()) != 0) {
+    otpc_pid_t other;
+    if (otpc_whereis(c->name, &other) == 0)
+      ack(c, "{error, {already_started, ~p}}", &other);
+    else
+      ack(c, "{error, name_taken}");
+    otpc__free(c);
+    return OTPC_STOP;
+  }
+  otpc_gs_result_t r = {.timeout = -1};
+  g->terminated = true; /* init's exit is no reason to terminate */
+  CALLBACK(g, g->cb->init(c->arg, &g->state, &r));
+  g->terminated = false;
+  if (r.action == OTPC_GS_IGNORE) {
+    ack(c, "ignore");
+    otpc__free(c);
+    result_clear(&r);
+    return OTPC_STOP;
+  }
+  if (r.action == OTPC_GS_STOP) {
+    otpc_buf_t *reason = r.reason ? otpc_buf_ref(r.reason)
+                                  : otpc__atom_buf(OTPC_ATOM_NORMAL);
+    ack(c, "{error, ~t}", otpc_buf_term(reason));
+    otpc__free(c);
+    result_clear(&r);
+    /* init's stop: no terminate; the reason becomes the exit reason */
+    otpc__proc_t *p = otpc__current();
+    otpc_buf_unref(p->exit_reason);
+    p->exit_reason = reason;
+    otpc__exit_current(p);
+  }
+  ack(c, "ok");
+  otpc__free(c);
+  apply(g, &r, NULL);
+  return OTPC_CONTINUE;
+}
+
+/* The tag of a call, kept as its ETF bytes. false if it is too large. */
+static bool take_from(otpc_term_t from_term, otpc_from_t *from) {
+  size_t arity;
+  otpc_term_t pid;
+  if (otpc_term_get_tuple(from_term, &arity, &pid) != 0 || arity != 2 ||
+      otpc_term_get_pid(pid, &from->pid) != 0)
+    return false;
+  otpc_term_t tag = otpc_term_next(pid);
+  size_t n = otpc_term_size(tag);
+  if (n == 0 || n > OTPC_FROM_TAG_MAX || tag.p == NULL) return false;
+  memcpy(from->tag, tag.p, n);
+  from->tag_len = (uint32_t)n;
+  return true;
+}
+
+static int gs_handle(void *state, otpc_buf_t *msg) {
+  gs_t *g = state;
+  otpc_term_t t = otpc_buf_term(msg), e1, e2;
+  size_t arity = 0;
+  otpc_gs_result_t r = {.timeout = -1};
+  otpc_term_get_tuple(t, &arity, &e1);
+  e2 = arity >= 2 ? otpc_term_next(e1) : e1;
+
+  /* Our own timeout: only the current one counts. */
+  if (arity == 2 && otpc_term_atom_eq(e1, "$gen_timeout", 12)) {
+    otpc_ref_t tag;
+    if (!g->timer_armed || otpc_term_get_ref(e2, &tag) != 0 ||
+        !otpc_ref_eq(&tag, &g->timer_tag))
+      return OTPC_CONTINUE; /* stale */
+    g->timer_armed = false;
+    otpc_buf_t *timeout = otpc__atom_buf(OTPC_ATOM_TIMEOUT);
+    if (g->cb->handle_info)
+      CALLBACK(g, g->cb->handle_info(&g->state, otpc_buf_term(timeout), &r));
+    otpc_buf_unref(timeout);
+    apply(g, &r, NULL);
+    return OTPC_CONTINUE;
+  }
+  cancel_timeout(g); /* any other message ends a pending timeout */
+
+  if (arity == 3 && otpc_term_atom_eq(e1, "$gen_call", 9)) {
+    otpc_from_t from;
+    if (!take_from(e2, &from)) return OTPC_CONTINUE;
+    if (g->cb->handle_call)
+      CALLBACK(g, g->cb->handle_call(&g->state, otpc_term_next(e2), &from, &r));
+    apply(g, &r, &from);
+    return OTPC_CONTINUE;
+  }
+  if (arity == 2 && otpc_term_atom_eq(e1, "$gen_cast", 9)) {
+    if (g->cb->handle_cast) CALLBACK(g, g->cb->handle_cast(&g->state, e2, &r));
+    apply(g, &r, NULL);
+    return OTPC_CONTINUE;
+  }
+  if (arity == 3 && otpc_term_atom_eq(e1, "system", 6)) {
+    /* {system, From, {terminate, Reason}}: sys:terminate, gen_server:stop */
+    otpc_term_t req = otpc_term_next(e2), op;
+    size_t ra;
+    otpc_from_t from;
+    if (otpc_term_get_tuple(req, &ra, &op) == 0 && ra == 2 &&
+        otpc_term_atom_eq(op, "terminate", 9) && take_from(e2, &from)) {
+      otpc_buf_t *ok = otpc__atom_buf(OTPC_ATOM_OK);
+      otpc_gen_server_reply(&from, ok);
+      otpc_buf_unref(ok);
+      otpc_builder_t b;
+      otpc_builder_init(&b);
+      otpc_build_term(&b, otpc_term_next(op));
+      stop_server(g, otpc_builder_finish(&b, NULL));
+    }
+    return OTPC_CONTINUE; /* other system messages: not yet */
+  }
+  if (arity == 3 && otpc_term_atom_eq(e1, "EXIT", 4) && g->linked) {
+    /* The parent's exit, while trapping: terminate with its reason. */
+    otpc_pid_t who;
+    if (otpc_term_get_pid(e2, &who) == 0 && otpc_pid_eq(who, g->parent)) {
+      otpc_builder_t b;
+      otpc_builder_init(&b);
+      otpc_build_term(&b, otpc_term_next(e2));
+      stop_server(g, otpc_builder_finish(&b, NULL));
+    }
+  }
+  if (g->cb->handle_info) CALLBACK(g, g->cb->handle_info(&g->state, t, &r));
+  apply(g, &r, NULL);
+  return OTPC_CONTINUE;
+}
+
+/* The handler's terminate: runs however the process ends; frees ours. */
+static void gs_cleanup(void *state, otpc_term_t reason) {
+  gs_t *g = state;
+  if (g == NULL) return;
+  cancel_timeout(g);
+  /* A callback ended the process (otpc_exit from inside): OTP catches
+   * that and calls terminate. Not for 'killed', which no code sees. */
+  if (g->in_callback && !g->terminated && g->cb->terminate &&
+      !otpc_term_is_atom(reason, OTPC_ATOM_KILLED)) {
+    g->terminated = true;
+    g->cb->terminate(&g->state, reason);
+  }
+  otpc__free(g);
+}
+
+static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
+
+/* ------------------------------------------------------------------------
+ * Client side
+ * ------------------------------------------------------------------------ */
+
+typedef struct waiting {
+  otpc_ref_t ref;
+} waiting_t;
+
+static otpc_buf_t *copy_term(otpc_term_t t);
+
+/* {Ref, _} or {'DOWN', Ref, process, _, _} for our ref. */
+static bool reply_or_down(otpc_term_t msg, void *ctx) {
+  waiting_t *w = ctx;
+  size_t arity;
+  otpc_term_t e;
+  otpc_ref_t ref;
+  if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
+  if (arity == 2) return otpc_term_get_ref(e, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
+  if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
+    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
+           otpc_ref_eq(&ref, &w->ref);
+  return false;
+}
+
+static otpc_buf_t *copy_term(otpc_term_t t) {
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_term(&b, t);
+  return otpc_builder_finish(&b, NULL);
+}
+
+/* Sends {Label, {Self, Ref}, Request} to a monitored server and waits for
+ * {Ref, Reply} or its DOWN. */
+static int request(otpc_pid_t server, const char *label, otpc_term_t req,
+                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  waiting_t w;
+  int rc = otpc_monitor(server, &w.ref);
+  if (rc != 0) return rc;
+  otpc_pid_t self = otpc_self();
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 3);
+  otpc_build_atom(&b, label);
+  otpc_build_tuple(&b, 2);
+  otpc_build_pid(&b, &self);
+  otpc_build_ref(&b, &w.ref);
+  otpc_build_term(&b, req);
+  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
+  if (msg == NULL) {
+    otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+    return rc;
+  }
+  otpc_send(server, msg);
+  otpc_buf_unref(msg);
+  otpc_buf_t *got;
+  for (;;) {
+    rc = otpc_receive_fn(reply_or_down, &w, timeout_ms, &got);
+    if (rc != 0) {
+      otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+      otpc__forget_reply(p, &w.ref);
+      return rc;
+    }
+    size_t arity;
+    otpc_term_t e;
+    otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
+    if (arity == 2 && !want_down) { /* the reply */
+      otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+      *reply = copy_term(otpc_term_next(e));
+      otpc_buf_unref(got);
+      return *reply ? 0 : OTPC_ENOMEM;
+    }
+    if (arity == 2) { /* stop: the ok before the DOWN we wait for */
+      otpc_buf_unref(got);
+      continue;
+    }
+    otpc_term_t reason = otpc_term_tuple_elem(otpc_buf_term(got), 4);
+    bool noproc = otpc_term_is_atom(reason, OTPC_ATOM_NOPROC);
+    *reply = noproc ? NULL : copy_term(reason);
+    otpc_buf_unref(got);
+    return noproc ? OTPC_ENOPROC : OTPC_EEXITED;
+  }
+}
+
+int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *req,
+                         int64_t timeout_ms, otpc_buf_t **reply) {
+  if (req == NULL || reply == NULL) return OTPC_EINVAL;
+  *reply = NULL;
+  return request(server, "$gen_call", otpc_buf_term(req), timeout_ms, reply,
+                 false);
+}
+
+int otpc_gen_server_call_name(otpc_atom_t name, otpc_buf_t *req,
+                              int64_t timeout_ms, otpc_buf_t **reply) {
+  otpc_pid_t pid;
+  if (otpc_whereis(name, &pid) != 0) return OTPC_ENOPROC;
+  return otpc_gen_server_call(pid, req, timeout_ms, reply);
+}
+
+int otpc_gen_server_cast(otpc_pid_t server, otpc_buf_t *msg) {
+  otpc_buf_t *m = otpc_term_fmt("{'$gen_cast', ~t}", otpc_buf_term(msg));
+  if (m == NULL) return OTPC_ENOMEM;
+  int rc = otpc_send(server, m);
+  otpc_buf_unref(m);
+  return rc;
+}
+
+int otpc_gen_server_cast_name(otpc_atom_t name, otpc_buf_t *msg) {
+  otpc_pid_t pid;
+  if (otpc_whereis(name, &pid) != 0) return 0; /* cast never fails */
+  return otpc_gen_server_cast(pid, msg);
+}
+
+int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
+                         int64_t timeout_ms) {
+  otpc_buf_t *r = reason ? otpc_buf_ref(reason) : otpc__atom_buf(OTPC_ATOM_NORMAL);
+  otpc_buf_t *req = otpc_term_fmt("{terminate, ~t}", otpc_buf_term(r));
+  otpc_buf_unref(r);
+  if (req == NULL) return OTPC_ENOMEM;
+  otpc_buf_t *why = NULL;
+  int rc = request(server, "system", otpc_buf_term(req), timeout_ms, &why, true);
+  otpc_buf_unref(req);
+  otpc_buf_unref(why);
+  return rc == OTPC_EEXITED ? 0 : rc; /* it ended: that was the point */
+}
+
+typedef struct starting {
+  otpc_ref_t ack; /* {ack, Ack, Result} */
+  otpc_ref_t mon; /* {'DOWN', Mon, process, _, Reason} */
+} starting_t;
+
+static bool ack_or_down(otpc_term_t msg, void *ctx) {
+  starting_t *st = ctx;
+  size_t arity;
+  otpc_term_t e;
+  otpc_ref_t ref;
+  if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
+  if (arity == 3 && otpc_term_atom_eq(e, "ack", 3))
+    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
+           otpc_ref_eq(&ref, &st->ack);
+  if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
+    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
+           otpc_ref_eq(&ref, &st->mon);
+  return false;
+}
+
+/* What init's ack says: 0, OTPC_EIGNORED, OTPC_EEXIST (with the holder of
+ * the name in *pid) or OTPC_ESTOPPED (with the reason in *reason). */
+static int read_ack(otpc_term_t result, otpc_pid_t *pid, otpc_buf_t **reason) {
+  if (otpc_term_is_atom(result, OTPC_ATOM_OK)) return 0;
+  if (otpc_term_atom_eq(result, "ignore", 6)) return OTPC_EIGNORED;
+  otpc_term_t what = otpc_term_tuple_elem(result, 1), first;
+  size_t a;
+  if (otpc_term_get_tuple(what, &a, &first) == 0 && a == 2 &&
+      otpc_term_atom_eq(first, "already_started", 15)) {
+    otpc_term_get_pid(otpc_term_next(first), pid);
+    return OTPC_EEXIST;
+  }
+  if (reason) *reason = copy_term(what);
+  return OTPC_ESTOPPED;
+}
+
+int otpc_gen_server_start(const otpc_gen_server_t *cb, void *arg,
+                          const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                          otpc_buf_t **reason) {
+  if (cb == NULL || cb->init == NULL) return OTPC_EINVAL;
+  if (reason) *reason = NULL;
+  if (otpc__current() == NULL) return OTPC_ENOTPROC;
+  start_ctx_t *c = otpc__calloc(1, sizeof *c);
+  if (c == NULL) return OTPC_ENOMEM;
+  starting_t st;
+  c->cb = cb;
+  c->arg = arg;
+  c->starter = otpc_self();
+  c->ack = st.ack = otpc_make_ref();
+  c->name = opts ? opts->name : OTPC_ATOM_NONE;
+  c->link = opts && opts->link;
+  otpc_spawn_opts_t so = {.link = c->link, .monitor = true,
+                          .monitor_ref = &st.mon,
+                          .priority = opts ? opts->priority : OTPC_PRIO_NORMAL,
+                          .name = cb->name};
+  otpc_pid_t child;
+  int rc = otpc_spawn_handler(&gs_handler, c, &so, &child);
+  if (rc != 0) {
+    otpc__free(c);
+    return rc;
+  }
+  int64_t timeout = opts && opts->timeout > 0 ? opts->timeout : OTPC_INFINITY;
+  otpc_buf_t *got;
+  rc = otpc_receive_fn(ack_or_down, &st, timeout, &got);
+  otpc_demonitor(&st.mon, OTPC_DEMONITOR_FLUSH);
+  if (rc == OTPC_ETIMEDOUT) { /* gen_server's {error, timeout}: kill it */
+    otpc_buf_t *kill = otpc__atom_buf(OTPC_ATOM_KILL);
+    otpc_exit_signal(child, otpc_buf_term(kill));
+    otpc_buf_unref(kill);
+    return rc;
+  }
+  if (rc != 0) return rc;
+  otpc_term_t e;
+  size_t arity;
+  otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
+  if (arity == 5) { /* died before acknowledging */
+    if (reason) *reason = copy_term(otpc_term_tuple_elem(otpc_buf_term(got), 4));
+    rc = OTPC_ESTOPPED;
+  } else {
+    rc = read_ack(otpc_term_tuple_elem(otpc_buf_term(got), 2), &child, reason);
+  }
+  otpc_buf_unref(got);
+  if (pid && (rc == 0 || rc == OTPC_EEXIST)) *pid = child;
+  return rc;
+}

@@ -1,0 +1,303 @@
+/*
+ * test_gen_server.c: gen_server semantics: start (named, already started,
+ * ignore, stop in init), call, cast, info, deferred replies, timeouts and
+ * continue, stop with terminate, a call to a server that dies mid-call,
+ * a call that times out and whose late reply never lands.
+ */
+#include <stdatomic.h>
+
+#include "otpc.h"
+#include "test.h"
+
+static void run(void (*body)(void *)) {
+  otpc_node_opts_t o = {.schedulers = 2};
+  CHECK_INT_EQ(otpc_main(&o, body, NULL), 0);
+}
+
+static otpc_buf_t *T(const char *text) {
+  otpc_buf_t *b = otpc_term_fmt(text);
+  if (b == NULL) otpc_test_fail(__FILE__, __LINE__, "bad term %s", text);
+  return b;
+}
+
+static bool is(otpc_buf_t *b, const char *text) {
+  otpc_buf_t *want = T(text);
+  bool eq = otpc_term_equal(otpc_buf_term(b), otpc_buf_term(want));
+  otpc_buf_unref(want);
+  return eq;
+}
+
+static int64_t call_int(otpc_pid_t s, const char *req) {
+  otpc_buf_t *r = T(req), *reply = NULL;
+  int rc = otpc_gen_server_call(s, r, 5000, &reply);
+  otpc_buf_unref(r);
+  if (rc != 0) otpc_test_fail(__FILE__, __LINE__, "call %s: %s", req, otpc_err_name(rc));
+  int64_t v = -1;
+  otpc_term_get_int64(otpc_buf_term(reply), &v);
+  otpc_buf_unref(reply);
+  return v;
+}
+
+/* ---- a counter server ------------------------------------------------------ */
+
+typedef struct counter {
+  int64_t n;
+  otpc_from_t parked; /* a call answered later */
+  bool has_parked;
+} counter_t;
+
+static _Atomic int terminated;
+
+static void c_init(void *arg, void **state, otpc_gs_result_t *r) {
+  const char *mode = arg;
+  if (mode && strcmp(mode, "ignore") == 0) {
+    r->action = OTPC_GS_IGNORE;
+    return;
+  }
+  if (mode && strcmp(mode, "stop") == 0) {
+    otpc_gs_stop(r, T("bad_config"));
+    return;
+  }
+  counter_t *c = calloc(1, sizeof *c);
+  *state = c;
+  if (mode && strcmp(mode, "continue") == 0) otpc_gs_continue(r, T("{set, 100}"));
+}
+
+static void c_call(void **state, otpc_term_t req, const otpc_from_t *from,
+                   otpc_gs_result_t *r) {
+  counter_t *c = *state;
+  if (otpc_term_atom_eq(req, "get", 3)) {
+    otpc_gs_replyf(r, "~l", c->n);
+  } else if (otpc_term_atom_eq(req, "park", 4)) {
+    c->parked = *from; /* answered by a later cast */
+    c->has_parked = true;
+  } else if (otpc_term_atom_eq(req, "crash", 5)) {
+    otpc_exit_atom(otpc_atom("crashed_in_call"));
+  } else if (otpc_term_atom_eq(req, "slow", 4)) {
+    otpc_sleep(200);
+    otpc_gs_replyf(r, "late");
+  } else if (otpc_term_atom_eq(req, "stop_me", 7)) {
+    otpc_gs_replyf(r, "stopping");
+    otpc_gs_stop(r, T("asked"));
+  } else if (otpc_term_atom_eq(req, "idle_soon", 9)) {
+    otpc_gs_replyf(r, "ok");
+    otpc_gs_timeout(r, 20);
+  } else {
+    otpc_gs_replyf(r, "{error, unknown}");
+  }
+}
+
+static void c_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
+  counter_t *c = *state;
+  if (otpc_term_atom_eq(msg, "inc", 3)) c->n++;
+  if (otpc_term_atom_eq(msg, "release", 7) && c->has_parked) {
+    otpc_buf_t *v = otpc_term_fmt("{released, ~l}", c->n);
+    otpc_gen_server_reply(&c->parked, v);
+    otpc_buf_unref(v);
+    c->has_parked = false;
+  }
+}
+
+static void c_info(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
+  counter_t *c = *state;
+  if (otpc_term_is_atom(msg, OTPC_ATOM_TIMEOUT)) c->n = 1000; /* timed out */
+  if (otpc_term_atom_eq(msg, "bump", 4)) c->n += 10;
+}
+
+static void c_continue(void **state, otpc_term_t cont, otpc_gs_result_t *r) {
+  counter_t *c = *state;
+  otpc_term_get_int64(otpc_term_tuple_elem(cont, 1), &c->n);
+}
+
+static void c_terminate(void **state, otpc_term_t reason) {
+  atomic_fetch_add(&terminated, 1);
+  free(*state);
+}
+
+static const otpc_gen_server_t counter = {
+    "counter", c_init, c_call, c_cast, c_info, c_continue, c_terminate,
+    NULL, NULL};
+
+/* ---- tests ------------------------------------------------------------------ */
+
+static void body_basics(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  CHECK_INT_EQ(call_int(s, "get"), 0);
+  otpc_buf_t *inc = T("inc");
+  for (int i = 0; i < 5; i++) CHECK_INT_EQ(otpc_gen_server_cast(s, inc), 0);
+  otpc_buf_unref(inc);
+  CHECK_INT_EQ(call_int(s, "get"), 5); /* casts arrive before the call */
+  otpc_sendf(s, "bump"); /* plain message: handle_info */
+  CHECK_INT_EQ(call_int(s, "get"), 15);
+  CHECK_INT_EQ(otpc_gen_server_stop(s, NULL, 5000), 0);
+  CHECK(!otpc_is_alive(s));
+  CHECK_INT_EQ(atomic_load(&terminated), 1);
+}
+
+TEST(gen_server_call_cast_info_stop) { run(body_basics); }
+
+static void body_named(void *arg) {
+  otpc_atom_t name = otpc_atom("counter_srv");
+  otpc_gs_opts_t o = {.name = name};
+  otpc_pid_t s, again;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, &o, &s, NULL), 0);
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, &o, &again, NULL),
+               OTPC_EEXIST);
+  CHECK(otpc_pid_eq(again, s));
+  otpc_buf_t *inc = T("inc"), *get = T("get"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_cast_name(name, inc), 0);
+  CHECK_INT_EQ(otpc_gen_server_call_name(name, get, 5000, &reply), 0);
+  CHECK(is(reply, "1"));
+  otpc_buf_unref(reply);
+  otpc_gen_server_stop(s, NULL, 5000);
+  CHECK_INT_EQ(otpc_gen_server_call_name(name, get, 5000, &reply), OTPC_ENOPROC);
+  otpc_buf_unref(inc);
+  otpc_buf_unref(get);
+}
+
+TEST(gen_server_named) { run(body_named); }
+
+static void body_init_results(void *arg) {
+  otpc_pid_t s;
+  otpc_buf_t *why = NULL;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, "ignore", NULL, &s, NULL),
+               OTPC_EIGNORED);
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, "stop", NULL, &s, &why),
+               OTPC_ESTOPPED);
+  CHECK(why != NULL && is(why, "bad_config"));
+  otpc_buf_unref(why);
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, "continue", NULL, &s, NULL), 0);
+  CHECK_INT_EQ(call_int(s, "get"), 100); /* handle_continue ran first */
+  otpc_gen_server_stop(s, NULL, 5000);
+}
+
+TEST(gen_server_init_ignore_stop_continue) { run(body_init_results); }
+
+static void body_dies_mid_call(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *req = T("crash"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), OTPC_EEXITED);
+  CHECK(reply != NULL && is(reply, "crashed_in_call"));
+  otpc_buf_unref(reply);
+  /* And a call to the dead server: noproc. */
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), OTPC_ENOPROC);
+  otpc_buf_unref(req);
+}
+
+TEST(gen_server_call_to_server_dying_mid_call) { run(body_dies_mid_call); }
+
+static void body_timeout(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *req = T("slow"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 30, &reply), OTPC_ETIMEDOUT);
+  otpc_buf_unref(req);
+  /* The late reply comes at 200 ms: it must never land in our mailbox. */
+  otpc_sleep(300);
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ETIMEDOUT);
+  CHECK_INT_EQ(call_int(s, "get"), 0); /* and the server still works */
+  otpc_gen_server_stop(s, NULL, 5000);
+}
+
+TEST(gen_server_call_timeout_drops_late_reply) { run(body_timeout); }
+
+static void parker(void *arg) {
+  otpc_pid_t *report = arg;
+  otpc_pid_t s;
+  otpc_whereis(otpc_atom("parking"), &s);
+  otpc_buf_t *req = T("park"), *reply = NULL;
+  int rc = otpc_gen_server_call(s, req, 5000, &reply);
+  otpc_buf_unref(req);
+  if (rc == 0) otpc_sendf(*report, "{parker, ~t}", otpc_buf_term(reply));
+  otpc_buf_unref(reply);
+}
+
+static void body_deferred(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  otpc_gs_opts_t o = {.name = otpc_atom("parking")};
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, &o, &s, NULL), 0);
+  CHECK_INT_EQ(otpc_spawn(parker, &me, NULL, NULL), 0);
+  otpc_sleep(30); /* the parker waits; the server keeps serving */
+  otpc_buf_t *inc = T("inc"), *rel = T("release");
+  otpc_gen_server_cast(s, inc);
+  CHECK_INT_EQ(call_int(s, "get"), 1);
+  otpc_gen_server_cast(s, rel);
+  otpc_pattern_t *p;
+  otpc_pattern_compile("{parker, {released, ~i}}", &p, NULL);
+  otpc_buf_t *m;
+  int v = -1;
+  CHECK_INT_EQ(otpc_receive(p, 5000, &m, &v), 0);
+  CHECK_INT_EQ(v, 1);
+  otpc_buf_unref(m);
+  otpc_pattern_free(p);
+  otpc_buf_unref(inc);
+  otpc_buf_unref(rel);
+  otpc_gen_server_stop(s, NULL, 5000);
+}
+
+TEST(gen_server_deferred_reply) { run(body_deferred); }
+
+static void body_stop_and_timeout(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *req = T("idle_soon"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), 0);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(req);
+  otpc_sleep(80); /* no message for 20 ms: 'timeout' as info */
+  CHECK_INT_EQ(call_int(s, "get"), 1000);
+  /* {stop, Reason, Reply, State}: the reply comes, then the exit. */
+  otpc_ref_t mon;
+  otpc_monitor(s, &mon);
+  req = T("stop_me");
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), 0);
+  CHECK(is(reply, "stopping"));
+  otpc_buf_unref(reply);
+  otpc_buf_unref(req);
+  otpc_pattern_t *down;
+  otpc_pattern_compile("{'DOWN', _, process, _, asked}", &down, NULL);
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(down, 5000, &m), 0);
+  otpc_buf_unref(m);
+  otpc_pattern_free(down);
+}
+
+TEST(gen_server_timeout_and_stop_reply) { run(body_stop_and_timeout); }
+
+static void body_many_clients(void *arg);
+
+static void client(void *arg) {
+  otpc_pid_t *pair = arg; /* server, report */
+  otpc_buf_t *inc = T("inc");
+  for (int i = 0; i < 100; i++) otpc_gen_server_cast(pair[0], inc);
+  otpc_buf_unref(inc);
+  int64_t v = call_int(pair[0], "get");
+  otpc_sendf(pair[1], "{done, ~l}", v);
+}
+
+static void body_many_clients(void *arg) {
+  static otpc_pid_t pair[2];
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &pair[0], NULL), 0);
+  pair[1] = otpc_self();
+  enum { CLIENTS = 100 };
+  for (int i = 0; i < CLIENTS; i++) CHECK_INT_EQ(otpc_spawn(client, pair, NULL, NULL), 0);
+  otpc_pattern_t *p;
+  otpc_pattern_compile("{done, ~l}", &p, NULL);
+  for (int i = 0; i < CLIENTS; i++) {
+    otpc_buf_t *m;
+    int64_t v;
+    CHECK_INT_EQ(otpc_receive(p, 10000, &m, &v), 0);
+    CHECK(v >= 100 && v <= 100 * CLIENTS);
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(p);
+  CHECK_INT_EQ(call_int(pair[0], "get"), 100 * CLIENTS);
+  otpc_gen_server_stop(pair[0], NULL, 5000);
+}
+
+TEST(gen_server_many_clients) { run(body_many_clients); }
