@@ -15,6 +15,19 @@
 otpc__rt_t otpc__rt;
 
 
+/* The absolute time on `clock` ms from now, for pthread_cond_timedwait. */
+static struct timespec after_ms(clockid_t clock, int64_t ms) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000;
+  if (ts.tv_nsec >= 1000000000) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000;
+  }
+  return ts;
+}
+
 /* ------------------------------------------------------------------------
  * Erlang timers
  * ------------------------------------------------------------------------ */
@@ -72,14 +85,7 @@ static void *timer_main(void *arg) {
     if (wait < 0) {
       pthread_cond_wait(&timer_cond, &timer_lock);
     } else {
-      struct timespec ts;
-      clock_gettime(CLOCK_MONOTONIC, &ts);
-      ts.tv_sec += wait / 1000;
-      ts.tv_nsec += (wait % 1000) * 1000000;
-      if (ts.tv_nsec >= 1000000000) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000;
-      }
+      struct timespec ts = after_ms(CLOCK_MONOTONIC, wait);
       pthread_cond_timedwait(&timer_cond, &timer_lock, &ts);
     }
   }
@@ -426,14 +432,7 @@ int otpc_node_wait(int64_t timeout_ms) {
       rc = OTPC_ETIMEDOUT;
       break;
     }
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += left / 1000;
-    ts.tv_nsec += (left % 1000) * 1000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
+    struct timespec ts = after_ms(CLOCK_REALTIME, left);
     pthread_cond_timedwait(&otpc__rt.wait_cond, &otpc__rt.wait_lock, &ts);
   }
   pthread_mutex_unlock(&otpc__rt.wait_lock);

@@ -323,6 +323,23 @@ int otpc_build_map(otpc_builder_t *b, size_t pairs) {
 
 /* ---- identifiers -------------------------------------------------------- */
 
+/* Writes a node's name atom at p (SMALL_ATOM_UTF8 where it fits) and
+ * returns the byte after it; atom_bytes() says how many that takes. */
+static size_t atom_bytes(size_t len) { return len <= 255 ? 2 + len : 3 + len; }
+
+static uint8_t *put_node(uint8_t *p, const char *name, size_t len) {
+  if (len <= 255) {
+    *p++ = ETF_SMALL_ATOM_UTF8;
+    *p++ = (uint8_t)len;
+  } else {
+    *p++ = ETF_ATOM_UTF8;
+    put_be16(p, (uint16_t)len);
+    p += 2;
+  }
+  memcpy(p, name, len);
+  return p + len;
+}
+
 /* Tag, node atom, then `after` bytes for the caller to fill. */
 static uint8_t *begin_node(otpc_builder_t *b, uint8_t tag, otpc_atom_t node,
                            size_t after) {
@@ -332,19 +349,10 @@ static uint8_t *begin_node(otpc_builder_t *b, uint8_t tag, otpc_atom_t node,
     set_err(b, OTPC_EINVAL);
     return NULL;
   }
-  size_t atom = len <= 255 ? 2 + len : 3 + len;
-  uint8_t *p = begin(b, 0, 1 + atom + after);
+  uint8_t *p = begin(b, 0, 1 + atom_bytes(len) + after);
   if (p == NULL) return NULL;
   p[0] = tag;
-  if (len <= 255) {
-    p[1] = ETF_SMALL_ATOM_UTF8;
-    p[2] = (uint8_t)len;
-  } else {
-    p[1] = ETF_ATOM_UTF8;
-    put_be16(p + 2, (uint16_t)len);
-  }
-  memcpy(p + 1 + atom - len, name, len);
-  return p + 1 + atom;
+  return put_node(p + 1, name, len);
 }
 
 int otpc_build_pid(otpc_builder_t *b, const otpc_pid_t *pid) {
@@ -379,20 +387,11 @@ int otpc_build_ref(otpc_builder_t *b, const otpc_ref_t *ref) {
   size_t len;
   const char *name = otpc_atom_name(ref->node, &len);
   if (name == NULL) return set_err(b, OTPC_EINVAL);
-  size_t atom = len <= 255 ? 2 + len : 3 + len;
-  uint8_t *p = begin(b, 0, 3 + atom + 4 + 4 * (size_t)ref->len);
+  uint8_t *p = begin(b, 0, 3 + atom_bytes(len) + 4 + 4 * (size_t)ref->len);
   if (p == NULL) return b->err;
   p[0] = ETF_NEWER_REFERENCE;
   put_be16(p + 1, (uint16_t)ref->len);
-  if (len <= 255) {
-    p[3] = ETF_SMALL_ATOM_UTF8;
-    p[4] = (uint8_t)len;
-  } else {
-    p[3] = ETF_ATOM_UTF8;
-    put_be16(p + 4, (uint16_t)len);
-  }
-  memcpy(p + 3 + atom - len, name, len);
-  p += 3 + atom;
+  p = put_node(p + 3, name, len);
   put_be32(p, ref->creation);
   for (uint32_t i = 0; i < ref->len; i++) put_be32(p + 4 + 4 * i, ref->id[i]);
   return 0;
