@@ -9,5 +9,6 @@
 #include "otpc/term.h"
 #include "otpc/rt.h"
 #include "otpc/otp.h"
+#include "otpc/logger.h"
 
 #endif
