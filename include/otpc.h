@@ -10,5 +10,6 @@
 #include "otpc/rt.h"
 #include "otpc/otp.h"
 #include "otpc/logger.h"
+#include "otpc/supervisor.h"
 
 #endif

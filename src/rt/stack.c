@@ -131,6 +131,11 @@ static otpc__xstack_t *xstack_take(otpc__sched_t *s) {
   x->next = NULL;
   x->occupant = NULL;
   x->waiters = 0;
+#ifdef OTPC_ASAN
+  /* A new context: the shadow still marks the frames of whoever ran here
+   * last, which would look like overflows to the new code. */
+  __asan_unpoison_memory_region(x->base, x->size);
+#endif
 #ifdef OTPC_TSAN
   /* A new context on this stack: a new fiber, its old shadow stack gone. */
   if (x->tsan_fiber) __tsan_destroy_fiber(x->tsan_fiber);
@@ -211,6 +216,9 @@ otpc__xstack_t *otpc__xstack_for_proc(otpc__sched_t *s, otpc__proc_t *p) {
     x = xstack_take(s);
     if (x == NULL) return NULL; /* the process fails with system_limit */
   } else {
+#ifdef OTPC_ASAN
+    __asan_unpoison_memory_region(x->base, x->size); /* as in xstack_take */
+#endif
 #ifdef OTPC_TSAN
     x->tsan_fiber = __tsan_create_fiber(0);
 #endif
