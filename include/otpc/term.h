@@ -390,6 +390,8 @@ OTPC_API int otpc_build_fmt(otpc_builder_t *b, const char *fmt, ...);
 OTPC_API int otpc_build_vfmt(otpc_builder_t *b, const char *fmt, va_list ap);
 /* Shorthand: a new buffer from a format; NULL on any error. */
 OTPC_API otpc_buf_t *otpc_term_fmt(const char *fmt, ...);
+/* The same from a va_list; *err (may be NULL) gets the error code. */
+OTPC_API otpc_buf_t *otpc_term_vfmt(const char *fmt, va_list ap, int *err);
 
 /* ------------------------------------------------------------------------
  * Text: parse and print Erlang term syntax

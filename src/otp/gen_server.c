@@ -60,13 +60,10 @@ void otpc_gs_reply(otpc_gs_result_t *r, otpc_buf_t *reply) {
 }
 
 void otpc_gs_replyf(otpc_gs_result_t *r, const char *fmt, ...) {
-  otpc_builder_t b;
   va_list ap;
-  otpc_builder_init(&b);
   va_start(ap, fmt);
-  otpc_build_vfmt(&b, fmt, ap);
+  otpc_gs_reply(r, otpc_term_vfmt(fmt, ap, NULL));
   va_end(ap);
-  otpc_gs_reply(r, otpc_builder_finish(&b, NULL));
 }
 
 void otpc_gs_noreply(otpc_gs_result_t *r) { r->action = OTPC_GS_NOREPLY; }

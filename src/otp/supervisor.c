@@ -408,13 +408,10 @@ static void on_exit(sup_t *s, otpc_pid_t pid, otpc_term_t reason,
  * ------------------------------------------------------------------------ */
 
 static void stop_with(otpc_gs_result_t *r, const char *fmt, ...) {
-  otpc_builder_t b;
   va_list ap;
-  otpc_builder_init(&b);
   va_start(ap, fmt);
-  otpc_build_vfmt(&b, fmt, ap);
+  otpc_gs_stop(r, otpc_term_vfmt(fmt, ap, NULL));
   va_end(ap);
-  otpc_gs_stop(r, otpc_builder_finish(&b, NULL));
 }
 
 static void sup_init(void *arg, void **state, otpc_gs_result_t *r) {

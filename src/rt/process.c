@@ -133,13 +133,11 @@ int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
 }
 
 int otpc_sendf(otpc_pid_t to, const char *fmt, ...) {
-  otpc_builder_t b;
   va_list ap;
-  otpc_builder_init(&b);
   va_start(ap, fmt);
-  int rc = otpc_build_vfmt(&b, fmt, ap);
+  int rc;
+  otpc_buf_t *msg = otpc_term_vfmt(fmt, ap, &rc);
   va_end(ap);
-  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
   if (msg == NULL) return rc;
   rc = otpc_send(to, msg);
   otpc_buf_unref(msg);

@@ -127,16 +127,23 @@ int otpc_build_fmt(otpc_builder_t *b, const char *fmt, ...) {
   return rc;
 }
 
-otpc_buf_t *otpc_term_fmt(const char *fmt, ...) {
+otpc_buf_t *otpc_term_vfmt(const char *fmt, va_list ap, int *err) {
   otpc_builder_t b;
   otpc_builder_init(&b);
+  int rc = otpc_build_vfmt(&b, fmt, ap);
+  otpc_buf_t *buf = NULL;
+  if (rc < 0)
+    otpc_builder_dispose(&b);
+  else
+    buf = otpc_builder_finish(&b, &rc);
+  if (err) *err = rc;
+  return buf;
+}
+
+otpc_buf_t *otpc_term_fmt(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  int rc = otpc_build_vfmt(&b, fmt, ap);
+  otpc_buf_t *buf = otpc_term_vfmt(fmt, ap, NULL);
   va_end(ap);
-  if (rc < 0) {
-    otpc_builder_dispose(&b);
-    return NULL;
-  }
-  return otpc_builder_finish(&b, &rc);
+  return buf;
 }
