@@ -10,20 +10,11 @@
 #include "otpc.h"
 #include "term/term_int.h"
 #include "test.h"
+#include "hex.h"
 
 #include "term_cases.h"
 
 #define NCASES (sizeof term_cases / sizeof term_cases[0])
-
-static size_t unhex(const char *hex, uint8_t *out) {
-  size_t n = strlen(hex) / 2;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    sscanf(hex + 2 * i, "%2x", &v);
-    out[i] = (uint8_t)v;
-  }
-  return n;
-}
 
 static uint8_t *cases[NCASES];
 

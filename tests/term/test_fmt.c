@@ -9,15 +9,7 @@
 
 #include "otpc.h"
 #include "test.h"
-
-static void to_hex(const uint8_t *d, size_t n, char *out) {
-  static const char digits[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[d[i] >> 4];
-    out[2 * i + 1] = digits[d[i] & 15];
-  }
-  out[2 * n] = 0;
-}
+#include "hex.h"
 
 /* ETF of a buffer as hex, into static storage (one of two, so two results
  * can be compared); "NULL" for none. Releases the buffer. */

@@ -12,6 +12,7 @@
  */
 #include "otpc.h"
 #include "test.h"
+#include "hex.h"
 
 typedef struct parse_case {
   const char *text;
@@ -159,15 +160,6 @@ static const parse_case_t parse_cases[] = {
      "6E6F6E6F6465406E6F686F73740000000000000003000000020000000159770D6E6F6E6F"
      "6465406E6F686F73740000000500000000"},
 };
-
-static void to_hex(const uint8_t *d, size_t n, char *out) {
-  static const char digits[] = "0123456789ABCDEF";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[d[i] >> 4];
-    out[2 * i + 1] = digits[d[i] & 15];
-  }
-  out[2 * n] = 0;
-}
 
 /* Parses text and returns its ETF as hex (static storage), or the error
  * name. */

@@ -9,6 +9,7 @@
 
 #include "otpc.h"
 #include "test.h"
+#include "hex.h"
 
 /* Terms made for a test live until the test's process ends: kept here,
  * reachable, so LeakSanitizer does not count them. */
@@ -22,11 +23,7 @@ static otpc_term_t hex_term(const char *hex) {
   uint8_t *d = malloc(n);
   if (nkept_bytes < sizeof kept_bytes / sizeof kept_bytes[0])
     kept_bytes[nkept_bytes++] = d;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    sscanf(hex + 2 * i, "%2x", &v);
-    d[i] = (uint8_t)v;
-  }
+  unhex(hex, d);
   otpc_term_t t;
   otpc_buf_t *owned;
   otpc_decode_error_t e;

@@ -12,18 +12,9 @@
 #include "otpc.h"
 #include "term/term_int.h"
 #include "test.h"
+#include "hex.h"
 
 #include "print_cases.h"
-
-static size_t unhex(const char *hex, uint8_t *out) {
-  size_t n = strlen(hex) / 2;
-  for (size_t i = 0; i < n; i++) {
-    unsigned v;
-    sscanf(hex + 2 * i, "%2x", &v);
-    out[i] = (uint8_t)v;
-  }
-  return n;
-}
 
 static char *print_or_fail(otpc_term_t t) {
   char *text = NULL;
