@@ -384,6 +384,7 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
   pthread_mutex_init(&otpc__rt.wait_lock, NULL);
   pthread_cond_init(&otpc__rt.wait_cond, NULL);
   otpc__reclaim_init();
+  otpc__slab_init();
   int rc = otpc__proc_table_init(max);
   if (rc != 0) goto fail;
   otpc__rt.scheds = otpc__calloc(otpc__rt.nsched, sizeof *otpc__rt.scheds);
@@ -412,6 +413,7 @@ fail_scheds:
 fail_table:
   otpc__proc_table_free();
 fail:
+  otpc__slab_destroy();
   atomic_store(&otpc__rt.running, 0);
   return rc;
 }
@@ -459,7 +461,7 @@ static void free_live(otpc__proc_t *p) {
   }
   otpc_buf_unref(p->exit_reason);
   otpc__free(p->ext);
-  otpc__free(p);
+  otpc__proc_dealloc(p);
 }
 
 int otpc_node_stop(void) {
@@ -487,6 +489,7 @@ int otpc_node_stop(void) {
   otpc__rt.scheds = NULL;
   otpc__proc_table_free();
   otpc__registry_clear();
+  otpc__slab_destroy();
   atomic_store(&otpc__rt.nprocs, 0);
   atomic_store(&otpc__rt.running, 0);
   return 0;

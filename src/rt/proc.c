@@ -31,10 +31,6 @@ static __thread index_cache_t cache;
 
 /* Control blocks freed on a scheduler thread are kept there for the next
  * spawn (as signal nodes are, see queue.c). */
-#define PROC_CACHE_MAX 256
-static __thread otpc__proc_t *proc_cache;
-static __thread unsigned proc_cached;
-
 int otpc__proc_table_init(size_t max) {
   size_t bytes = max * sizeof(otpc__proc_t *);
   void *slots = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
@@ -112,14 +108,8 @@ static void release_index(uint32_t idx) {
   pthread_mutex_unlock(&index_lock);
 }
 
-/* A scheduler thread stopping hands its caches back. */
+/* A scheduler thread stopping hands its index cache back. */
 void otpc__proc_cache_flush(void) {
-  while (proc_cache != NULL) {
-    otpc__proc_t *p = proc_cache;
-    proc_cache = p->u.retired.next;
-    otpc__free(p);
-  }
-  proc_cached = 0;
   pthread_mutex_lock(&index_lock);
   while (cache.n > 0 && free_count < free_cap) free_index[free_count++] = cache.idx[--cache.n];
   cache.n = 0;
@@ -127,22 +117,10 @@ void otpc__proc_cache_flush(void) {
 }
 
 static otpc__proc_t *proc_alloc(void) {
-  otpc__proc_t *p = proc_cache;
-  if (p == NULL) return otpc__malloc(sizeof *p);
-  proc_cache = p->u.retired.next;
-  proc_cached--;
-  return p;
+  return otpc__slab_alloc(OTPC__SLAB_PROC);
 }
 
-static void proc_dealloc(otpc__proc_t *p) {
-  if (otpc__self_sched != NULL && proc_cached < PROC_CACHE_MAX) {
-    p->u.retired.next = proc_cache;
-    proc_cache = p;
-    proc_cached++;
-    return;
-  }
-  otpc__free(p);
-}
+void otpc__proc_dealloc(otpc__proc_t *p) { otpc__slab_free(OTPC__SLAB_PROC, p); }
 
 int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   if (cache.n == 0) {
@@ -166,7 +144,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   if (opts && opts->name) {
     if (otpc__proc_ext(p) == NULL) {
       release_index(idx);
-      proc_dealloc(p);
+      otpc__proc_dealloc(p);
       return OTPC_ENOMEM;
     }
     p->ext->name_hint = opts->name;
@@ -181,7 +159,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
 void otpc__proc_undo(otpc__proc_t *p) {
   otpc__free(p->ext);
   release_index(p->index);
-  proc_dealloc(p);
+  otpc__proc_dealloc(p);
   atomic_fetch_sub(&otpc__rt.nprocs, 1);
 }
 
@@ -235,7 +213,7 @@ void otpc__proc_free(otpc__proc_t *p) {
     otpc__answer_noproc((otpc__sig_t *)l, pid);
   if (p->ext) otpc__free(p->ext->dropped);
   otpc__free(p->ext);
-  proc_dealloc(p);
+  otpc__proc_dealloc(p);
 }
 
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {

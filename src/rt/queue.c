@@ -21,13 +21,18 @@ void otpc__mpsc_init(otpc__mpsc_t *q) {
   q->head = &q->stub;
 }
 
-void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
-  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+void otpc__mpsc_push_chain(otpc__mpsc_t *q, otpc__qlink_t *first,
+                           otpc__qlink_t *last) {
+  atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
   /* seq_cst: ordered against a consumer's release of its process and
    * second look at the tail (sched.c, go_idle). */
   otpc__qlink_t *prev =
-      atomic_exchange_explicit(&q->tail, n, memory_order_seq_cst);
-  atomic_store_explicit(&prev->next, n, memory_order_release);
+      atomic_exchange_explicit(&q->tail, last, memory_order_seq_cst);
+  atomic_store_explicit(&prev->next, first, memory_order_release);
+}
+
+void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
+  otpc__mpsc_push_chain(q, n, n);
 }
 
 otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
@@ -69,24 +74,11 @@ bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail) {
   return *tail == head;
 }
 
-/* Signal nodes are made and freed at the rate messages flow, so each
- * scheduler thread keeps freed ones for reuse (other threads use malloc
- * directly: their caches could outlive them). A node freed on another
- * scheduler than the one that made it simply joins that one's cache. */
-#define SIG_CACHE_MAX 1024
-
-static __thread otpc__sig_t *sig_cache;
-static __thread unsigned sig_cached;
-
+/* Signal nodes are made and freed at the rate messages flow: they come
+ * from a pool (slab.c). */
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
-  otpc__sig_t *s = sig_cache;
-  if (s != NULL) {
-    sig_cache = (otpc__sig_t *)atomic_load_explicit(&s->link.next,
-                                                    memory_order_relaxed);
-    sig_cached--;
-  } else if ((s = otpc__malloc(sizeof *s)) == NULL) {
-    return NULL;
-  }
+  otpc__sig_t *s = otpc__slab_alloc(OTPC__SLAB_SIG);
+  if (s == NULL) return NULL;
   memset(s, 0, sizeof *s);
   s->kind = (uint16_t)kind;
   return s;
@@ -96,22 +88,5 @@ void otpc__sig_free(otpc__sig_t *s) {
   if (s == NULL) return;
   otpc_buf_unref(s->buf);
   otpc_buf_unref(s->name);
-  if (otpc__self_sched != NULL && sig_cached < SIG_CACHE_MAX) {
-    atomic_store_explicit(&s->link.next, (otpc__qlink_t *)sig_cache,
-                          memory_order_relaxed);
-    sig_cache = s;
-    sig_cached++;
-    return;
-  }
-  otpc__free(s);
-}
-
-void otpc__sig_cache_flush(void) {
-  while (sig_cache != NULL) {
-    otpc__sig_t *s = sig_cache;
-    sig_cache = (otpc__sig_t *)atomic_load_explicit(&s->link.next,
-                                                    memory_order_relaxed);
-    otpc__free(s);
-  }
-  sig_cached = 0;
+  otpc__slab_free(OTPC__SLAB_SIG, s);
 }

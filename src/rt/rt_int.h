@@ -49,6 +49,9 @@ typedef struct otpc__mpsc {
 
 void otpc__mpsc_init(otpc__mpsc_t *q);
 void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n);
+/* Pushes links first..last, already linked through next, in one step. */
+void otpc__mpsc_push_chain(otpc__mpsc_t *q, otpc__qlink_t *first,
+                           otpc__qlink_t *last);
 /* The oldest link, or NULL if empty (or a push is half-done: retry
  * later; the pusher makes the consumer runnable after it). */
 otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q);
@@ -90,8 +93,6 @@ typedef struct otpc__sig {
 
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
 void otpc__sig_free(otpc__sig_t *sig);
-/* A scheduler thread stopping frees the nodes it kept for reuse. */
-void otpc__sig_cache_flush(void);
 
 /* ------------------------------------------------------------------------
  * Execution stacks (stack.c)
@@ -189,6 +190,32 @@ typedef struct otpc__proc {
  * Schedulers
  * ------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------
+ * Pools for control blocks and signal nodes (slab.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum otpc__slab_id {
+  OTPC__SLAB_PROC,
+  OTPC__SLAB_SIG,
+  OTPC__SLAB_N
+} otpc__slab_id_t;
+
+/* A scheduler's two magazines for one pool, and its counts. */
+typedef struct otpc__slab_cache {
+  struct free_block *cur, *spare;
+  unsigned cur_n;               /* spare, if any, is full */
+  _Atomic int64_t allocs, frees;
+} otpc__slab_cache_t;
+
+struct otpc__sched;
+void otpc__slab_init(void);
+void otpc__slab_destroy(void);
+void *otpc__slab_alloc(otpc__slab_id_t id);
+void otpc__slab_free(otpc__slab_id_t id, void *ptr);
+void otpc__slab_flush(struct otpc__sched *s);
+/* Blocks handed out and not given back: exact when the node is quiet. */
+int64_t otpc__slab_in_use(otpc__slab_id_t id);
+
 typedef struct otpc__sched {
   unsigned index;
   pthread_t thread;
@@ -211,6 +238,7 @@ typedef struct otpc__sched {
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
   otpc__wheel_t wheel;         /* timers of processes on this scheduler */
   uint64_t rounds;
+  otpc__slab_cache_t slab[OTPC__SLAB_N];
   char pad[64];
 } otpc__sched_t;
 
@@ -307,6 +335,8 @@ bool otpc__reclaim_pending(void); /* this thread holds retired blocks */
 void otpc__reclaim_thread_done(void);         /* a scheduler stops */
 /* Frees a block whose grace period is over (proc.c). */
 void otpc__proc_free(otpc__proc_t *p);
+/* Gives a control block back to its pool (the block only: see proc_free). */
+void otpc__proc_dealloc(otpc__proc_t *p);
 
 /* ---- sched.c ---- */
 int otpc__sched_start_all(void);

@@ -124,6 +124,50 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
   return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
 }
 
+/*
+ * Work sharing. A scheduler that runs out of work says so in `hungry`
+ * (before it spins, so help can come before it sleeps). Run queues have
+ * one consumer, so nobody steals: the busy scheduler looks at `hungry`
+ * between processes and hands over up to half of its normal queue in one
+ * push. Pinned processes (sequential ones that have run: their frames
+ * belong to this scheduler's stacks) stay and go to the back.
+ */
+#define SHARE_MAX 256
+
+static void share_work(otpc__sched_t *s) {
+  uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) & ~bit_of(s);
+  if (h == 0) return;
+  int64_t len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
+  if (len < 2) return;
+  uint64_t b = h & -h;
+  if (!(atomic_fetch_and(&hungry, ~b) & b)) return; /* someone else helped */
+  otpc__sched_t *to = &otpc__rt.scheds[__builtin_ctzll(b)];
+  otpc__qlink_t *give = NULL, *give_last = NULL, *keep = NULL,
+                *keep_last = NULL;
+  int64_t n = len / 2 < SHARE_MAX ? len / 2 : SHARE_MAX, given = 0;
+  for (int64_t i = 0; i < n; i++) {
+    otpc__qlink_t *l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
+    if (l == NULL) break;
+    otpc__proc_t *p = (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+    bool pinned = atomic_load_explicit((_Atomic int16_t *)&p->home,
+                                       memory_order_relaxed) >= 0;
+    otpc__qlink_t **first = pinned ? &keep : &give, **last = pinned ? &keep_last : &give_last;
+    if (*first == NULL)
+      *first = l;
+    else
+      atomic_store_explicit(&(*last)->next, l, memory_order_relaxed);
+    *last = l;
+    given += !pinned;
+  }
+  if (keep != NULL) otpc__mpsc_push_chain(&s->runq[OTPC_PRIO_NORMAL], keep, keep_last);
+  if (give == NULL) return;
+  atomic_fetch_sub_explicit(&s->runq_len, given, memory_order_relaxed);
+  atomic_fetch_add_explicit(&to->runq_len, given, memory_order_relaxed);
+  otpc__mpsc_push_chain(&to->runq[OTPC_PRIO_NORMAL], give, give_last);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&to->sleeping, memory_order_relaxed)) wake_sched(to);
+}
+
 static bool runq_nonempty(otpc__sched_t *s) {
   for (int i = 0; i < 4; i++)
     if (otpc__mpsc_nonempty(&s->runq[i])) return true;
@@ -374,11 +418,16 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     otpc__proc_t *p = dequeue(s);
     if (p != NULL) return p;
     if (atomic_load(&otpc__rt.stopping)) return NULL;
+    atomic_fetch_or(&hungry, bit_of(s));
     for (int i = 0; i < SPIN_ROUNDS; i++) {
       if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) break;
       cpu_relax();
     }
-    if ((p = dequeue(s)) != NULL) return p;
+    if ((p = dequeue(s)) != NULL) {
+      if (atomic_load_explicit(&hungry, memory_order_relaxed) & bit_of(s))
+        atomic_fetch_and(&hungry, ~bit_of(s));
+      return p;
+    }
     uint32_t word = atomic_load(&s->sleep_word);
     atomic_store(&s->sleeping, 1);
     atomic_fetch_or(&hungry, bit_of(s));
@@ -408,6 +457,8 @@ static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine) {
     if (p == NULL) break;
     run_proc(s, p, mine);
     s->rounds++;
+    if (atomic_load_explicit(&hungry, memory_order_relaxed) & ~bit_of(s))
+      share_work(s);
   }
   /* Stopping: back to the thread's own stack, for good. */
   otpc__switch(NULL, s->native_ctx, NULL);
@@ -427,7 +478,7 @@ static void *sched_thread(void *arg) {
   otpc__reclaim_offline(s);
   otpc__reclaim_thread_done();
   otpc__proc_cache_flush();
-  otpc__sig_cache_flush();
+  otpc__slab_flush(s);
   otpc__self_sched = NULL;
   return NULL;
 }

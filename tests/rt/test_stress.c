@@ -1,8 +1,9 @@
 /*
  * test_stress.c: the runtime under load: a million processes spawned and
  * ended, crash storms through links, many senders to one receiver. Each
- * checks that the heap returns to where it was (glibc's count of bytes in
- * use), so what a process owned is really given back.
+ * checks that memory returns to where it was: the heap (glibc's count of
+ * bytes in use) and the runtime's pools of control blocks and signal
+ * nodes (blocks in use), so what a process owned is really given back.
  */
 #include <malloc.h>
 #include <stdatomic.h>
@@ -16,7 +17,33 @@
 #define SCALE 1
 #endif
 
-static size_t heap_in_use(void) { return mallinfo2().uordblks; }
+/* The runtime's own count of pool blocks in use (src/rt/slab.c). */
+enum { SLAB_PROC, SLAB_SIG };
+int64_t otpc__slab_in_use(int pool);
+
+typedef struct usage {
+  size_t heap;
+  int64_t procs, sigs;
+} usage_t;
+
+static usage_t in_use(void) {
+  usage_t u = {mallinfo2().uordblks, otpc__slab_in_use(SLAB_PROC),
+               otpc__slab_in_use(SLAB_SIG)};
+  return u;
+}
+
+/* Allowed drift of the heap: glibc's thread caches. The pools must come
+ * back exactly. */
+#define SLACK (64 * 1024)
+
+#define CHECK_NO_GROWTH(before, after)                                        \
+  do {                                                                        \
+    if ((after).heap > (before).heap + SLACK)                                 \
+      otpc_test_fail(__FILE__, __LINE__, "heap grew %zu -> %zu",              \
+                     (before).heap, (after).heap);                            \
+    CHECK_INT_EQ((after).procs, (before).procs);                              \
+    CHECK_INT_EQ((after).sigs, (before).sigs);                                \
+  } while (0)
 
 static void run(void (*body)(void *)) {
   otpc_node_opts_t o = {.schedulers = 2};
@@ -31,9 +58,6 @@ static void settle_to(size_t base) {
   otpc_sleep(50);
 }
 
-/* Allowed drift: glibc's thread caches. */
-#define SLACK (64 * 1024)
-
 static int one_shot(void *state, otpc_buf_t *msg) { return OTPC_STOP; }
 static const otpc_handler_t one_shot_h = {NULL, one_shot, NULL};
 
@@ -42,7 +66,7 @@ static void body_million(void *arg) {
   otpc_buf_t *go = otpc_term_fmt("{go, <<\"payload\">>}");
   enum { BATCH = 100000 };
   otpc_pid_t *pids = malloc(BATCH * sizeof *pids);
-  size_t before = 0;
+  usage_t before = {0};
   /* Rounds 0 and 1 warm up what stays allocated on purpose, up to fixed
    * bounds (the free-index list of the process table, the schedulers'
    * caches of control blocks and signal nodes); the baseline is taken
@@ -53,12 +77,11 @@ static void body_million(void *arg) {
       CHECK_INT_EQ(otpc_spawn_handler(&one_shot_h, NULL, NULL, &pids[i]), 0);
     for (int i = 0; i < BATCH; i++) otpc_send(pids[i], go);
     settle_to(base);
-    if (round == 1) before = heap_in_use();
+    if (round == 1) before = in_use();
   }
   free(pids);
-  size_t after = heap_in_use();
-  if (after > before + SLACK)
-    otpc_test_fail(__FILE__, __LINE__, "heap grew %zu -> %zu", before, after);
+  usage_t after = in_use();
+  CHECK_NO_GROWTH(before, after);
   otpc_buf_unref(go);
 }
 
@@ -89,12 +112,11 @@ static void body_crash_storm(void *arg) {
   storm(2000 / SCALE); /* warm-up: see body_million */
   storm(2000 / SCALE);
   settle_to(base);
-  size_t before = heap_in_use();
+  usage_t before = in_use();
   storm(2000 / SCALE);
   settle_to(base);
-  size_t after = heap_in_use();
-  if (after > before + SLACK)
-    otpc_test_fail(__FILE__, __LINE__, "heap grew %zu -> %zu", before, after);
+  usage_t after = in_use();
+  CHECK_NO_GROWTH(before, after);
 }
 
 static void storm(int chains) {
