@@ -223,10 +223,15 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
   if (atomic_exchange(&p->scheduled, 1) == 0) otpc__make_runnable(p);
 }
 
-void otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+  uint32_t len = 0;
   otpc__reclaim_enter();
   otpc__proc_t *p = otpc__proc_lookup(to);
-  if (p != NULL) otpc__deliver(p, sig);
+  if (p != NULL) {
+    len = __atomic_load_n(&p->mq_len, __ATOMIC_RELAXED);
+    otpc__deliver(p, sig);
+  }
   otpc__reclaim_exit();
   if (p == NULL) otpc__answer_noproc(sig, to);
+  return len;
 }

@@ -10,7 +10,6 @@
 #include "rt_int.h"
 
 #define MAX_BINDS 64
-#define SEQ_REDUCTIONS 2000 /* sends between yields of a sequential process */
 
 
 static otpc_pid_t undefined_pid(void) {
@@ -44,13 +43,17 @@ otpc_ref_t otpc_make_ref(void) {
  * Spawning
  * ------------------------------------------------------------------------ */
 
-/* Counts a reduction; a sequential process that used its budget lets
- * others run. Handlers yield between messages instead. */
-static void spend(otpc__proc_t *p) {
+/* Counts n reductions; a sequential process that used its turn's budget
+ * lets others run. Handlers yield between messages instead. */
+static void spend_n(otpc__proc_t *p, uint64_t n) {
   if (p == NULL) return;
-  if (++p->reductions % SEQ_REDUCTIONS == 0 && !(p->flags & PF_HANDLER))
+  p->reductions += n;
+  if (p->reductions - otpc__self_sched->turn_start >= OTPC__REDUCTIONS &&
+      !(p->flags & PF_HANDLER))
     otpc__suspend(p, WHY_YIELD);
 }
+
+static void spend(otpc__proc_t *p) { spend_n(p, 1); }
 
 static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
                         otpc_pid_t *out) {
@@ -127,8 +130,11 @@ int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
   sig->buf = otpc_buf_ref(msg);
   otpc__proc_t *self = otpc__current();
   sig->from = self ? otpc__proc_pid(self) : undefined_pid();
-  otpc__deliver_pid(to, sig);
-  spend(self);
+  /* As in Erlang, a send costs the sender as many reductions as the
+   * receiver has messages waiting: a flood slows down to the pace at
+   * which the receiver can take it, and its mailbox stays bounded. */
+  uint32_t backlog = otpc__deliver_pid(to, sig);
+  spend_n(self, 1 + (uint64_t)backlog);
   return 0;
 }
 
@@ -161,7 +167,7 @@ static otpc__sig_t *unlink_message(otpc__proc_t *p, otpc__sig_t **pp) {
       (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
   *pp = next;
   if (next == NULL) p->mq_last = pp;
-  p->mq_len--;
+  otpc__mq_len_set(p, p->mq_len - 1);
   return m;
 }
 

@@ -201,6 +201,10 @@ typedef enum otpc__slab_id {
 } otpc__slab_id_t;
 
 /* A scheduler's two magazines for one pool, and its counts. */
+/* Reductions per turn: runtime calls (sends, receives) of a sequential
+ * process, or messages plus sends of a handler, before others get a go. */
+#define OTPC__REDUCTIONS 2000
+
 typedef struct otpc__slab_cache {
   struct free_block *cur, *spare;
   unsigned cur_n;               /* spare, if any, is full */
@@ -238,6 +242,7 @@ typedef struct otpc__sched {
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
   otpc__wheel_t wheel;         /* timers of processes on this scheduler */
   uint64_t rounds;
+  uint64_t turn_start;         /* reductions of the running process then */
   otpc__slab_cache_t slab[OTPC__SLAB_N];
   char pad[64];
 } otpc__sched_t;
@@ -307,7 +312,14 @@ void otpc__proc_retire(otpc__proc_t *p);
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
 /* Delivers to a pid: drops the signal (and answers link/monitor
  * requests with noproc) if the process is gone. */
-void otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
+/* Delivers to a local pid (or answers noproc); returns the length of the
+ * receiver's message queue as last seen, a hint for send's charge. */
+uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
+
+/* mq_len is written by the owner only; others read it as a hint. */
+static inline void otpc__mq_len_set(otpc__proc_t *p, uint32_t n) {
+  __atomic_store_n(&p->mq_len, n, __ATOMIC_RELAXED);
+}
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
 /* Undoes otpc__proc_new for a process that never started. */
 void otpc__proc_undo(otpc__proc_t *p);

@@ -53,7 +53,6 @@ __thread otpc__sched_t *otpc__self_sched;
 #define cpu_relax() ((void)0)
 #endif
 
-#define HANDLER_BUDGET 64 /* messages per turn before others get a go */
 #define SPIN_ROUNDS 200   /* looks at the run queue before sleeping */
 #define RECLAIM_NAP_MS 5  /* longest sleep while retired blocks wait */
 
@@ -289,7 +288,9 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
       return;
     }
   }
-  for (int budget = HANDLER_BUDGET; budget > 0; budget--) {
+  /* A message counts one reduction, and so does each send its callback
+   * makes: the same budget per turn as a sequential process. */
+  while (p->reductions - s->turn_start < OTPC__REDUCTIONS) {
     if (!otpc__take_inbox(p)) {
       p->why = WHY_EXITED;
       return;
@@ -303,7 +304,7 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
                                                       memory_order_relaxed);
     if (p->mq_first == NULL) p->mq_last = &p->mq_first;
     p->mq_save = &p->mq_first;
-    p->mq_len--;
+    otpc__mq_len_set(p, p->mq_len - 1);
     p->reductions++;
     /* The process owns the message while its callback runs: if the
      * callback ends the process, otpc__finish_exit frees it. */
@@ -323,6 +324,7 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
 static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
                      otpc__xstack_t *mine) {
   s->current = p;
+  s->turn_start = p->reductions;
   if ((p->flags & PF_HANDLER) && p->ctx == NULL) {
     p->stack = mine;
     handler_run(s, p);

@@ -93,7 +93,7 @@ static void enqueue_message(otpc__proc_t *p, otpc_buf_t *buf) {
   atomic_store_explicit(&m->link.next, NULL, memory_order_relaxed);
   *p->mq_last = m;
   p->mq_last = (otpc__sig_t **)&m->link.next;
-  p->mq_len++;
+  otpc__mq_len_set(p, p->mq_len + 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -303,7 +303,7 @@ bool otpc__take_inbox(otpc__proc_t *p) {
         atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
         *p->mq_last = sig;
         p->mq_last = (otpc__sig_t **)&sig->link.next;
-        p->mq_len++;
+        otpc__mq_len_set(p, p->mq_len + 1);
         continue; /* kept, not freed */
       case SIG_EXIT: alive = on_exit_signal(p, sig); break;
       case SIG_LINK:
