@@ -130,6 +130,12 @@ static const char *restart_name(otpc_restart_t r) {
                                : "temporary";
 }
 
+static int64_t shutdown_ms(const kid_t *k) {
+  if (k->spec.shutdown != OTPC_SHUTDOWN_DEFAULT) return k->spec.shutdown;
+  return k->spec.type == OTPC_SUPERVISOR ? OTPC_SHUTDOWN_INFINITY
+                                         : DEFAULT_WORKER_SHUTDOWN_MS;
+}
+
 /* A supervisor report, as SASL writes it: context is child_terminated,
  * start_error, shutdown_error or shutdown (intensity reached). */
 static void report(const kid_t *k, const char *context, otpc_term_t reason) {
@@ -137,16 +143,26 @@ static void report(const kid_t *k, const char *context, otpc_term_t reason) {
   otpc_pid_t self = otpc_self();
   otpc_buf_t *pid = k && k->running ? otpc_term_fmt("~p", &k->pid)
                                     : otpc_term_fmt("undefined");
-  if (pid == NULL) return;
+  int64_t ms = k ? shutdown_ms(k) : 0;
+  otpc_buf_t *shutdown =
+      ms == OTPC_SHUTDOWN_INFINITY     ? otpc_term_fmt("infinity")
+      : ms == OTPC_SHUTDOWN_BRUTAL_KILL ? otpc_term_fmt("brutal_kill")
+                                        : otpc_term_fmt("~l", ms);
+  if (pid == NULL || shutdown == NULL) {
+    otpc_buf_unref(pid);
+    otpc_buf_unref(shutdown);
+    return;
+  }
   otpc_buf_t *rep = otpc_term_fmt(
       "[{label, {supervisor, ~a}}, {supervisor, ~p}, {errorContext, ~a}, "
       "{reason, ~t}, {offender, [{pid, ~t}, {id, ~a}, {restart_type, ~a}, "
-      "{shutdown, ~l}, {child_type, ~a}]}]",
+      "{shutdown, ~t}, {child_type, ~a}]}]",
       context, &self, context, reason, otpc_buf_term(pid),
       k && k->id[0] ? k->id : "undefined",
-      k ? restart_name(k->spec.restart) : "undefined", k ? k->spec.shutdown : 0,
+      k ? restart_name(k->spec.restart) : "undefined", otpc_buf_term(shutdown),
       k && k->spec.type == OTPC_SUPERVISOR ? "supervisor" : "worker");
   otpc_buf_unref(pid);
+  otpc_buf_unref(shutdown);
   if (rep == NULL) return;
   OTPC_LOG_REPORT(OTPC_LEVEL_ERROR, otpc_buf_term(rep), NULL);
   otpc_buf_unref(rep);
@@ -218,12 +234,6 @@ static void signal_atom(otpc_pid_t pid, otpc_atom_t reason) {
   if (b == NULL) return;
   otpc_exit_signal(pid, otpc_buf_term(b));
   otpc_buf_unref(b);
-}
-
-static int64_t shutdown_ms(const kid_t *k) {
-  if (k->spec.shutdown != OTPC_SHUTDOWN_DEFAULT) return k->spec.shutdown;
-  return k->spec.type == OTPC_SUPERVISOR ? OTPC_SHUTDOWN_INFINITY
-                                         : DEFAULT_WORKER_SHUTDOWN_MS;
 }
 
 /* OTP's shutdown procedure (see the top) in two halves, so that
