@@ -82,6 +82,9 @@ typedef struct pool {
 static void p_init(void *arg, void **state, otpc_gs_result_t *r) {
   (void)arg, (void)r;
   *state = calloc(1, sizeof(pool_t));
+  /* So that the supervisor's shutdown runs terminate (which frees the
+   * state), as in OTP: an untrapped exit signal just ends the process. */
+  otpc_trap_exit(true);
 }
 
 static void give(pool_t *p, otpc_pid_t w) {

@@ -260,8 +260,8 @@ typedef struct otpc_proc_info {
   size_t message_queue_len;
   size_t memory;       /* bytes: control block, saved stack, mailbox */
   uint64_t reductions;
-  size_t links;        /* for the calling process only; 0 for others */
-  size_t monitors;     /* monitors it holds; calling process only */
+  size_t links;        /* linked processes */
+  size_t monitors;     /* monitors it holds */
   bool trap_exit;
   bool handler;        /* a handler process (no stack while idle) */
   otpc_priority_t priority;
@@ -269,9 +269,14 @@ typedef struct otpc_proc_info {
   const char *current_function;/* the spawn name, or NULL */
 } otpc_proc_info_t;
 
-/* Exact for the calling process; for another one a snapshot of what its
- * scheduler last wrote (it may be stale by the time it is read, as in
- * Erlang). OTPC_ENOPROC for a dead or unknown pid. */
+/* Exact for the calling process. For another one, called from a process:
+ * links, monitors and the memory they take are asked of that process with
+ * a signal, as Erlang's process_info does, and the call waits until it
+ * answers (when it next takes its signals in); the other fields are a
+ * snapshot of what its scheduler last wrote. Either may be stale by the
+ * time it is read, as in Erlang. From a thread that is not a process,
+ * only the snapshot (links and monitors 0). OTPC_ENOPROC for a dead or
+ * unknown pid. */
 OTPC_API int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info);
 OTPC_API size_t otpc_process_count(void);
 /* Up to max pids into pids; returns how many processes exist. */

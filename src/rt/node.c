@@ -1,12 +1,8 @@
 /*
  * node.c: starting and stopping the node, waiting for it, otpc_main; and
- * the node-wide services that have no better home yet: Erlang's timers
- * (send_after, start_timer, cancel_timer), process-owned memory and
- * descriptors, and process introspection.
- *
- * Erlang timers run on one timer thread with its own wheel under
- * `timer_lock`, so that any thread may start or cancel any timer. (Receive
- * timeouts, the frequent kind, use the schedulers' own wheels instead.)
+ * the node-wide services that have no better home yet: process-owned
+ * memory and descriptors, and process introspection. Erlang's timers are
+ * in etimer.c.
  */
 #include <unistd.h>
 
@@ -16,7 +12,7 @@ otpc__rt_t otpc__rt;
 
 
 /* The absolute time on `clock` ms from now, for pthread_cond_timedwait. */
-static struct timespec after_ms(clockid_t clock, int64_t ms) {
+struct timespec otpc__after_ms(clockid_t clock, int64_t ms) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   ts.tv_sec += ms / 1000;
@@ -26,186 +22,6 @@ static struct timespec after_ms(clockid_t clock, int64_t ms) {
     ts.tv_nsec -= 1000000000;
   }
   return ts;
-}
-
-/* ------------------------------------------------------------------------
- * Erlang timers
- * ------------------------------------------------------------------------ */
-
-typedef struct etimer {
-  otpc__timer_t t;
-  struct etimer *next_all, *prev_all; /* every armed timer, for lookup */
-  otpc_ref_t ref;
-  otpc_pid_t dest;
-  otpc_buf_t *msg; /* what to send, already wrapped for start_timer */
-} etimer_t;
-
-static pthread_mutex_t timer_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t timer_cond = PTHREAD_COND_INITIALIZER;
-static pthread_t timer_thread;
-static otpc__wheel_t *timer_wheel;
-static etimer_t *armed; /* list of armed timers */
-static bool timer_stop;
-
-static void unlink_armed(etimer_t *e) {
-  if (e->prev_all) e->prev_all->next_all = e->next_all;
-  else armed = e->next_all;
-  if (e->next_all) e->next_all->prev_all = e->prev_all;
-}
-
-/* Fired timers are collected under the lock and sent after it. */
-static etimer_t *fired;
-
-static void on_fire(otpc__timer_t *t, void *arg) {
-  etimer_t *e = (etimer_t *)t;
-  unlink_armed(e);
-  e->next_all = fired;
-  fired = e;
-}
-
-static void *timer_main(void *arg) {
-  pthread_mutex_lock(&timer_lock);
-  while (!timer_stop) {
-    otpc__wheel_advance(timer_wheel, otpc_now_ms(), on_fire, NULL);
-    etimer_t *list = fired;
-    fired = NULL;
-    if (list != NULL) {
-      pthread_mutex_unlock(&timer_lock);
-      while (list != NULL) {
-        etimer_t *e = list;
-        list = e->next_all;
-        otpc_send(e->dest, e->msg);
-        otpc_buf_unref(e->msg);
-        otpc__free(e);
-      }
-      pthread_mutex_lock(&timer_lock);
-      continue;
-    }
-    int64_t wait = otpc__wheel_next(timer_wheel);
-    if (wait < 0) {
-      pthread_cond_wait(&timer_cond, &timer_lock);
-    } else {
-      struct timespec ts = after_ms(CLOCK_MONOTONIC, wait);
-      pthread_cond_timedwait(&timer_cond, &timer_lock, &ts);
-    }
-  }
-  pthread_mutex_unlock(&timer_lock);
-  return arg;
-}
-
-static int timers_start(void) {
-  timer_wheel = otpc__malloc(sizeof *timer_wheel);
-  if (timer_wheel == NULL) return OTPC_ENOMEM;
-  otpc__wheel_init(timer_wheel, otpc_now_ms());
-  timer_stop = false;
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&timer_cond, &attr);
-  pthread_condattr_destroy(&attr);
-  if (pthread_create(&timer_thread, NULL, timer_main, NULL) != 0) {
-    otpc__free(timer_wheel);
-    return OTPC_ENOMEM;
-  }
-  return 0;
-}
-
-static void timers_stop(void) {
-  pthread_mutex_lock(&timer_lock);
-  timer_stop = true;
-  pthread_cond_signal(&timer_cond);
-  pthread_mutex_unlock(&timer_lock);
-  pthread_join(timer_thread, NULL);
-  while (armed != NULL) {
-    etimer_t *e = armed;
-    armed = e->next_all;
-    otpc_buf_unref(e->msg);
-    otpc__free(e);
-  }
-  otpc__free(timer_wheel);
-  timer_wheel = NULL;
-}
-
-static int timer_start(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
-                       otpc_ref_t *tref) {
-  if (ms < 0) return OTPC_EINVAL;
-  etimer_t *e = otpc__calloc(1, sizeof *e);
-  if (e == NULL) {
-    otpc_buf_unref(msg);
-    return OTPC_ENOMEM;
-  }
-  e->ref = otpc_make_ref();
-  e->dest = dest;
-  e->msg = msg;
-  if (tref) *tref = e->ref;
-  pthread_mutex_lock(&timer_lock);
-  e->next_all = armed;
-  if (armed) armed->prev_all = e;
-  armed = e;
-  otpc__wheel_add(timer_wheel, &e->t, otpc_now_ms() + ms);
-  pthread_cond_signal(&timer_cond);
-  pthread_mutex_unlock(&timer_lock);
-  return 0;
-}
-
-int otpc_send_after(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
-                    otpc_ref_t *tref) {
-  if (msg == NULL) return OTPC_EINVAL;
-  return timer_start(ms, dest, otpc_buf_ref(msg), tref);
-}
-
-int otpc_start_timer(int64_t ms, otpc_pid_t dest, otpc_buf_t *msg,
-                     otpc_ref_t *tref) {
-  if (msg == NULL) return OTPC_EINVAL;
-  /* {timeout, TRef, Msg}: the ref is needed before the message, so make
-   * it here and pass it through. */
-  otpc_ref_t ref = otpc_make_ref();
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_tuple(&b, 3);
-  otpc_build_atom_id(&b, OTPC_ATOM_TIMEOUT);
-  otpc_build_ref(&b, &ref);
-  otpc_build_term(&b, otpc_buf_term(msg));
-  int rc;
-  otpc_buf_t *wrapped = otpc_builder_finish(&b, &rc);
-  if (wrapped == NULL) return rc;
-  otpc_ref_t made;
-  rc = timer_start(ms, dest, wrapped, &made);
-  if (rc != 0) return rc;
-  /* The timer is known by the ref inside the message. */
-  pthread_mutex_lock(&timer_lock);
-  for (etimer_t *e = armed; e != NULL; e = e->next_all)
-    if (otpc_ref_eq(&e->ref, &made)) {
-      e->ref = ref;
-      break;
-    }
-  pthread_mutex_unlock(&timer_lock);
-  if (tref) *tref = ref;
-  return 0;
-}
-
-int64_t otpc_cancel_timer(const otpc_ref_t *tref) {
-  int64_t left = OTPC_ENOTIMER;
-  etimer_t *found = NULL;
-  pthread_mutex_lock(&timer_lock);
-  for (etimer_t *e = armed; e != NULL; e = e->next_all) {
-    if (otpc_ref_eq(&e->ref, tref)) {
-      found = e;
-      break;
-    }
-  }
-  if (found != NULL) {
-    left = found->t.deadline - otpc_now_ms();
-    if (left < 0) left = 0;
-    otpc__wheel_cancel(timer_wheel, &found->t);
-    unlink_armed(found);
-  }
-  pthread_mutex_unlock(&timer_lock);
-  if (found != NULL) {
-    otpc_buf_unref(found->msg);
-    otpc__free(found);
-  }
-  return left;
 }
 
 /* ------------------------------------------------------------------------
@@ -312,6 +128,54 @@ size_t otpc_processes(otpc_pid_t *pids, size_t max) {
   return n;
 }
 
+/* Links and monitors belong to their owner: another process asks for them
+ * with a signal, as Erlang's process_info does, and waits for the answer
+ * (which comes when the owner next takes its signals in, or as noproc
+ * when it dies first). */
+typedef struct info_wait {
+  const otpc_ref_t *ref;
+} info_wait_t;
+
+static bool is_info_answer(otpc_term_t msg, void *ctx) {
+  const info_wait_t *w = ctx;
+  otpc_ref_t ref;
+  size_t arity;
+  otpc_term_t tag;
+  if (otpc_term_get_tuple(msg, &arity, &tag) != 0 || arity < 3) return false;
+  return otpc_term_is_atom(tag, otpc_atom(OTPC__INFO_TAG)) &&
+         otpc_term_get_ref(otpc_term_tuple_elem(msg, 1), &ref) == 0 &&
+         otpc_ref_eq(&ref, w->ref);
+}
+
+static int ask_info(otpc__proc_t *self, otpc_pid_t pid, otpc_proc_info_t *info) {
+  otpc__sig_t *q = otpc__sig_new(SIG_INFO);
+  if (q == NULL) return OTPC_ENOMEM;
+  otpc_ref_t ref = otpc_make_ref();
+  q->ref = ref;
+  q->from = otpc__proc_pid(self);
+  otpc__deliver_pid(pid, q);
+  info_wait_t w = {&ref};
+  otpc_buf_t *answer;
+  int rc = otpc_receive_fn(is_info_answer, &w, OTPC_INFINITY, &answer);
+  if (rc != 0) return rc;
+  otpc_term_t t = otpc_buf_term(answer);
+  int64_t links = 0, monitors = 0, bytes = 0;
+  size_t arity = 0;
+  otpc_term_t first;
+  if (otpc_term_get_tuple(t, &arity, &first) != 0 || arity != 5) {
+    otpc_buf_unref(answer);
+    return OTPC_ENOPROC; /* it died before it could answer */
+  }
+  otpc_term_get_int64(otpc_term_tuple_elem(t, 2), &links);
+  otpc_term_get_int64(otpc_term_tuple_elem(t, 3), &monitors);
+  otpc_term_get_int64(otpc_term_tuple_elem(t, 4), &bytes);
+  otpc_buf_unref(answer);
+  info->links = (size_t)links;
+  info->monitors = (size_t)monitors;
+  info->memory += (size_t)bytes;
+  return 0;
+}
+
 int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info) {
   /* Exact for the calling process; for another one, a snapshot of what
    * its owner last wrote, which is what Erlang promises too (the answer
@@ -340,16 +204,16 @@ int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info) {
   info->priority = (otpc_priority_t)p->priority;
   info->registered_name = __atomic_load_n(&p->reg_name, __ATOMIC_RELAXED);
   info->memory = sizeof *p + sizeof(void *) + sizeof(uint32_t);
+  otpc__proc_ext_t *x = __atomic_load_n(&p->ext, __ATOMIC_ACQUIRE);
+  if (x != NULL) info->current_function = x->name_hint; /* fixed at spawn */
   if (p == self) {
     info->links = otpc__link_count(p);
     info->monitors = otpc__mon_count(p, 1);
-    if (p->ext) {
-      info->memory += sizeof *p->ext;
-      info->current_function = p->ext->name_hint;
-    }
+    if (p->ext) info->memory += sizeof *p->ext;
   }
   otpc__reclaim_exit();
-  return 0;
+  if (p == self || self == NULL) return 0;
+  return ask_info(self, pid, info);
 }
 
 /* ------------------------------------------------------------------------
@@ -392,7 +256,7 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
     rc = OTPC_ENOMEM;
     goto fail_table;
   }
-  rc = timers_start();
+  rc = otpc__timers_start();
   if (rc != 0) goto fail_scheds;
   rc = otpc__io_start();
   if (rc != 0) goto fail_timers;
@@ -407,7 +271,7 @@ fail_dirty:
 fail_io:
   otpc__io_stop();
 fail_timers:
-  timers_stop();
+  otpc__timers_stop();
 fail_scheds:
   otpc__free(otpc__rt.scheds);
 fail_table:
@@ -434,7 +298,7 @@ int otpc_node_wait(int64_t timeout_ms) {
       rc = OTPC_ETIMEDOUT;
       break;
     }
-    struct timespec ts = after_ms(CLOCK_REALTIME, left);
+    struct timespec ts = otpc__after_ms(CLOCK_REALTIME, left);
     pthread_cond_timedwait(&otpc__rt.wait_cond, &otpc__rt.wait_lock, &ts);
   }
   pthread_mutex_unlock(&otpc__rt.wait_lock);
@@ -472,7 +336,7 @@ int otpc_node_stop(void) {
   otpc__sched_stop_all();
   otpc__dirty_stop();
   otpc__io_stop();
-  timers_stop();
+  otpc__timers_stop();
   /* Single-threaded from here. Processes still alive are freed without
    * running their code again; their stacks go with the pools. */
   size_t high = otpc__proc_high_water();

@@ -169,8 +169,10 @@ void otpc__proc_publish(otpc__proc_t *p) {
 
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p) {
   if (p->ext == NULL) {
-    p->ext = otpc__calloc(1, sizeof *p->ext);
-    if (p->ext != NULL) p->ext->owner = p;
+    otpc__proc_ext_t *x = otpc__calloc(1, sizeof *x);
+    if (x == NULL) return NULL;
+    x->owner = p;
+    __atomic_store_n(&p->ext, x, __ATOMIC_RELEASE); /* process_info reads it */
   }
   return p->ext;
 }

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "../base/base_int.h"
 #include "../term/term_int.h"
@@ -74,8 +75,13 @@ typedef enum otpc__sig_kind {
   SIG_MONITOR,   /* from monitors us; ref: its id */
   SIG_DEMONITOR, /* from drops monitor ref */
   SIG_DOWN,      /* a process we monitor ended: from, ref, buf reason */
-  SIG_WAKE       /* internal: a timer or an fd woke the process */
+  SIG_WAKE,      /* internal: a timer or an fd woke the process */
+  SIG_INFO       /* from asks for what only the owner can read; ref */
 } otpc__sig_kind_t;
+
+/* The answer to SIG_INFO, a message to the asker:
+ *   {'$otpc_info', Ref, Links, Monitors, Bytes}, or {'$otpc_info', Ref, noproc} */
+#define OTPC__INFO_TAG "$otpc_info"
 
 #define SIGF_LINKED 1u /* SIG_EXIT caused by a link */
 #define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
@@ -397,6 +403,15 @@ void otpc__registry_clear(void);
 
 /* ---- node.c ---- */
 void otpc__resources_release(otpc__proc_t *p);
+/* The absolute time on `clock` ms from now, for pthread_cond_timedwait. */
+struct timespec otpc__after_ms(clockid_t clock, int64_t ms);
+
+/* ---- etimer.c ---- */
+int otpc__timers_start(void);
+void otpc__timers_stop(void);
+/* A process died: its timers go with it, as Erlang cancels the timers
+ * whose destination is a pid when that process exits. */
+void otpc__timers_cancel_for(otpc_pid_t pid);
 
 /* ---- io.c ---- */
 int otpc__io_start(void);

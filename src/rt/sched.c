@@ -128,16 +128,21 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
  * (before it spins, so help can come before it sleeps). Run queues have
  * one consumer, so nobody steals: the busy scheduler looks at `hungry`
  * between processes and hands over up to half of its normal queue in one
- * push. Pinned processes (sequential ones that have run: their frames
- * belong to this scheduler's stacks) stay and go to the back.
+ * push. Only handler processes move in bulk: a sequential process stays
+ * on the scheduler where it first runs (its frames belong to that
+ * scheduler's stacks), so moving hundreds of new ones at once would pin
+ * them all on one side, and a crowd of them blocked there would leave the
+ * other side idle; they spread one at a time (otpc__make_runnable). The
+ * ones kept go to the back of the queue.
  */
+#define SHARE_MIN 8   /* fewer waiting: not worth a hand-over */
 #define SHARE_MAX 256
 
 static void share_work(otpc__sched_t *s) {
   uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) & ~bit_of(s);
   if (h == 0) return;
   int64_t len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
-  if (len < 2) return;
+  if (len < SHARE_MIN) return;
   uint64_t b = h & -h;
   if (!(atomic_fetch_and(&hungry, ~b) & b)) return; /* someone else helped */
   otpc__sched_t *to = &otpc__rt.scheds[__builtin_ctzll(b)];
@@ -149,7 +154,8 @@ static void share_work(otpc__sched_t *s) {
     if (l == NULL) break;
     otpc__proc_t *p = (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
     bool pinned = atomic_load_explicit((_Atomic int16_t *)&p->home,
-                                       memory_order_relaxed) >= 0;
+                                       memory_order_relaxed) >= 0 ||
+                  !(p->flags & PF_HANDLER);
     otpc__qlink_t **first = pinned ? &keep : &give, **last = pinned ? &keep_last : &give_last;
     if (*first == NULL)
       *first = l;

@@ -291,6 +291,23 @@ static bool late_reply(otpc__proc_ext_t *x, otpc_buf_t *msg) {
   return false;
 }
 
+/* process_info from another process: what only the owner may read. */
+static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
+  size_t bytes = p->ext ? sizeof *p->ext : 0;
+  otpc_buf_t *info = otpc_term_fmt(
+      "{'" OTPC__INFO_TAG "', ~r, ~l, ~l, ~l}", &sig->ref,
+      (int64_t)otpc__link_count(p), (int64_t)otpc__mon_count(p, 1),
+      (int64_t)bytes);
+  otpc__sig_t *m = info ? otpc__sig_new(SIG_MESSAGE) : NULL;
+  if (m == NULL) {
+    otpc_buf_unref(info);
+    return; /* the asker gets noproc when we die, or waits */
+  }
+  m->buf = info;
+  m->from = otpc__proc_pid(p);
+  otpc__deliver_pid(sig->from, m);
+}
+
 bool otpc__take_inbox(otpc__proc_t *p) {
   otpc__qlink_t *l;
   if (p->flags & PF_EXITING) return false;
@@ -323,6 +340,7 @@ bool otpc__take_inbox(otpc__proc_t *p) {
       case SIG_DEMONITOR: mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL); break;
       case SIG_DOWN: on_down(p, sig); break;
       case SIG_WAKE: otpc__on_wake(p, sig); break;
+      case SIG_INFO: answer_info(p, sig); break;
       default: break;
     }
     otpc__sig_free(sig);
@@ -343,6 +361,20 @@ void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
   } else if (sig->kind == SIG_MONITOR) {
     answer = otpc__sig_new(SIG_DOWN);
     if (answer) answer->ref = sig->ref;
+  } else if (sig->kind == SIG_INFO) {
+    answer = otpc__sig_new(SIG_MESSAGE);
+    if (answer != NULL) {
+      answer->from = dead;
+      answer->buf = otpc_term_fmt("{'" OTPC__INFO_TAG "', ~r, noproc}", &sig->ref);
+      otpc_pid_t to = sig->from;
+      otpc__sig_free(sig);
+      if (answer->buf == NULL) {
+        otpc__sig_free(answer);
+        return;
+      }
+      otpc__deliver_pid(to, answer);
+      return;
+    }
   }
   if (answer != NULL) {
     answer->from = dead;
@@ -405,6 +437,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   /* What it owned is released before anyone hears of the death. */
   otpc__resources_release(p);
   otpc__registry_drop(p);
+  otpc__timers_cancel_for(self);
   notify(p, self);
   /* A message whose callback ended the process. */
   if (h != NULL && (p->flags & PF_STARTED) && p->h.dispatching != NULL) {

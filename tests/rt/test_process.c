@@ -213,6 +213,41 @@ static void body_handler(void *arg) {
 
 TEST(handler_process_counts_and_stops) { run(body_handler); }
 
+/* process_info of another process: links and monitors are the owner's,
+ * so they are asked for with a signal; a dead process answers noproc. */
+static void watcher(void *arg) {
+  otpc_pid_t *parent = arg;
+  otpc_ref_t ref;
+  CHECK_INT_EQ(otpc_link(*parent), 0);
+  CHECK_INT_EQ(otpc_monitor(*parent, &ref), 0);
+  CHECK_INT_EQ(otpc_monitor(*parent, &ref), 0);
+  otpc_sendf(*parent, "ready");
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m); /* "go" */
+  otpc_buf_unref(m);
+}
+
+static void body_info_other(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  otpc_pid_t w;
+  otpc_trap_exit(true);
+  otpc_spawn_opts_t named = {.name = "watcher"};
+  CHECK_INT_EQ(otpc_spawn(watcher, &me, &named, &w), 0);
+  otpc_buf_unref(expect("ready"));
+  otpc_proc_info_t info;
+  CHECK_INT_EQ(otpc_process_info(w, &info), 0);
+  CHECK_INT_EQ(info.links, 1);
+  CHECK_INT_EQ(info.monitors, 2);
+  CHECK(!info.handler);
+  CHECK_STR_EQ(info.current_function, "watcher");
+  otpc_sendf(w, "go");
+  otpc_buf_unref(expect("{'EXIT', _, normal}"));
+  CHECK_INT_EQ(otpc_process_info(w, &info), OTPC_ENOPROC);
+}
+
+TEST(process_info_of_another_process) { run(body_info_other); }
+
 /* A handler that calls another process from inside its callback: it keeps
  * its stack while it waits, and the scheduler goes on. */
 static int caller_handle(void *state, otpc_buf_t *msg) {
@@ -464,10 +499,40 @@ static void body_timers(void *arg) {
 
 TEST(timers) { run(body_timers); }
 
-/* ---- many processes -------------------------------------------------------- */
-
 static int quit_handle(void *state, otpc_buf_t *msg) { return OTPC_STOP; }
 static const otpc_handler_t quitter = {NULL, quit_handle, NULL};
+
+/* A timer whose destination dies goes with it (Erlang cancels timers to a
+ * pid when that process exits): cancel_timer then finds nothing. Many
+ * timers at once, so the lookup tables grow and shrink meanwhile. */
+static void body_timers_die_with_dest(void *arg) {
+  enum { N = 5000 };
+  otpc_buf_t *msg = otpc_term_fmt("late");
+  otpc_ref_t *refs = malloc(N * sizeof *refs);
+  otpc_pid_t victim;
+  CHECK_INT_EQ(otpc_spawn_handler(&quitter, NULL, NULL, &victim), 0);
+  otpc_pid_t me = otpc_self();
+  for (int i = 0; i < N; i++)
+    CHECK_INT_EQ(otpc_send_after(60000, i % 2 ? victim : me, msg, &refs[i]), 0);
+  otpc_ref_t mon;
+  CHECK_INT_EQ(otpc_monitor(victim, &mon), 0);
+  otpc_send(victim, msg); /* it stops */
+  otpc_buf_unref(expect("{'DOWN', _, process, _, normal}"));
+  for (int i = 0; i < N; i++) {
+    int64_t left = otpc_cancel_timer(&refs[i]);
+    if (i % 2)
+      CHECK_INT_EQ(left, OTPC_ENOTIMER); /* went with the process */
+    else
+      CHECK(left > 0); /* ours: still armed */
+  }
+  free(refs);
+  otpc_buf_unref(msg);
+}
+
+TEST(timers_die_with_their_destination) { run(body_timers_die_with_dest); }
+
+/* ---- many processes -------------------------------------------------------- */
+
 
 static void body_many(void *arg) {
   enum { N = 100000 };
