@@ -224,25 +224,28 @@ static app_t *app_by_master(ctl_t *c, otpc_pid_t pid) {
   return NULL;
 }
 
-/* The record for name, made if new; NULL when out of memory. */
+/* The record for name, made if new; NULL when out of memory. `running`
+ * grows with `apps`, so that it always has room for every application. */
 static app_t *app_get(ctl_t *c, otpc_atom_t name) {
   app_t *a = app_find(c, name);
   if (a != NULL) return a;
-  size_t cap = c->apps_cap;
-  app_t *apps = grow(c->apps, c->napps, &cap, sizeof *apps);
-  if (apps == NULL) return NULL;
-  if (cap != c->apps_cap) { /* running keeps room for every app */
+  if (c->napps == c->apps_cap) {
+    size_t cap = c->apps_cap ? c->apps_cap * 2 : 8;
+    app_t *apps = otpc_palloc(cap * sizeof *apps);
     otpc_atom_t *run = otpc_palloc(cap * sizeof *run);
-    if (run == NULL) {
-      if (apps != c->apps) otpc_pfree(apps); /* c->apps is still whole */
+    if (apps == NULL || run == NULL) {
+      if (apps) otpc_pfree(apps);
+      if (run) otpc_pfree(run);
       return NULL;
     }
+    if (c->napps) memcpy(apps, c->apps, c->napps * sizeof *apps);
     if (c->nrunning) memcpy(run, c->running, c->nrunning * sizeof *run);
+    if (c->apps) otpc_pfree(c->apps);
     if (c->running) otpc_pfree(c->running);
+    c->apps = apps;
     c->running = run;
+    c->apps_cap = cap;
   }
-  c->apps = apps;
-  c->apps_cap = cap;
   a = &c->apps[c->napps++];
   memset(a, 0, sizeof *a);
   a->name = name;
