@@ -158,11 +158,14 @@ static const char *type_name(otpc_restart_t t) {
  * Reports
  * ------------------------------------------------------------------------ */
 
+/* The controller's reports name no C call site, as OTP's name none: the
+ * module is the controller, the location unknown. */
 static void log_report(int level, otpc_buf_t *report, const char *meta_text) {
   otpc_buf_t *meta = otpc_term_fmt(meta_text);
   if (report != NULL && meta != NULL) {
     otpc_term_t m = otpc_buf_term(meta);
-    OTPC_LOG_REPORT(level, otpc_buf_term(report), &m);
+    otpc_log_report_at(level, CONTROLLER, NULL, 0, NULL, &m,
+                       otpc_buf_term(report));
   }
   otpc_buf_unref(meta);
   otpc_buf_unref(report);
@@ -498,7 +501,9 @@ static void halt_node(ctl_t *c, otpc_gs_result_t *r) {
   pthread_mutex_unlock(&halt_lock);
   char text[512];
   if (otpc_term_snprint(text, sizeof text, reason) < 0) text[0] = '\0';
-  OTPC_LOG_ERROR("Kernel pid terminated (" CONTROLLER ") (%s)", text);
+  if (otpc_logger_allow(OTPC_LEVEL_ERROR))
+    otpc_log_at(OTPC_LEVEL_ERROR, CONTROLLER, NULL, 0, NULL, NULL,
+                "Kernel pid terminated (" CONTROLLER ") (%s)", text);
   if (fn) fn(reason, arg);
   kill_others();
   otpc_gs_stop(r, keep ? keep : otpc_term_fmt("halted"));
