@@ -56,7 +56,10 @@ extern "C" {
   X(EEXIST, -25, "already exists")                                           \
   X(EEXITED, -26, "the process exited")                                       \
   X(EIGNORED, -27, "init returned ignore")                                    \
-  X(ESTOPPED, -28, "init stopped")
+  X(ESTOPPED, -28, "init stopped")                                            \
+  X(ENOAPP, -29, "no such application")                                       \
+  X(ENOTSTARTED, -30, "the application, or one it needs, is not started")     \
+  X(ECYCLE, -31, "applications depend on each other in a cycle")
 
 enum {
 #define OTPC_ERRNO_ENUM_(name, code, text) OTPC_##name = (code),

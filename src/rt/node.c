@@ -366,21 +366,30 @@ typedef struct main_start {
   _Atomic int normal;
 } main_start_t;
 
+/* {'DOWN', Ref, process, _, _} of the watcher's monitor. */
+static bool is_main_down(otpc_term_t msg, void *ref) {
+  size_t arity;
+  otpc_term_t e;
+  otpc_ref_t got;
+  return otpc_term_get_tuple(msg, &arity, &e) == 0 && arity == 5 &&
+         otpc_term_is_atom(e, OTPC_ATOM_DOWN) &&
+         otpc_term_get_ref(otpc_term_next(e), &got) == 0 &&
+         otpc_ref_eq(&got, ref);
+}
+
+/* Holds nothing allocated while it waits, so that a halt that kills
+ * every process (an application's, see application.h) leaks nothing. */
 static void main_watch(void *arg) {
   main_start_t *m = arg;
   otpc_ref_t ref;
   otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref, .name = "main"};
   if (otpc_spawn(m->fn, m->arg, &o, NULL) != 0) return;
-  otpc_pattern_t *down;
-  if (otpc_pattern_compile("{'DOWN', _, process, _, ~t}", &down, NULL) != 0)
-    return;
   otpc_buf_t *msg;
-  otpc_term_t reason;
-  if (otpc_receive(down, OTPC_INFINITY, &msg, &reason) == 0) {
+  if (otpc_receive_fn(is_main_down, &ref, OTPC_INFINITY, &msg) == 0) {
+    otpc_term_t reason = otpc_term_tuple_elem(otpc_buf_term(msg), 4);
     atomic_store(&m->normal, otpc_term_is_atom(reason, OTPC_ATOM_NORMAL));
     otpc_buf_unref(msg);
   }
-  otpc_pattern_free(down);
 }
 
 int otpc_main(const otpc_node_opts_t *opts, void (*fn)(void *), void *arg) {
