@@ -21,8 +21,8 @@
 # and exits 0. Units: throughputs [k|M|G]ops/s, [k|M|G]msg/s, [k|M|G]B/s
 # (higher is better); times ns, us, ms, s and sizes B, KiB, MiB, GiB (lower
 # is better). The report groups BENCH lines by workload (term_* workloads
-# in one table, the others in another), one column per system (otpc
-# first), and one ratio column per other system, oriented so that above 1
+# in one table, otp_* in another, the others in a third), one column per
+# system (otpc first), and one ratio column per other system, oriented so that above 1
 # means otpc is better. To add a benchmark, add its command to programs().
 set -eu
 
@@ -47,6 +47,8 @@ $BUILD/bench/term_bench
 escript $ROOT/bench/term_bench.escript
 $BUILD/bench/rt_bench
 $ERL_RT -pa $BUILD/bench -run rt_bench main
+$BUILD/bench/otp_bench
+$ERL_RT -pa $BUILD/bench -run otp_bench main
 EOF
   if [ -n "$HAVE_GO" ]; then echo "$BUILD/bench/rt_bench_go"; fi
 }
@@ -56,17 +58,20 @@ die() {
   exit 1
 }
 
-for prog in term_bench rt_bench; do
+for prog in term_bench rt_bench otp_bench; do
   [ -x "$BUILD/bench/$prog" ] ||
     die "$BUILD/bench/$prog not found; build with -DOTPC_BENCH=ON (make bench)"
 done
 command -v escript >/dev/null 2>&1 ||
   die "escript not found; install Debian's erlang-nox (make bench does)"
 
-# The Erlang and Go twins of rt_bench are compiled here, into the build dir.
-echo "== erlc bench/rt_bench.erl" >&2
-erlc -o "$BUILD/bench" "$ROOT/bench/rt_bench.erl" ||
-  die "erlc failed on bench/rt_bench.erl"
+# The Erlang and Go twins of rt_bench and otp_bench are compiled here,
+# into the build dir.
+for erl in rt_bench otp_bench; do
+  echo "== erlc bench/$erl.erl" >&2
+  erlc -o "$BUILD/bench" "$ROOT/bench/$erl.erl" ||
+    die "erlc failed on bench/$erl.erl"
+done
 GO_NOTE=""
 if command -v go >/dev/null 2>&1; then
   echo "== go build bench/rt_bench.go" >&2
@@ -215,7 +220,7 @@ function unit_info(u,   p, b) {
   else if (u == "s") { U_fam = "time"; U_fac = 1 }
 }
 function numeric(v) { return v ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ }
-function group(w) { return (w ~ /^term_/) ? "term" : "rt" }
+function group(w) { return (w ~ /^term_/) ? "term" : (w ~ /^otp_/) ? "otp" : "rt" }
 function cell(w, s) {
   if (!((w, s) in have)) return "-"
   if (!numeric(val[w, s])) return "**" val[w, s] "**"
@@ -291,14 +296,16 @@ $1 == "INFO" && NF >= 4 {
 END {
   if (nw == 0) { print ""; print "(no results)" }
   table("rt", "Processes")
+  table("otp", "OTP behaviours")
   table("term", "Terms")
   print ""
   print "### Workloads"
   print ""
-  for (g = 1; g <= 2; g++)
+  split("rt otp term", groups, " ")
+  for (g = 1; g <= 3; g++)
     for (j = 1; j <= nw; j++) {
       w = works[j]
-      if (group(w) != (g == 1 ? "rt" : "term")) continue
+      if (group(w) != groups[g]) continue
       print "- `" w "`: " ((w in desc) ? desc[w] : "(no description)")
     }
   if (nn > 0) {
@@ -361,6 +368,33 @@ AWK
   (so children exit at once, as Erlang's do) and with 1024 slots for
   `many_to_one`, which lets the senders block where Erlang's and otpc's
   mailboxes grow without bound.
+
+### OTP behaviours
+
+- **Method.** As for the processes: otpc runs `bench/otp_bench.c`, each
+  workload in a forked child with a fresh node; Erlang runs
+  `bench/otp_bench.erl` in one VM with the same flags, each workload in a
+  fresh process, whatever it spawned killed afterwards. Throughputs and
+  latencies are the best of three runs (QUICK: one).
+- **Servers and calls.** Both sides run the same server: `handle_call`
+  replies the request (an integer) plus one, and the client checks it.
+  Clients are otpc sequential processes (they block in
+  `otpc_gen_server_call`), servers are otpc gen_servers (handler
+  processes); in Erlang, plain processes calling `gen_server:call/3`.
+  Calls have no timeout (`infinity`) on both sides. Servers are started
+  with `otpc_gen_server_start` and `gen_server:start/3`, unlinked and
+  unnamed.
+- **Restarts.** A one_for_one supervisor with one registered gen_server
+  child (`brutal_kill`, permanent), intensity 110 in 5 s, a new
+  supervisor every 100 restarts (both keep a list of recent restarts that
+  they scan at each restart; this keeps it short). The bench process
+  kills the child and polls, yielding between polls, until the name gives
+  a new pid that answers a call. The logger's primary level is `none` on
+  both sides, so the supervisor's report of each killed child costs one
+  level check and prints nothing.
+- **Memory** of idle servers is the RSS growth over starting them, per
+  server, as for processes; the notes add Erlang's `erlang:memory` deltas
+  and, for both, what one call to each server adds afterwards.
 
 ### Terms
 

@@ -14,23 +14,56 @@
  * The client side (call, stop) monitors the server and uses the monitor
  * reference as the call's tag, as OTP does; a reply that comes after a
  * timeout is dropped by the runtime (otpc__forget_reply).
+ *
+ * Calls are the hot path: the protocol's atoms are interned once, and the
+ * client knows its reply by the bytes of the tag it sent before it decodes
+ * anything. An idle server costs its control block and a small gs_t: what
+ * only servers with timeouts need is allocated on first use.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "../rt/rt_int.h"
 #include "otpc/otp.h"
 
+/* A pending timeout ({timeout, Ms} results); allocated when first armed. */
+typedef struct gs_timeout {
+  otpc_ref_t timer; /* the timer, to cancel */
+  otpc_ref_t tag;   /* in its message {'$gen_timeout', Tag} */
+} gs_timeout_t;
+
+/* A server's state; only its own process touches it. */
 typedef struct gs {
   const otpc_gen_server_t *cb;
-  void *state;
-  otpc_pid_t parent;
+  void *state;           /* the user's */
+  gs_timeout_t *timeout; /* NULL until a timeout is first armed */
+  otpc_pid_t parent;     /* the starter; its EXIT counts if linked */
   bool linked;
-  bool timer_armed;
-  bool in_callback;     /* a user callback is running */
-  bool terminated;      /* terminate has been called */
-  otpc_ref_t timer;     /* the timer of the pending timeout, to cancel */
-  otpc_ref_t timer_tag; /* in its message {'$gen_timeout', Tag} */
+  bool timer_armed; /* timeout->timer runs */
+  bool in_callback; /* a user callback is running */
+  bool terminated;  /* terminate has been called */
 } gs_t;
+
+/* The protocol's atoms, interned on first use (an atom's id never
+ * changes, so racing threads store the same value). */
+static otpc_atom_t protocol_atom(_Atomic otpc_atom_t *slot, const char *name) {
+  otpc_atom_t a = atomic_load_explicit(slot, memory_order_relaxed);
+  if (a == OTPC_ATOM_NONE) {
+    a = otpc_atom(name);
+    atomic_store_explicit(slot, a, memory_order_relaxed);
+  }
+  return a;
+}
+
+static otpc_atom_t atom_gen_call(void) {
+  static _Atomic otpc_atom_t a;
+  return protocol_atom(&a, "$gen_call");
+}
+
+static otpc_atom_t atom_system(void) {
+  static _Atomic otpc_atom_t a;
+  return protocol_atom(&a, "system");
+}
 
 typedef struct start_ctx {
   const otpc_gen_server_t *cb;
@@ -117,8 +150,23 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
 
 static void cancel_timeout(gs_t *g) {
   if (!g->timer_armed) return;
-  otpc_cancel_timer(&g->timer);
+  otpc_cancel_timer(&g->timeout->timer);
   g->timer_armed = false;
+}
+
+/* Arms the timeout of a result: 'timeout' comes as info after ms unless
+ * another message comes first. Out of memory: no timeout. */
+static void arm_timeout(gs_t *g, int64_t ms) {
+  if (g->timeout == NULL) {
+    g->timeout = otpc__calloc(1, sizeof *g->timeout);
+    if (g->timeout == NULL) return;
+  }
+  gs_timeout_t *t = g->timeout;
+  t->tag = otpc_make_ref();
+  otpc_buf_t *msg = otpc_term_fmt("{'$gen_timeout', ~r}", &t->tag);
+  if (msg != NULL && otpc_send_after(ms, otpc_self(), msg, &t->timer) == 0)
+    g->timer_armed = true;
+  otpc_buf_unref(msg);
 }
 
 /* Ends the server: terminate, then exit with the reason (normal if
@@ -157,14 +205,7 @@ static void apply(gs_t *g, otpc_gs_result_t *r, const otpc_from_t *from) {
       CALLBACK(g, g->cb->handle_continue(&g->state, otpc_buf_term(cont), r));
     otpc_buf_unref(cont);
   }
-  if (r->timeout >= 0) {
-    g->timer_tag = otpc_make_ref();
-    otpc_pid_t self = otpc_self();
-    otpc_buf_t *msg = otpc_term_fmt("{'$gen_timeout', ~r}", &g->timer_tag);
-    if (msg != NULL && otpc_send_after(r->timeout, self, msg, &g->timer) == 0)
-      g->timer_armed = true;
-    otpc_buf_unref(msg);
-  }
+  if (r->timeout >= 0) arm_timeout(g, r->timeout);
   result_clear(r);
 }
 
@@ -263,7 +304,7 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
   if (arity == 2 && otpc_term_atom_eq(e1, "$gen_timeout", 12)) {
     otpc_ref_t tag;
     if (!g->timer_armed || otpc_term_get_ref(e2, &tag) != 0 ||
-        !otpc_ref_eq(&tag, &g->timer_tag))
+        !otpc_ref_eq(&tag, &g->timeout->tag))
       return OTPC_CONTINUE; /* stale */
     g->timer_armed = false;
     otpc_buf_t *timeout = otpc__atom_buf(OTPC_ATOM_TIMEOUT);
@@ -332,6 +373,7 @@ static void gs_cleanup(void *state, otpc_term_t reason) {
     g->terminated = true;
     g->cb->terminate(&g->state, reason);
   }
+  otpc__free(g->timeout);
   otpc__free(g);
 }
 
@@ -342,22 +384,34 @@ static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
  * ------------------------------------------------------------------------ */
 
 typedef struct waiting {
-  otpc_ref_t ref;
+  otpc_ref_t ref;  /* the monitor's, the call's tag */
+  otpc_term_t tag; /* the tag as sent, in the request (kept alive) */
+  size_t tag_len;  /* its bytes */
 } waiting_t;
 
 static otpc_buf_t *copy_term(otpc_term_t t);
+
+/* Whether t is our tag. A reply echoes the bytes we sent and the
+ * runtime's DOWN writes the ref as we did, so comparing bytes settles
+ * it at once, without decoding the ref (which interns its node's atom);
+ * a tag written some other way is compared by value. */
+static bool is_our_tag(otpc_term_t t, const waiting_t *w) {
+  otpc_ref_t ref;
+  if (t.kind == TERM_ENCODED && w->tag_len > 0 &&
+      otpc_term_size(t) == w->tag_len && memcmp(t.p, w->tag.p, w->tag_len) == 0)
+    return true;
+  return otpc_term_get_ref(t, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
+}
 
 /* {Ref, _} or {'DOWN', Ref, process, _, _} for our ref. */
 static bool reply_or_down(otpc_term_t msg, void *ctx) {
   waiting_t *w = ctx;
   size_t arity;
   otpc_term_t e;
-  otpc_ref_t ref;
   if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
-  if (arity == 2) return otpc_term_get_ref(e, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
+  if (arity == 2) return is_our_tag(e, w);
   if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
-    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
-           otpc_ref_eq(&ref, &w->ref);
+    return is_our_tag(otpc_term_next(e), w);
   return false;
 }
 
@@ -368,44 +422,22 @@ static otpc_buf_t *copy_term(otpc_term_t t) {
   return otpc_builder_finish(&b, NULL);
 }
 
-/* Sends {Label, {Self, Ref}, Request} to a monitored server and waits for
- * {Ref, Reply} or its DOWN. */
-static int request(otpc_pid_t server, const char *label, otpc_term_t req,
-                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
-  otpc__proc_t *p = otpc__current();
-  if (p == NULL) return OTPC_ENOTPROC;
-  waiting_t w;
-  int rc = otpc_monitor(server, &w.ref);
-  if (rc != 0) return rc;
-  otpc_pid_t self = otpc_self();
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_tuple(&b, 3);
-  otpc_build_atom(&b, label);
-  otpc_build_tuple(&b, 2);
-  otpc_build_pid(&b, &self);
-  otpc_build_ref(&b, &w.ref);
-  otpc_build_term(&b, req);
-  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
-  if (msg == NULL) {
-    otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
-    return rc;
-  }
-  otpc_send(server, msg);
-  otpc_buf_unref(msg);
+/* Waits for the reply to a request sent with w's tag, or the DOWN. */
+static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
+                 otpc_buf_t **reply, bool want_down) {
   otpc_buf_t *got;
   for (;;) {
-    rc = otpc_receive_fn(reply_or_down, &w, timeout_ms, &got);
+    int rc = otpc_receive_fn(reply_or_down, w, timeout_ms, &got);
     if (rc != 0) {
-      otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
-      otpc__forget_reply(p, &w.ref);
+      otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
+      otpc__forget_reply(p, &w->ref);
       return rc;
     }
     size_t arity;
     otpc_term_t e;
     otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
     if (arity == 2 && !want_down) { /* the reply */
-      otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+      otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
       *reply = copy_term(otpc_term_next(e));
       otpc_buf_unref(got);
       return *reply ? 0 : OTPC_ENOMEM;
@@ -422,11 +454,43 @@ static int request(otpc_pid_t server, const char *label, otpc_term_t req,
   }
 }
 
+/* Sends {Label, {Self, Ref}, Request} to a monitored server and waits for
+ * {Ref, Reply} or its DOWN. */
+static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
+                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  waiting_t w;
+  int rc = otpc_monitor(server, &w.ref);
+  if (rc != 0) return rc;
+  otpc_pid_t self = otpc__proc_pid(p);
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 3);
+  otpc_build_atom_id(&b, label);
+  otpc_build_tuple(&b, 2);
+  otpc_build_pid(&b, &self);
+  otpc_build_ref(&b, &w.ref);
+  otpc_build_term(&b, req);
+  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
+  if (msg == NULL) {
+    otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+    return rc;
+  }
+  /* {Label, {Self, Ref}, Request}: the tag's bytes are in msg. */
+  w.tag = otpc_term_tuple_elem(otpc_term_tuple_elem(otpc_buf_term(msg), 1), 1);
+  w.tag_len = otpc_term_size(w.tag);
+  otpc_send(server, msg);
+  rc = await(p, &w, timeout_ms, reply, want_down);
+  otpc_buf_unref(msg);
+  return rc;
+}
+
 int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *req,
                          int64_t timeout_ms, otpc_buf_t **reply) {
   if (req == NULL || reply == NULL) return OTPC_EINVAL;
   *reply = NULL;
-  return request(server, "$gen_call", otpc_buf_term(req), timeout_ms, reply,
+  return request(server, atom_gen_call(), otpc_buf_term(req), timeout_ms, reply,
                  false);
 }
 
@@ -458,7 +522,8 @@ int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
   otpc_buf_unref(r);
   if (req == NULL) return OTPC_ENOMEM;
   otpc_buf_t *why = NULL;
-  int rc = request(server, "system", otpc_buf_term(req), timeout_ms, &why, true);
+  int rc = request(server, atom_system(), otpc_buf_term(req), timeout_ms, &why,
+                   true);
   otpc_buf_unref(req);
   otpc_buf_unref(why);
   return rc == OTPC_EEXITED ? 0 : rc; /* it ended: that was the point */
