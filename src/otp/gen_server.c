@@ -24,6 +24,7 @@
 #include <stdatomic.h>
 
 #include "../rt/rt_int.h"
+#include "otpc/logger.h"
 #include "otpc/otp.h"
 
 /* A pending timeout ({timeout, Ms} results); allocated when first armed. */
@@ -37,7 +38,9 @@ typedef struct gs {
   const otpc_gen_server_t *cb;
   void *state;           /* the user's */
   gs_timeout_t *timeout; /* NULL until a timeout is first armed */
-  otpc_pid_t parent;     /* the starter; its EXIT counts if linked */
+  /* The starter, always a local process: its number and serial are
+   * enough (a whole pid would make an idle server 16 bytes bigger). */
+  uint32_t parent_id, parent_serial;
   bool linked;
   bool timer_armed; /* timeout->timer runs */
   bool in_callback; /* a user callback is running */
@@ -169,12 +172,64 @@ static void arm_timeout(gs_t *g, int64_t ms) {
   otpc_buf_unref(msg);
 }
 
+/* proc_lib's rule: normal, shutdown and {shutdown, _} are no crash. */
+static bool is_crash(otpc_term_t reason) {
+  size_t arity;
+  otpc_term_t first;
+  if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL) ||
+      otpc_term_is_atom(reason, OTPC_ATOM_SHUTDOWN))
+    return false;
+  return !(otpc_term_get_tuple(reason, &arity, &first) == 0 && arity == 2 &&
+           otpc_term_is_atom(first, OTPC_ATOM_SHUTDOWN));
+}
+
+/* The one report of a crashed server, as proc_lib writes it with what
+ * gen_server's own report tells: its name, the last message it took in
+ * (the one its callback was handling), and its state as format_status
+ * shows it. Before terminate, which may free the state. */
+static void crash_report(gs_t *g, otpc_term_t reason) {
+  if (!is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return;
+  otpc__proc_t *p = otpc__current();
+  otpc_pid_t self = otpc_self();
+  otpc_proc_info_t info;
+  memset(&info, 0, sizeof info);
+  otpc_process_info(self, &info);
+  otpc_atom_t name = info.registered_name;
+  const otpc__sig_t *last = (p->flags & PF_STARTED) ? p->h.dispatching : NULL;
+  otpc_buf_t *status = g->cb->format_status && g->state
+                           ? g->cb->format_status(g->state)
+                           : NULL;
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_list(&b, 2 + (last != NULL) + (status != NULL));
+  otpc_build_fmt(&b, "{initial_call, {~a, init, 1}}",
+                 g->cb->name ? g->cb->name : "gen_server");
+  if (name != OTPC_ATOM_NONE)
+    otpc_build_fmt(&b, "{registered_name, ~A}", name);
+  else
+    otpc_build_fmt(&b, "{registered_name, []}");
+  if (last != NULL)
+    otpc_build_fmt(&b, "{last_message, ~t}", otpc_buf_term(last->buf));
+  if (status != NULL) otpc_build_fmt(&b, "{state, ~t}", otpc_buf_term(status));
+  otpc_build_nil(&b);
+  otpc_buf_t *extra = otpc_builder_finish(&b, NULL);
+  otpc_buf_unref(status);
+  if (extra != NULL) {
+    otpc_term_t x = otpc_buf_term(extra);
+    otpc_logger_crash_report(self, reason, &x);
+  } else {
+    otpc_logger_crash_report(self, reason, NULL);
+  }
+  otpc_buf_unref(extra);
+}
+
 /* Ends the server: terminate, then exit with the reason (normal if
  * NULL), whose buffer becomes the exit reason. Never returns. */
 static _Noreturn void stop_server(gs_t *g, otpc_buf_t *reason) {
   otpc_buf_t *why = reason ? reason : otpc__atom_buf(OTPC_ATOM_NORMAL);
   cancel_timeout(g);
   g->terminated = true;
+  crash_report(g, otpc_buf_term(why));
   if (g->cb->terminate)
     CALLBACK(g, g->cb->terminate(&g->state, otpc_buf_term(why)));
   /* The gs_t itself is freed by the handler's terminate (gs_cleanup). */
@@ -237,7 +292,8 @@ static int gs_init(void *arg, void **state) {
     return -1;
   }
   g->cb = c->cb;
-  g->parent = c->starter;
+  g->parent_id = c->starter.id;
+  g->parent_serial = c->starter.serial;
   g->linked = c->link;
   *state = g;
   if (c->name != OTPC_ATOM_NONE && otpc_register(c->name, otpc_self()) != 0) {
@@ -349,7 +405,8 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
   if (arity == 3 && otpc_term_atom_eq(e1, "EXIT", 4) && g->linked) {
     /* The parent's exit, while trapping: terminate with its reason. */
     otpc_pid_t who;
-    if (otpc_term_get_pid(e2, &who) == 0 && otpc_pid_eq(who, g->parent)) {
+    if (otpc_term_get_pid(e2, &who) == 0 && who.id == g->parent_id &&
+        who.serial == g->parent_serial && who.node == otpc_node_name()) {
       otpc_builder_t b;
       otpc_builder_init(&b);
       otpc_build_term(&b, otpc_term_next(e2));
@@ -368,10 +425,11 @@ static void gs_cleanup(void *state, otpc_term_t reason) {
   cancel_timeout(g);
   /* A callback ended the process (otpc_exit from inside): OTP catches
    * that and calls terminate. Not for 'killed', which no code sees. */
-  if (g->in_callback && !g->terminated && g->cb->terminate &&
+  if (g->in_callback && !g->terminated &&
       !otpc_term_is_atom(reason, OTPC_ATOM_KILLED)) {
     g->terminated = true;
-    g->cb->terminate(&g->state, reason);
+    crash_report(g, reason);
+    if (g->cb->terminate) g->cb->terminate(&g->state, reason);
   }
   otpc__free(g->timeout);
   otpc__free(g);

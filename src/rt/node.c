@@ -204,12 +204,11 @@ int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info) {
   info->priority = (otpc_priority_t)p->priority;
   info->registered_name = __atomic_load_n(&p->reg_name, __ATOMIC_RELAXED);
   info->memory = sizeof *p + sizeof(void *) + sizeof(uint32_t);
-  otpc__proc_ext_t *x = __atomic_load_n(&p->ext, __ATOMIC_ACQUIRE);
-  if (x != NULL) info->current_function = x->name_hint; /* fixed at spawn */
+  info->current_function = p->name_hint; /* fixed at spawn */
   if (p == self) {
     info->links = otpc__link_count(p);
     info->monitors = otpc__mon_count(p, 1);
-    if (p->ext) info->memory += sizeof *p->ext;
+    info->memory += otpc__ext_bytes(p);
   }
   otpc__reclaim_exit();
   if (p == self || self == NULL) return 0;

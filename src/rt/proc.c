@@ -141,14 +141,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   p->mq_last = &p->mq_first;
   p->mq_save = &p->mq_first;
   p->priority = opts ? (uint8_t)opts->priority : OTPC_PRIO_NORMAL;
-  if (opts && opts->name) {
-    if (otpc__proc_ext(p) == NULL) {
-      release_index(idx);
-      otpc__proc_dealloc(p);
-      return OTPC_ENOMEM;
-    }
-    p->ext->name_hint = opts->name;
-  }
+  p->name_hint = opts ? opts->name : NULL;
   atomic_fetch_add(&otpc__rt.nprocs, 1);
   *out = p;
   return 0;

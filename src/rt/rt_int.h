@@ -142,7 +142,6 @@ typedef struct otpc__proc_ext {
   struct otpc__link *links;   /* linked pids */
   struct otpc__mon *monitors; /* monitors we hold and monitors on us */
   struct otpc__res *resources;/* owned fds and palloc blocks */
-  const char *name_hint;
   otpc__timer_t wait_timer;   /* receive timeout */
   void *saved;                /* evicted frames (stack.c), or NULL */
   size_t saved_len;
@@ -189,7 +188,8 @@ typedef struct otpc__proc {
   } h;
   otpc_buf_t *exit_reason;
   uint64_t reductions;
-  otpc__proc_ext_t *ext;
+  otpc__proc_ext_t *ext;       /* the rarely needed rest, or NULL */
+  const char *name_hint;       /* spawn option name, fixed at spawn */
 } otpc__proc_t;
 
 /* ------------------------------------------------------------------------
@@ -249,6 +249,7 @@ typedef struct otpc__sched {
   otpc__wheel_t wheel;         /* timers of processes on this scheduler */
   uint64_t rounds;
   uint64_t turn_start;         /* reductions of the running process then */
+  _Atomic int64_t homed;       /* live processes pinned here */
   otpc__slab_cache_t slab[OTPC__SLAB_N];
   char pad[64];
 } otpc__sched_t;
@@ -361,8 +362,10 @@ int otpc__sched_start_all(void);
 void otpc__sched_stop_all(void);
 /* Makes p runnable on a suitable scheduler. */
 void otpc__make_runnable(otpc__proc_t *p);
-/* Queues a new process on a scheduler chosen round-robin. */
+/* Queues a new process on a scheduler (see sched.c for the rule). */
 void otpc__spawn_place(otpc__proc_t *p);
+/* A process that ends no longer counts where it was pinned. */
+void otpc__unpin(otpc__proc_t *p);
 /* Suspends the calling process (in a process, on its own stack) with a
  * reason; returns when it is resumed. */
 void otpc__suspend(otpc__proc_t *p, otpc__why_t why);
@@ -384,6 +387,10 @@ enum { MON_WATCHING = 1, MON_WATCHED = 2 };
 int otpc__link_add(otpc__proc_t *p, otpc_pid_t pid);
 bool otpc__link_remove(otpc__proc_t *p, otpc_pid_t pid);
 size_t otpc__link_count(const otpc__proc_t *p);
+/* Bytes the extension and its tables take (owner only). */
+size_t otpc__ext_bytes(const otpc__proc_t *p);
+/* Frees empty tables, and the extension if nothing in it is used. */
+void otpc__ext_trim(otpc__proc_t *p);
 int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
                   uint32_t dir, otpc_buf_t *name);
 bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,

@@ -203,15 +203,44 @@ void otpc__make_runnable(otpc__proc_t *p) {
   enqueue(s, p);
 }
 
-/* A new process starts where it was spawned, near the process that will
- * talk to it (a sequential process stays where it first runs), unless that
- * scheduler is busy and another is idle; from outside the schedulers,
- * round-robin. The same rule as a wake-up (otpc__make_runnable). */
-void otpc__spawn_place(otpc__proc_t *p) { otpc__make_runnable(p); }
-
 static void pin(otpc__sched_t *s, otpc__proc_t *p) {
+  if (p->home >= 0) return;
+  atomic_fetch_add_explicit(&s->homed, 1, memory_order_relaxed);
   atomic_store_explicit((_Atomic int16_t *)&p->home, (int16_t)s->index,
                         memory_order_relaxed);
+}
+
+/*
+ * Where a new process starts. A handler goes where a woken process goes
+ * (otpc__make_runnable: near the process that will talk to it, unless that
+ * scheduler is busy and another idle), and may move between messages
+ * later. A sequential process never moves once it has run, so it is
+ * placed for good now: on the scheduler with the fewest processes pinned
+ * to it, this one on a tie. A crowd of clients spawned in a loop so
+ * spreads over the schedulers instead of piling up on the spawner's.
+ */
+void otpc__spawn_place(otpc__proc_t *p) {
+  otpc__sched_t *self = otpc__self_sched;
+  if (!(p->flags & PF_HANDLER) && self != NULL) {
+    otpc__sched_t *best = self;
+    int64_t least = atomic_load_explicit(&self->homed, memory_order_relaxed);
+    for (unsigned i = 0; i < otpc__rt.nsched; i++) {
+      otpc__sched_t *s = &otpc__rt.scheds[i];
+      int64_t n = atomic_load_explicit(&s->homed, memory_order_relaxed);
+      if (n < least) {
+        least = n;
+        best = s;
+      }
+    }
+    pin(best, p);
+  }
+  otpc__make_runnable(p);
+}
+
+void otpc__unpin(otpc__proc_t *p) {
+  if (p->home >= 0)
+    atomic_fetch_sub_explicit(&otpc__rt.scheds[p->home].homed, 1,
+                              memory_order_relaxed);
 }
 
 /* ------------------------------------------------------------------------
@@ -231,6 +260,8 @@ static void pin(otpc__sched_t *s, otpc__proc_t *p) {
  */
 static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__qlink_t *tail;
+  /* A handler between messages holds no stack: nor empty tables. */
+  if (p->ext != NULL && p->stack == NULL) otpc__ext_trim(p);
   if (!otpc__mpsc_empty_at(&p->inbox, &tail)) {
     enqueue(s, p); /* still ours: run it again */
     return;

@@ -194,6 +194,44 @@ size_t otpc__link_count(const otpc__proc_t *p) {
   return p->ext && p->ext->links ? p->ext->links->n : 0;
 }
 
+size_t otpc__ext_bytes(const otpc__proc_t *p) {
+  const otpc__proc_ext_t *x = p->ext;
+  if (x == NULL) return 0;
+  size_t n = sizeof *x;
+  if (x->links) n += sizeof *x->links + x->links->cap * sizeof(otpc_pid_t);
+  if (x->monitors)
+    n += sizeof *x->monitors + x->monitors->cap * sizeof(mon_entry_t);
+  n += x->ndropped * sizeof(otpc_ref_t);
+  return n;
+}
+
+/* A handler between messages gives back what it holds for nothing: empty
+ * link and monitor tables, and the extension itself when nothing in it is
+ * in use. This is what keeps an idle gen_server (monitored by every
+ * caller, for the length of each call) as small as one never called. */
+void otpc__ext_trim(otpc__proc_t *p) {
+  otpc__proc_ext_t *x = p->ext;
+  if (x == NULL) return;
+  if (x->links && x->links->n == 0) {
+    otpc__free(x->links);
+    x->links = NULL;
+  }
+  if (x->monitors && x->monitors->n == 0) {
+    otpc__free(x->monitors);
+    x->monitors = NULL;
+  }
+  if (x->dropped && x->ndropped == 0) {
+    otpc__free(x->dropped);
+    x->dropped = NULL;
+  }
+  if (x->links || x->monitors || x->resources || x->saved || x->parked ||
+      x->tsan_fiber || x->dropped || x->wait_timer.armed || x->wait_seq ||
+      x->dirty_job)
+    return;
+  p->ext = NULL;
+  otpc__free(x);
+}
+
 /* ------------------------------------------------------------------------
  * Taking the inbox in
  * ------------------------------------------------------------------------ */
@@ -293,7 +331,7 @@ static bool late_reply(otpc__proc_ext_t *x, otpc_buf_t *msg) {
 
 /* process_info from another process: what only the owner may read. */
 static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
-  size_t bytes = p->ext ? sizeof *p->ext : 0;
+  size_t bytes = otpc__ext_bytes(p);
   otpc_buf_t *info = otpc_term_fmt(
       "{'" OTPC__INFO_TAG "', ~r, ~l, ~l, ~l}", &sig->ref,
       (int64_t)otpc__link_count(p), (int64_t)otpc__mon_count(p, 1),
@@ -424,6 +462,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   if (p->exit_reason == NULL) p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
   if (p->exit_reason == NULL) abort(); /* cannot tell anyone why */
   p->flags |= PF_EXITING;
+  otpc__unpin(p);
   const otpc_handler_t *h = (p->flags & PF_HANDLER) ? p->u.handler.h : NULL;
   otpc__stack_release(s, p); /* abandoned frames, if any */
   if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {

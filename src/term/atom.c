@@ -163,13 +163,34 @@ static void init_table(void) {
 }
 
 /* Interns valid UTF-8 text. */
+/* The atoms a thread met last, by a hash of length and end bytes: the
+ * same few atoms (a node name in every pid, a protocol tag in every
+ * message) are decoded over and over, and comparing the text with one
+ * remembered entry is cheaper than hashing it and probing the table. An
+ * entry is an atom id; its text never moves or changes. */
+#define RECENT 8
+static __thread otpc_atom_t recent[RECENT];
+
+static unsigned recent_slot(const uint8_t *s, size_t len) {
+  return len == 0 ? 0 : (unsigned)(len ^ s[0] ^ (s[len - 1] << 1)) & (RECENT - 1);
+}
+
 static int intern_utf8(const uint8_t *s, size_t len, bool create,
                        otpc_atom_t *out) {
+  unsigned slot = recent_slot(s, len);
+  otpc_atom_t a = recent[slot];
+  if (a != 0) {
+    const atom_entry_t *e = entry_of(a);
+    if (e->len == len && memcmp(e->text, s, len) == 0) {
+      *out = a;
+      return 0;
+    }
+  }
   pthread_once(&once, init_table);
   uint32_t h = hash_text(s, len);
-  otpc_atom_t a =
-      probe(atomic_load_explicit(&index_now, memory_order_acquire), s, len, h);
+  a = probe(atomic_load_explicit(&index_now, memory_order_acquire), s, len, h);
   if (a != 0) {
+    recent[slot] = a;
     *out = a;
     return 0;
   }

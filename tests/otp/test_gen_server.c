@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 
 #include "otpc.h"
+#include "otpc/logger.h"
 #include "test.h"
 
 static void run(void (*body)(void *)) {
@@ -187,6 +188,41 @@ static void body_dies_mid_call(void *arg) {
 }
 
 TEST(gen_server_call_to_server_dying_mid_call) { run(body_dies_mid_call); }
+
+/* A crash makes one report, with the message the server was handling;
+ * a normal stop makes none. */
+static _Atomic int crash_reports, with_last_message;
+
+static int catch_reports(void *arg, const otpc_log_event_t *ev,
+                         const char *line, size_t len) {
+  (void)arg, (void)ev, (void)len;
+  if (strstr(line, "crashed_in_call") == NULL) return 0;
+  atomic_fetch_add(&crash_reports, 1);
+  if (strstr(line, "last_message: {'$gen_call',") && strstr(line, "},crash}") &&
+      strstr(line, "initial call: {counter,init,1}"))
+    atomic_fetch_add(&with_last_message, 1);
+  return 0;
+}
+
+static void body_crash_report(void *arg) {
+  otpc_logger_remove_handler("default");
+  otpc_log_handler_config_t cfg = {.type = OTPC_LOG_CUSTOM,
+                                   .write = catch_reports};
+  CHECK_INT_EQ(otpc_logger_add_handler("catch", &cfg), 0);
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *req = T("crash"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), OTPC_EEXITED);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(req);
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  CHECK_INT_EQ(otpc_gen_server_stop(s, NULL, 5000), 0); /* normal: silent */
+  CHECK_INT_EQ(otpc_logger_remove_handler("catch"), 0); /* flushes */
+  CHECK_INT_EQ(atomic_load(&crash_reports), 1);
+  CHECK_INT_EQ(atomic_load(&with_last_message), 1);
+}
+
+TEST(gen_server_crash_report_has_last_message) { run(body_crash_report); }
 
 static void body_timeout(void *arg) {
   otpc_pid_t s;
