@@ -229,7 +229,9 @@ static void rec_init(void *arg, void **data, otpc_sm_result_t *r) {
   }
   if (!strcmp(mode, "exit")) otpc_exit_atom(otpc_atom("init_crashed"));
   if (!strcmp(mode, "slow")) otpc_sleep(2000);
-  rec_t *d = calloc(1, sizeof *d);
+  /* Process memory: freed however the machine ends, terminate or not. */
+  rec_t *d = otpc_palloc(sizeof *d);
+  memset(d, 0, sizeof *d);
   *data = d;
   if (!strcmp(mode, "no_state")) return;
   otpc_sm_next_state(r, "a");
@@ -248,7 +250,7 @@ static void rec_terminate(otpc_term_t reason, otpc_term_t state, void **data) {
   otpc_buf_unref(t);
   if (d) {
     for (int i = 0; i < 3; i++) otpc_buf_unref(d->on_enter[i]);
-    free(d);
+    otpc_pfree(d);
   }
   atomic_fetch_add(&terminated, 1);
 }
