@@ -363,9 +363,13 @@ static void expect_no_more(otpc_pid_t sm, int line) {
 }
 #define NO_MORE(sm) expect_no_more(sm, __LINE__)
 
+/* Stops the machine; then it is gone. (Not otpc_is_alive: the runtime
+ * sends the DOWN a moment before it frees the pid.) */
 static void stop(otpc_pid_t sm) {
   CHECK_INT_EQ(otpc_gen_statem_stop(sm, NULL, 5000), 0);
-  CHECK(!otpc_is_alive(sm));
+  otpc_buf_t *req = T("where"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_statem_call(sm, req, 5000, &reply), OTPC_ENOPROC);
+  otpc_buf_unref(req);
 }
 
 /* ------------------------------------------------------------------------
