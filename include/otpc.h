@@ -11,6 +11,7 @@
 #include "otpc/otp.h"
 #include "otpc/logger.h"
 #include "otpc/supervisor.h"
+#include "otpc/gen_statem.h"
 #include "otpc/application.h"
 
 #endif

@@ -1,0 +1,54 @@
+/*
+ * otp_int.h: what the behaviours share inside the otp layer.
+ *
+ *   - proc_lib's synchronous start: the starter spawns a handler process
+ *     and waits for {ack, Ref, Result} from its init, or for its DOWN;
+ *   - reading the From of a call, {Pid, Tag}, into an otpc_from_t.
+ *
+ * gen_statem uses these; gen_server has its own copy of the same protocol
+ * (it came first) and can move onto them.
+ */
+#ifndef OTPC_OTP_INT_H
+#define OTPC_OTP_INT_H
+
+#include "../rt/rt_int.h"
+#include "otpc/otp.h"
+
+/* What the new process needs to know to acknowledge its start. It lives
+ * in the start context the new process owns: the starter fills it in
+ * before the spawn and never reads it afterwards. */
+typedef struct otpc__start {
+  otpc_pid_t starter;
+  otpc_ref_t ack;   /* {ack, Ack, Result} */
+  otpc_atom_t name; /* register under it; OTPC_ATOM_NONE: anonymous */
+  bool link;        /* linked to the starter (its parent) */
+} otpc__start_t;
+
+/*
+ * The starter's side, in a process: fills *st (which is inside arg) from
+ * opts, spawns the handler h with arg and waits until it acknowledges.
+ * Returns as otpc_gen_server_start does: 0, OTPC_EEXIST (*pid: who has
+ * the name), OTPC_EIGNORED, OTPC_ESTOPPED (*reason), OTPC_ETIMEDOUT (the
+ * process is killed). arg must be one block from otpc__malloc with
+ * nothing else to free: the new process owns it, and frees it; if the
+ * spawn fails it is freed here.
+ */
+int otpc__start_handler(const otpc_handler_t *h, void *arg, otpc__start_t *st,
+                        const otpc_gs_opts_t *opts, const char *spawn_name,
+                        otpc_pid_t *pid, otpc_buf_t **reason);
+
+/* The new process's side. Registers st->name if there is one; if it is
+ * taken, tells the starter ({error, {already_started, Pid}}) and returns
+ * false. */
+bool otpc__start_register(const otpc__start_t *st);
+/* Sends {ack, Ref, Result}, Result built from fmt (otpc_build_fmt). */
+void otpc__start_ack(const otpc__start_t *st, const char *fmt, ...);
+
+/* {Pid, Tag} into *from, the tag kept as its ETF bytes; false if the
+ * term is no such pair or the tag is larger than OTPC_FROM_TAG_MAX. */
+bool otpc__from_take(otpc_term_t from_term, otpc_from_t *from);
+
+/* A new buffer holding a copy of t; NULL if out of memory. */
+otpc_buf_t *otpc__term_copy(otpc_term_t t);
+
+#endif /* OTPC_OTP_INT_H */
