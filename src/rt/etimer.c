@@ -31,7 +31,8 @@ static bool stopping;
 static etimer_t **by_ref, **by_dest; /* nbuckets each */
 static size_t nbuckets, count;
 static _Atomic size_t armed; /* count, readable without the lock */
-static etimer_t *fired;      /* collected under the lock, sent after it */
+static etimer_t *fired, **fired_end = &fired; /* collected under the lock,
+                                               * sent after it, in order */
 
 #define MIN_BUCKETS 64
 
@@ -117,8 +118,9 @@ static void on_fire(otpc__timer_t *t, void *arg) {
   (void)arg;
   etimer_t *e = (etimer_t *)t;
   link_out(e);
-  e->ref_next = fired;
-  fired = e;
+  e->ref_next = NULL;
+  *fired_end = e;
+  fired_end = &e->ref_next;
 }
 
 static void *timer_main(void *arg) {
@@ -127,6 +129,7 @@ static void *timer_main(void *arg) {
     otpc__wheel_advance(&wheel, otpc_now_ms(), on_fire, NULL);
     etimer_t *list = fired;
     fired = NULL;
+    fired_end = &fired;
     if (list != NULL) {
       pthread_mutex_unlock(&lock);
       for (etimer_t *e = list; e != NULL; e = e->ref_next) otpc_send(e->dest, e->msg);

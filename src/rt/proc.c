@@ -191,7 +191,7 @@ otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid) {
  * freed after the grace period. */
 void otpc__proc_retire(otpc__proc_t *p) {
   atomic_store_explicit(&otpc__rt.slots[p->index], NULL, memory_order_release);
-  release_index(p->index);
+  release_index(p->index); /* the slot is empty already (finish_exit) */
   otpc__reclaim_retire(p);
   if (atomic_fetch_sub(&otpc__rt.nprocs, 1) == 1) {
     pthread_mutex_lock(&otpc__rt.wait_lock);

@@ -16,14 +16,25 @@
  * Exit signals from links carry SIGF_LINKED; they count only while the
  * link exists, and 'kill' through a link is an ordinary reason.
  *
- * Links and monitors are kept in small arrays in the process's extension
- * (most processes have none). Only the owner touches them.
+ * Links and monitors are kept in arrays in the process's extension (most
+ * processes have none), indexed when big (below). Only the owner touches
+ * them.
  */
 #include "rt_int.h"
 
+/*
+ * Links and monitors of a process: arrays, and once one is big (a
+ * supervisor of many children, a driver linked to thousands, a server
+ * watched by many callers) a hash index after the array in the same
+ * block, so that adding, finding and removing stay O(1). The index has
+ * 2 * cap slots holding position + 1 (0: empty), linear probing, and
+ * deletion by backward shift (no tombstones).
+ */
+#define INDEX_MIN 32
+
 typedef struct otpc__link {
   uint32_t n, cap;
-  otpc_pid_t pids[];
+  otpc_pid_t pids[]; /* cap of them, then the index from INDEX_MIN on */
 } otpc__link_t;
 
 typedef struct mon_entry {
@@ -35,8 +46,77 @@ typedef struct mon_entry {
 
 typedef struct otpc__mon {
   uint32_t n, cap;
-  mon_entry_t e[];
+  mon_entry_t e[]; /* cap of them, then the index from INDEX_MIN on */
 } otpc__mon_t;
+
+static size_t index_bytes(uint32_t cap) {
+  return cap >= INDEX_MIN ? 2 * (size_t)cap * sizeof(uint32_t) : 0;
+}
+
+static uint32_t mix(uint64_t h, uint32_t mask) {
+  return (uint32_t)((h * 0x9e3779b97f4a7c15u) >> 32) & mask;
+}
+
+static uint32_t pid_home(otpc_pid_t pid, uint32_t mask) {
+  return mix(((uint64_t)pid.serial << 32 | pid.id) ^ ((uint64_t)pid.node << 7), mask);
+}
+
+static uint32_t ref_home(const otpc_ref_t *r, uint32_t mask) {
+  uint64_t h = r->node;
+  for (uint32_t i = 0; i < r->len; i++) h = (h << 5 | h >> 59) ^ r->id[i];
+  return mix(h, mask);
+}
+
+/* The home slot of the element at pos, for the index of table t. */
+typedef uint32_t (*home_fn)(const void *t, uint32_t pos, uint32_t mask);
+
+static uint32_t link_home_at(const void *t, uint32_t pos, uint32_t mask) {
+  return pid_home(((const otpc__link_t *)t)->pids[pos], mask);
+}
+
+static uint32_t mon_home_at(const void *t, uint32_t pos, uint32_t mask) {
+  return ref_home(&((const otpc__mon_t *)t)->e[pos].ref, mask);
+}
+
+static void index_put(uint32_t *idx, uint32_t mask, uint32_t home, uint32_t pos) {
+  uint32_t i = home;
+  while (idx[i] != 0) i = (i + 1) & mask;
+  idx[i] = pos + 1;
+}
+
+static void index_build(uint32_t *idx, uint32_t cap, uint32_t n, const void *t,
+                        home_fn home) {
+  memset(idx, 0, index_bytes(cap));
+  for (uint32_t pos = 0; pos < n; pos++)
+    index_put(idx, 2 * cap - 1, home(t, pos, 2 * cap - 1), pos);
+}
+
+/* The slot that holds pos (it is there). */
+static uint32_t index_slot(const uint32_t *idx, uint32_t mask, uint32_t home,
+                           uint32_t pos) {
+  uint32_t i = home;
+  while (idx[i] != pos + 1) i = (i + 1) & mask;
+  return i;
+}
+
+/* Removes the element at pos from the index, and notes that the last
+ * element (at last) moves to pos, as the array's swap-remove does. */
+static void index_remove(uint32_t *idx, uint32_t cap, const void *t,
+                         home_fn home, uint32_t pos, uint32_t last) {
+  uint32_t mask = 2 * cap - 1;
+  uint32_t i = index_slot(idx, mask, home(t, pos, mask), pos);
+  for (uint32_t j = (i + 1) & mask; idx[j] != 0; j = (j + 1) & mask) {
+    uint32_t k = home(t, idx[j] - 1, mask);
+    /* idx[j] may move to i unless its home is cyclically in (i, j]. */
+    bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+    if (!stays) {
+      idx[i] = idx[j];
+      i = j;
+    }
+  }
+  idx[i] = 0;
+  if (pos != last) idx[index_slot(idx, mask, home(t, last, mask), last)] = pos + 1;
+}
 
 /* ------------------------------------------------------------------------
  * Small helpers
@@ -100,9 +180,21 @@ static void enqueue_message(otpc__proc_t *p, otpc_buf_t *buf) {
  * Links
  * ------------------------------------------------------------------------ */
 
+static uint32_t *link_index(const otpc__link_t *l) {
+  return l->cap >= INDEX_MIN ? (uint32_t *)&l->pids[l->cap] : NULL;
+}
+
 static int link_find(const otpc__link_t *l, otpc_pid_t pid) {
-  for (uint32_t i = 0; l && i < l->n; i++)
-    if (otpc_pid_eq(l->pids[i], pid)) return (int)i;
+  if (l == NULL) return -1;
+  const uint32_t *idx = link_index(l);
+  if (idx == NULL) {
+    for (uint32_t i = 0; i < l->n; i++)
+      if (otpc_pid_eq(l->pids[i], pid)) return (int)i;
+    return -1;
+  }
+  uint32_t mask = 2 * l->cap - 1;
+  for (uint32_t i = pid_home(pid, mask); idx[i] != 0; i = (i + 1) & mask)
+    if (otpc_pid_eq(l->pids[idx[i] - 1], pid)) return (int)(idx[i] - 1);
   return -1;
 }
 
@@ -113,13 +205,18 @@ int otpc__link_add(otpc__proc_t *p, otpc_pid_t pid) {
   if (link_find(l, pid) >= 0) return 0;
   if (l == NULL || l->n == l->cap) {
     uint32_t cap = l ? l->cap * 2 : 4;
-    otpc__link_t *bigger = otpc__realloc(l, sizeof *l + cap * sizeof(otpc_pid_t));
+    otpc__link_t *bigger = otpc__realloc(
+        l, sizeof *l + cap * sizeof(otpc_pid_t) + index_bytes(cap));
     if (bigger == NULL) return OTPC_ENOMEM;
     if (l == NULL) bigger->n = 0;
     bigger->cap = cap;
     x->links = l = bigger;
+    if (link_index(l)) index_build(link_index(l), cap, l->n, l, link_home_at);
   }
-  l->pids[l->n++] = pid;
+  l->pids[l->n] = pid;
+  uint32_t *idx = link_index(l);
+  if (idx != NULL) index_put(idx, 2 * l->cap - 1, pid_home(pid, 2 * l->cap - 1), l->n);
+  l->n++;
   return 0;
 }
 
@@ -127,7 +224,11 @@ bool otpc__link_remove(otpc__proc_t *p, otpc_pid_t pid) {
   otpc__link_t *l = p->ext ? p->ext->links : NULL;
   int i = link_find(l, pid);
   if (i < 0) return false;
-  l->pids[i] = l->pids[--l->n];
+  uint32_t last = l->n - 1;
+  if (link_index(l))
+    index_remove(link_index(l), l->cap, l, link_home_at, (uint32_t)i, last);
+  l->pids[i] = l->pids[last];
+  l->n--;
   return true;
 }
 
@@ -135,9 +236,23 @@ bool otpc__link_remove(otpc__proc_t *p, otpc_pid_t pid) {
  * Monitors
  * ------------------------------------------------------------------------ */
 
+static uint32_t *mon_index(const otpc__mon_t *m) {
+  return m->cap >= INDEX_MIN ? (uint32_t *)&m->e[m->cap] : NULL;
+}
+
 static int mon_find(const otpc__mon_t *m, const otpc_ref_t *ref, uint32_t dir) {
-  for (uint32_t i = 0; m && i < m->n; i++)
-    if (m->e[i].dir == dir && otpc_ref_eq(&m->e[i].ref, ref)) return (int)i;
+  if (m == NULL) return -1;
+  const uint32_t *idx = mon_index(m);
+  if (idx == NULL) {
+    for (uint32_t i = 0; i < m->n; i++)
+      if (m->e[i].dir == dir && otpc_ref_eq(&m->e[i].ref, ref)) return (int)i;
+    return -1;
+  }
+  uint32_t mask = 2 * m->cap - 1;
+  for (uint32_t i = ref_home(ref, mask); idx[i] != 0; i = (i + 1) & mask) {
+    const mon_entry_t *e = &m->e[idx[i] - 1];
+    if (e->dir == dir && otpc_ref_eq(&e->ref, ref)) return (int)(idx[i] - 1);
+  }
   return -1;
 }
 
@@ -148,17 +263,22 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
   otpc__mon_t *m = x->monitors;
   if (m == NULL || m->n == m->cap) {
     uint32_t cap = m ? m->cap * 2 : 4;
-    otpc__mon_t *bigger = otpc__realloc(m, sizeof *m + cap * sizeof(mon_entry_t));
+    otpc__mon_t *bigger = otpc__realloc(
+        m, sizeof *m + cap * sizeof(mon_entry_t) + index_bytes(cap));
     if (bigger == NULL) return OTPC_ENOMEM;
     if (m == NULL) bigger->n = 0;
     bigger->cap = cap;
     x->monitors = m = bigger;
+    if (mon_index(m)) index_build(mon_index(m), cap, m->n, m, mon_home_at);
   }
-  mon_entry_t *e = &m->e[m->n++];
+  mon_entry_t *e = &m->e[m->n];
   e->ref = *ref;
   e->other = other;
   e->dir = dir;
   e->name = name;
+  uint32_t *idx = mon_index(m);
+  if (idx != NULL) index_put(idx, 2 * m->cap - 1, ref_home(ref, 2 * m->cap - 1), m->n);
+  m->n++;
   return 0;
 }
 
@@ -174,7 +294,11 @@ static bool mon_remove(otpc__proc_t *p, const otpc_ref_t *ref, uint32_t dir,
     *name = m->e[i].name;
   else
     otpc_buf_unref(m->e[i].name);
-  m->e[i] = m->e[--m->n];
+  uint32_t last = m->n - 1;
+  if (mon_index(m))
+    index_remove(mon_index(m), m->cap, m, mon_home_at, (uint32_t)i, last);
+  m->e[i] = m->e[last];
+  m->n--;
   return true;
 }
 
@@ -198,9 +322,12 @@ size_t otpc__ext_bytes(const otpc__proc_t *p) {
   const otpc__proc_ext_t *x = p->ext;
   if (x == NULL) return 0;
   size_t n = sizeof *x;
-  if (x->links) n += sizeof *x->links + x->links->cap * sizeof(otpc_pid_t);
+  if (x->links)
+    n += sizeof *x->links + x->links->cap * sizeof(otpc_pid_t) +
+         index_bytes(x->links->cap);
   if (x->monitors)
-    n += sizeof *x->monitors + x->monitors->cap * sizeof(mon_entry_t);
+    n += sizeof *x->monitors + x->monitors->cap * sizeof(mon_entry_t) +
+         index_bytes(x->monitors->cap);
   n += x->ndropped * sizeof(otpc_ref_t);
   return n;
 }
@@ -477,6 +604,10 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__resources_release(p);
   otpc__registry_drop(p);
   otpc__timers_cancel_for(self);
+  /* Out of the process table before anyone hears of the death, so that
+   * whoever got the DOWN or EXIT finds it gone (is_alive false, noproc).
+   * Signals sent meanwhile are answered below or when the block is freed. */
+  atomic_store_explicit(&otpc__rt.slots[p->index], NULL, memory_order_release);
   notify(p, self);
   /* A message whose callback ended the process. */
   if (h != NULL && (p->flags & PF_STARTED) && p->h.dispatching != NULL) {

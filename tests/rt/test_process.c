@@ -248,6 +248,57 @@ static void body_info_other(void *arg) {
 
 TEST(process_info_of_another_process) { run(body_info_other); }
 
+/* Thousands of links on one process (its table gets a hash index):
+ * linking twice counts once, unlinking in any order leaves exactly the
+ * others, and those all send their EXIT. */
+static void link_then_wait(void *arg) {
+  otpc_buf_t *m;
+  otpc_receive(NULL, OTPC_INFINITY, &m);
+  otpc_buf_unref(m);
+}
+
+static void body_many_links(void *arg) {
+  enum { N = 3000 };
+  otpc_pid_t *kids = malloc(N * sizeof *kids);
+  otpc_trap_exit(true);
+  for (int i = 0; i < N; i++) {
+    otpc_spawn_opts_t o = {.link = true};
+    CHECK_INT_EQ(otpc_spawn(link_then_wait, NULL, &o, &kids[i]), 0);
+    if (i % 3 == 0) CHECK_INT_EQ(otpc_link(kids[i]), 0); /* again: no-op */
+  }
+  otpc_proc_info_t info;
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.links, N);
+  /* Unlink every other one, from the middle outwards. */
+  int unlinked = 0;
+  for (int d = 0; d < N / 2; d++) {
+    int i = d % 2 ? N / 2 + d : N / 2 - d;
+    if (i % 2 == 0) {
+      CHECK_INT_EQ(otpc_unlink(kids[i]), 0);
+      unlinked++;
+    }
+  }
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.links, N - unlinked);
+  /* Every one is still found after all that: linking all again adds
+   * just the unlinked ones back. */
+  for (int i = 0; i < N; i++) CHECK_INT_EQ(otpc_link(kids[i]), 0);
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.links, N);
+  for (int i = 1; i < N; i += 2) CHECK_INT_EQ(otpc_unlink(kids[i]), 0);
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.links, N / 2);
+  for (int i = 0; i < N; i++) otpc_sendf(kids[i], "go");
+  for (int i = 0; i < N / 2; i++) otpc_buf_unref(expect("{'EXIT', _, normal}"));
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 100, &m), OTPC_ETIMEDOUT); /* no more */
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.links, 0);
+  free(kids);
+}
+
+TEST(thousands_of_links) { run(body_many_links); }
+
 /* A handler that calls another process from inside its callback: it keeps
  * its stack while it waits, and the scheduler goes on. */
 static int caller_handle(void *state, otpc_buf_t *msg) {
