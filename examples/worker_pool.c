@@ -33,6 +33,18 @@
 #define CRASH_EVERY 100
 
 static long jobs = 100000, clients = 50, workers = 8;
+
+/* Patterns, compiled once in main before any process runs: callbacks run
+ * on several schedulers at once and must not race to compile them. */
+static otpc_pattern_t *pat_job, *pat_join, *pat_checkin, *pat_down, *pat_done;
+
+static void compile_patterns(void) {
+  otpc_pattern_compile("{job, ~l}", &pat_job, NULL);
+  otpc_pattern_compile("{join, ~p}", &pat_join, NULL);
+  otpc_pattern_compile("{checkin, ~p}", &pat_checkin, NULL);
+  otpc_pattern_compile("{'DOWN', _, process, ~p, _}", &pat_down, NULL);
+  otpc_pattern_compile("client_done", &pat_done, NULL);
+}
 static _Atomic long next_job, jobs_done, crashes_seen, worker_starts;
 
 /* ---- a worker ------------------------------------------------------------ */
@@ -51,10 +63,8 @@ static void w_init(void *arg, void **state, otpc_gs_result_t *r) {
 static void w_call(void **state, otpc_term_t req, const otpc_from_t *from,
                    otpc_gs_result_t *r) {
   (void)state, (void)from;
-  static otpc_pattern_t *job;
-  if (job == NULL) otpc_pattern_compile("{job, ~l}", &job, NULL);
   int64_t n;
-  if (otpc_match(job, req, &n) != 1) {
+  if (otpc_match(pat_job, req, &n) != 1) {
     otpc_gs_replyf(r, "{error, badarg}");
     return;
   }
@@ -131,17 +141,12 @@ static void p_call(void **state, otpc_term_t req, const otpc_from_t *from,
 
 static void p_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
   (void)r;
-  static otpc_pattern_t *join, *checkin;
-  if (join == NULL) {
-    otpc_pattern_compile("{join, ~p}", &join, NULL);
-    otpc_pattern_compile("{checkin, ~p}", &checkin, NULL);
-  }
   otpc_pid_t w;
-  if (otpc_match(join, msg, &w) == 1) {
+  if (otpc_match(pat_join, msg, &w) == 1) {
     otpc_ref_t ref;
     otpc_monitor(w, &ref); /* a DOWN tells us it is gone */
     give(*state, w);
-  } else if (otpc_match(checkin, msg, &w) == 1 && otpc_is_alive(w)) {
+  } else if (otpc_match(pat_checkin, msg, &w) == 1 && otpc_is_alive(w)) {
     give(*state, w);
   }
 }
@@ -150,12 +155,9 @@ static void p_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
  * checked in again; its client saw the crash). */
 static void p_info(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
   (void)r;
-  static otpc_pattern_t *down;
-  if (down == NULL)
-    otpc_pattern_compile("{'DOWN', _, process, ~p, _}", &down, NULL);
   pool_t *p = *state;
   otpc_pid_t w;
-  if (otpc_match(down, msg, &w) != 1) return;
+  if (otpc_match(pat_down, msg, &w) != 1) return;
   for (size_t i = 0; i < p->nidle; i++)
     if (otpc_pid_eq(p->idle[i], w)) {
       p->idle[i] = p->idle[--p->nidle];
@@ -265,14 +267,11 @@ static void run(void *arg) {
   }
   int64_t t0 = otpc_now_ms();
   for (long i = 0; i < clients; i++) otpc_spawn(client, NULL, NULL, NULL);
-  otpc_pattern_t *done;
-  otpc_pattern_compile("client_done", &done, NULL);
   for (long i = 0; i < clients; i++) {
     otpc_buf_t *m;
-    otpc_receive(done, OTPC_INFINITY, &m);
+    otpc_receive(pat_done, OTPC_INFINITY, &m);
     otpc_buf_unref(m);
   }
-  otpc_pattern_free(done);
   double secs = (double)(otpc_now_ms() - t0) / 1000.0;
   if (secs <= 0) secs = 0.001;
 
@@ -328,5 +327,9 @@ int main(int argc, char **argv) {
   }
   /* Each crash makes a supervisor report; show them with -v. */
   if (!verbose) otpc_logger_set_primary_level(OTPC_LEVEL_CRITICAL);
-  return otpc_main(NULL, run, NULL);
+  compile_patterns();
+  int rc = otpc_main(NULL, run, NULL);
+  otpc_pattern_t *all[] = {pat_job, pat_join, pat_checkin, pat_down, pat_done};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) otpc_pattern_free(all[i]);
+  return rc;
 }

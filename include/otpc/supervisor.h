@@ -61,8 +61,11 @@ typedef struct otpc_child_spec {
   const char *id; /* unique among the supervisor's children (copied) */
   /* Starts the child linked to the caller: 0 and *pid; OTPC_EIGNORED to
    * start nothing (the child stays in the list, not running); a negative
-   * code for a failure. Runs in the supervisor. */
-  int (*start)(void *arg, otpc_pid_t *pid);
+   * code for a failure, and then, if it likes, the reason as a term in
+   * *reason (handed over; {failed_to_start_child, Id, Reason} and the
+   * start_error report show it; without one, the code's name). Runs in
+   * the supervisor. */
+  int (*start)(void *arg, otpc_pid_t *pid, otpc_buf_t **reason);
   void *arg;
   otpc_restart_t restart;
   int64_t shutdown; /* OTPC_SHUTDOWN_* or ms */
@@ -148,10 +151,12 @@ typedef struct otpc_sup_gs_child {
   void *arg;
   otpc_atom_t name;
 } otpc_sup_gs_child_t;
-OTPC_API int otpc_sup_start_gen_server(void *arg, otpc_pid_t *pid);
+OTPC_API int otpc_sup_start_gen_server(void *arg, otpc_pid_t *pid,
+                                       otpc_buf_t **reason);
 /* A start function for supervisor children: arg is a
  * const otpc_sup_spec_t * (which must outlive the child). */
-OTPC_API int otpc_sup_start_supervisor(void *arg, otpc_pid_t *pid);
+OTPC_API int otpc_sup_start_supervisor(void *arg, otpc_pid_t *pid,
+                                       otpc_buf_t **reason);
 
 #ifdef __cplusplus
 }

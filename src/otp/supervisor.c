@@ -168,30 +168,33 @@ static void report(const kid_t *k, const char *context, otpc_term_t reason) {
   otpc_buf_unref(rep);
 }
 
-static void report_code(const kid_t *k, const char *context, int rc) {
-  otpc_buf_t *why = otpc_term_fmt("~a", otpc_err_name(rc));
-  if (why == NULL) return;
-  report(k, context, otpc_buf_term(why));
-  otpc_buf_unref(why);
-}
-
 /* ------------------------------------------------------------------------
  * Starting and stopping children
  * ------------------------------------------------------------------------ */
 
-/* 0 (started, or ignored: not running) or the start function's error. */
-static int kid_start(kid_t *k) {
+/* 0 (started, or ignored: not running) or the start function's error;
+ * then *why, if given, gets the reason (the start function's, or the
+ * error code's name). */
+static int kid_start(kid_t *k, otpc_buf_t **why) {
   otpc_pid_t pid;
-  int rc = k->spec.start(k->spec.arg, &pid);
+  otpc_buf_t *reason = NULL;
+  int rc = k->spec.start(k->spec.arg, &pid, &reason);
   if (rc == OTPC_EIGNORED) {
+    otpc_buf_unref(reason);
     k->running = false;
     return 0;
   }
   if (rc < 0) {
     k->running = false;
-    report_code(k, "start_error", rc);
+    if (reason == NULL) reason = otpc_term_fmt("~a", otpc_err_name(rc));
+    if (reason != NULL) report(k, "start_error", otpc_buf_term(reason));
+    if (why != NULL)
+      *why = reason;
+    else
+      otpc_buf_unref(reason);
     return rc;
   }
+  otpc_buf_unref(reason);
   k->pid = pid;
   k->running = true;
   return 0;
@@ -329,9 +332,10 @@ static void kids_stop_from(sup_t *s, size_t from) {
 
 /* Starts kids [from, n) in order; on a failure stops the ones it started
  * and returns the error. */
-static int kids_start_from(sup_t *s, size_t from, size_t *failed) {
+static int kids_start_from(sup_t *s, size_t from, size_t *failed,
+                           otpc_buf_t **why) {
   for (size_t i = from; i < s->n; i++) {
-    int rc = kid_start(&s->kids[i]);
+    int rc = kid_start(&s->kids[i], why);
     if (rc != 0) {
       for (size_t j = i; j > from; j--) kid_stop(&s->kids[j - 1]);
       if (failed) *failed = i;
@@ -358,9 +362,10 @@ static bool add_restart(sup_t *s) {
   return true;
 }
 
-static void give_up(otpc_gs_result_t *r) {
+/* The restart of k was one too many: the report names it, as OTP's. */
+static void give_up(const kid_t *k, otpc_gs_result_t *r) {
   otpc_buf_t *why = otpc_term_fmt("reached_max_restart_intensity");
-  if (why) report(NULL, "shutdown", otpc_buf_term(why));
+  if (why) report(k, "shutdown", otpc_buf_term(why));
   otpc_buf_unref(why);
   otpc_gs_stop(r, otpc_term_fmt("shutdown"));
 }
@@ -370,18 +375,18 @@ static void give_up(otpc_gs_result_t *r) {
 static void restart(sup_t *s, size_t idx, otpc_gs_result_t *r) {
   for (;;) {
     if (!add_restart(s)) {
-      give_up(r);
+      give_up(&s->kids[idx], r);
       return;
     }
     int rc;
     if (s->strategy == OTPC_ONE_FOR_ONE ||
         s->strategy == OTPC_SIMPLE_ONE_FOR_ONE) {
-      rc = kid_start(&s->kids[idx]);
+      rc = kid_start(&s->kids[idx], NULL);
     } else {
       size_t from = s->strategy == OTPC_ONE_FOR_ALL ? 0 : idx;
       kids_stop_from(s, from);
       kids_compact(s); /* only after idx: idx stays valid for rest_for_one */
-      rc = kids_start_from(s, from, NULL);
+      rc = kids_start_from(s, from, NULL, NULL);
     }
     if (rc == 0) return;
   }
@@ -451,10 +456,15 @@ static void sup_init(void *arg, void **state, otpc_gs_result_t *r) {
       return;
     }
   size_t failed = 0;
-  int rc = kids_start_from(s, 0, &failed);
-  if (rc != 0)
+  otpc_buf_t *why = NULL;
+  int rc = kids_start_from(s, 0, &failed, &why);
+  if (rc != 0 && why != NULL)
+    stop_with(r, "{shutdown, {failed_to_start_child, ~a, ~t}}",
+              s->kids[failed].id, otpc_buf_term(why));
+  else if (rc != 0)
     stop_with(r, "{shutdown, {failed_to_start_child, ~a, ~a}}",
               s->kids[failed].id, otpc_err_name(rc));
+  otpc_buf_unref(why);
 }
 
 static void reply_rc(otpc_gs_result_t *r, int rc, const otpc_pid_t *pid) {
@@ -474,7 +484,7 @@ static void call_start(sup_t *s, const otpc_child_spec_t *spec, const char *id,
     reply_rc(r, OTPC_ENOMEM, NULL);
     return;
   }
-  int rc = kid_start(k);
+  int rc = kid_start(k, NULL);
   if (rc == 0 && !k->running) rc = OTPC_EIGNORED;
   if (rc != 0 && !(rc == OTPC_EIGNORED && id != NULL))
     s->n--; /* failed, or a dynamic child that ignored: nothing kept */
@@ -503,7 +513,7 @@ static void call_by_id(sup_t *s, const char *op, const char *id,
   } else if (k->running) {
     reply_rc(r, OTPC_EEXIST, NULL);
   } else if (strcmp(op, "restart_child") == 0) {
-    int rc = kid_start(k);
+    int rc = kid_start(k, NULL);
     if (rc == 0 && !k->running) rc = OTPC_EIGNORED;
     reply_rc(r, rc, rc == 0 ? &k->pid : NULL);
   } else { /* delete_child */
@@ -791,16 +801,16 @@ int otpc_supervisor_count_children(otpc_pid_t sup, otpc_sup_counts_t *counts) {
   return 0;
 }
 
-int otpc_sup_start_gen_server(void *arg, otpc_pid_t *pid) {
+int otpc_sup_start_gen_server(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
   const otpc_sup_gs_child_t *c = arg;
   if (c == NULL || c->cb == NULL) return OTPC_EINVAL;
   otpc_gs_opts_t o = {.name = c->name, .link = true};
-  otpc_buf_t *why = NULL;
-  int rc = otpc_gen_server_start(c->cb, c->arg, &o, pid, &why);
-  otpc_buf_unref(why);
+  int rc = otpc_gen_server_start(c->cb, c->arg, &o, pid, reason);
+  if (rc == OTPC_EEXIST && reason != NULL) /* *pid: who has the name */
+    *reason = otpc_term_fmt("{already_started, ~p}", pid);
   return rc;
 }
 
-int otpc_sup_start_supervisor(void *arg, otpc_pid_t *pid) {
-  return otpc_supervisor_start(arg, OTPC_ATOM_NONE, pid, NULL);
+int otpc_sup_start_supervisor(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
+  return otpc_supervisor_start(arg, OTPC_ATOM_NONE, pid, reason);
 }

@@ -71,7 +71,7 @@ static void stubborn(void *arg) {
   }
 }
 
-static int start_worker(void *arg, otpc_pid_t *pid) {
+static int start_worker(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
   const wk_t *w = arg;
   int rc;
   if (w->mode == STUBBORN) {
@@ -79,19 +79,19 @@ static int start_worker(void *arg, otpc_pid_t *pid) {
     rc = otpc_spawn(stubborn, arg, &o, pid);
   } else {
     otpc_sup_gs_child_t c = {&worker_gs, arg, OTPC_ATOM_NONE};
-    rc = otpc_sup_start_gen_server(&c, pid);
+    rc = otpc_sup_start_gen_server(&c, pid, reason);
   }
   if (rc == 0) otpc_sendf(me, "{started, ~a, ~p}", w->name, pid);
   return rc;
 }
 
-static int start_failing(void *arg, otpc_pid_t *pid) {
+static int start_failing(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
   (void)arg;
   (void)pid;
   return OTPC_ENOMEM;
 }
 
-static int start_ignoring(void *arg, otpc_pid_t *pid) {
+static int start_ignoring(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
   (void)arg;
   (void)pid;
   return OTPC_EIGNORED;
@@ -266,6 +266,35 @@ static void body_start_fails(void *arg) {
 TEST(supervisor_child_failing_to_start_fails_init) {
   run(body_start_fails);
 }
+
+/* A gen_server child whose init stops: the supervisor fails with init's
+ * own reason, as Erlang's does, not just an error code. */
+static void bad_init(void *arg, void **state, otpc_gs_result_t *r) {
+  (void)arg, (void)state;
+  otpc_gs_stop(r, otpc_term_fmt("{bad_config, port}"));
+}
+static const otpc_gen_server_t bad_gs = {.name = "bad", .init = bad_init};
+static otpc_sup_gs_child_t bad_child = {&bad_gs, NULL, OTPC_ATOM_NONE};
+
+static void body_start_reason(void *arg) {
+  (void)arg;
+  quiet_logger();
+  otpc_trap_exit(true);
+  otpc_child_spec_t kids[] = {
+      {"bad", otpc_sup_start_gen_server, &bad_child, OTPC_PERMANENT, 1000,
+       OTPC_WORKER}};
+  otpc_sup_spec_t spec = {OTPC_ONE_FOR_ONE, 1, 0, kids, 1};
+  otpc_pid_t sup;
+  otpc_buf_t *why = NULL;
+  CHECK_INT_EQ(otpc_supervisor_start(&spec, 0, &sup, &why), OTPC_ESTOPPED);
+  otpc_buf_t *want = otpc_term_fmt(
+      "{shutdown, {failed_to_start_child, bad, {bad_config, port}}}");
+  CHECK(why != NULL && otpc_term_equal(otpc_buf_term(why), otpc_buf_term(want)));
+  otpc_buf_unref(want);
+  otpc_buf_unref(why);
+}
+
+TEST(supervisor_child_start_reason_is_kept) { run(body_start_reason); }
 
 /* ---- rest_for_one, one_for_all ---------------------------------------- */
 
@@ -621,9 +650,9 @@ static const otpc_gen_server_t storm_gs = {
     .name = "storm", .init = s_init, .handle_info = s_info};
 static otpc_sup_gs_child_t storm_child = {&storm_gs, NULL, OTPC_ATOM_NONE};
 
-static int start_storm(void *arg, otpc_pid_t *pid) {
+static int start_storm(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
   atomic_fetch_add(&starts, 1);
-  return otpc_sup_start_gen_server(arg, pid);
+  return otpc_sup_start_gen_server(arg, pid, reason);
 }
 
 static void body_storm(void *arg) {
