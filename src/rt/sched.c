@@ -53,7 +53,7 @@ __thread otpc__sched_t *otpc__self_sched;
 #define cpu_relax() ((void)0)
 #endif
 
-#define SPIN_ROUNDS 200   /* looks at the run queue before sleeping */
+#define SPIN_ROUNDS 2000  /* looks at the run queue before sleeping (~50 us) */
 #define RECLAIM_NAP_MS 5  /* longest sleep while retired blocks wait */
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
