@@ -11,5 +11,6 @@
 #include "otpc/otp.h"
 #include "otpc/logger.h"
 #include "otpc/supervisor.h"
+#include "otpc/dist.h"
 
 #endif
