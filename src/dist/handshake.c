@@ -74,11 +74,13 @@ static int recv_msg(otpc__hs_t *hs, const otpc__hs_io_t *io, uint8_t *buf,
                     size_t *n) {
   uint8_t len[2];
   int rc = io->read(io->ctx, len, 2);
+  if (rc == OTPC_ETIMEDOUT) return why(hs, rc, "the handshake timed out");
   if (rc != 0) return why(hs, rc, "connection closed during the handshake");
   *n = get_be16(len);
   if (*n == 0 || *n > HS_MSG_MAX)
     return why(hs, OTPC_ELENGTH, "handshake message of %zu bytes", *n);
   rc = io->read(io->ctx, buf, *n);
+  if (rc == OTPC_ETIMEDOUT) return why(hs, rc, "the handshake timed out");
   if (rc != 0) return why(hs, rc, "connection closed during the handshake");
   return 0;
 }
