@@ -297,6 +297,7 @@ static void frag_drop(otpc__rx_t *rx, otpc__frag_t *f) {
 
 static int frag_append(otpc__rx_t *rx, otpc__frag_t *f, const uint8_t *p,
                        size_t n) {
+  if (n == 0) return 0;
   if (n > DIST_FRAME_MAX - f->len) return OTPC_ELENGTH;
   if (n > f->cap - f->len) {
     size_t cap = f->cap ? f->cap : 65536;
