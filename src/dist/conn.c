@@ -62,8 +62,28 @@ typedef struct conn {
   bool kicked;
   uint64_t next_seq;
   uint64_t next_unlink_id;
+  struct bond *bonds;     /* links and monitors over this connection */
+  size_t nbonds, capbonds;
   otpc__rx_t rx;          /* reader only */
 } conn_t;
+
+/* A link or monitor between a local and a remote process that goes over
+ * the connection: when the connection goes down, the local side hears
+ * noconnection (EXIT for a link, DOWN for a monitor it holds), and a
+ * monitor the peer held on it is dropped. Kept in an array under the
+ * conn's lock; found by a linear scan (few per connection, as a rule). */
+enum { B_LINK = 1, B_MON_OUT = 2, B_MON_IN = 3 };
+typedef struct bond {
+  int kind;
+  otpc_pid_t local, remote;
+  otpc_ref_t ref;
+} bond_t;
+
+/* What a signal does to the bonds: add or remove one. */
+typedef struct bond_op {
+  bool add;
+  bond_t b;
+} bond_op_t;
 
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_t *table;
@@ -128,6 +148,7 @@ static void free_items(item_t *it) {
 static void conn_unref(conn_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   free_items(c->head);
+  otpc__free(c->bonds);
   otpc__rx_free(&c->rx);
   pthread_mutex_destroy(&c->lock);
   otpc__free(c);
@@ -171,6 +192,8 @@ static void unlink_from_table(conn_t *c) {
   pthread_mutex_unlock(&tab_lock);
 }
 
+static void bonds_break(bond_t *b, size_t n);
+
 /* Takes the conn down (once): out of the table, queue dropped, its
  * processes killed (except the caller), nodedown told. */
 static void conn_down(conn_t *c, const char *why) {
@@ -186,10 +209,16 @@ static void conn_down(conn_t *c, const char *why) {
   c->tail = &c->head;
   otpc_pid_t reader = c->reader, writer = c->writer;
   bool has_writer = c->has_writer, hidden = c->hidden;
+  bond_t *bonds = c->bonds;
+  size_t nbonds = c->nbonds;
+  c->bonds = NULL;
+  c->nbonds = c->capbonds = 0;
   pthread_mutex_unlock(&c->lock);
   conn_ref(c);
   unlink_from_table(c);
   free_items(q);
+  bonds_break(bonds, nbonds);
+  otpc__free(bonds);
   if (was == C_UP)
     OTPC_LOG_INFO("connection to %s down: %s", otpc_atom_name(c->node, NULL), why);
   otpc_pid_t self = otpc_self();
@@ -214,13 +243,74 @@ static void conn_fail(conn_t *c, uint32_t gen, const char *why) {
 }
 
 /* ------------------------------------------------------------------------
+ * Links and monitors over the connection
+ * ------------------------------------------------------------------------ */
+
+static bool bond_same(const bond_t *a, const bond_t *b) {
+  if (a->kind != b->kind) return false;
+  if (a->kind == B_LINK)
+    return otpc_pid_eq(a->local, b->local) && otpc_pid_eq(a->remote, b->remote);
+  return otpc_ref_eq(&a->ref, &b->ref);
+}
+
+/* Applies op to c's bonds (c->lock held). Out of memory, a bond is not
+ * kept: that link or monitor then hears nothing if the node goes away. */
+static void bond_apply(conn_t *c, const bond_op_t *op) {
+  for (size_t i = 0; i < c->nbonds; i++) {
+    if (!bond_same(&c->bonds[i], &op->b)) continue;
+    if (!op->add) c->bonds[i] = c->bonds[--c->nbonds];
+    return;
+  }
+  if (!op->add) return;
+  if (c->nbonds == c->capbonds) {
+    size_t cap = c->capbonds ? c->capbonds * 2 : 8;
+    bond_t *bigger = otpc__realloc(c->bonds, cap * sizeof *bigger);
+    if (bigger == NULL) return;
+    c->bonds = bigger;
+    c->capbonds = cap;
+  }
+  c->bonds[c->nbonds++] = op->b;
+}
+
+static void deliver(otpc__sig_kind_t kind, otpc_pid_t to, otpc_pid_t from,
+                    const otpc_ref_t *ref, otpc_buf_t *buf, uint16_t flags);
+
+/* The connection is gone: noconnection to every local end. */
+static void bonds_break(bond_t *b, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    switch (b[i].kind) {
+      case B_LINK:
+        deliver(SIG_EXIT, b[i].local, b[i].remote, NULL,
+                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), SIGF_LINKED);
+        break;
+      case B_MON_OUT:
+        deliver(SIG_DOWN, b[i].local, b[i].remote, &b[i].ref,
+                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), 0);
+        break;
+      case B_MON_IN:
+        deliver(SIG_DEMONITOR, b[i].local, b[i].remote, &b[i].ref, NULL, 0);
+        break;
+      default: break;
+    }
+  }
+}
+
+/* ------------------------------------------------------------------------
  * Sending
  * ------------------------------------------------------------------------ */
 
 static void connect_start(conn_t *c);
 
+static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
+                   otpc_pid_t sender, const bond_op_t *bond);
+
 int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl,
                        otpc_buf_t *payload, otpc_pid_t sender) {
+  return enqueue(node, ctrl, payload, sender, NULL);
+}
+
+static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
+                   otpc_pid_t sender, const bond_op_t *bond) {
   item_t *it = otpc__malloc(sizeof *it);
   if (it == NULL || ctrl == NULL || !atomic_load(&otpc__dist.running) ||
       node == otpc__dist.node) {
@@ -255,10 +345,14 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl,
     pthread_mutex_unlock(&c->lock);
     free_items(it);
     conn_unref(c);
-    return 0; /* as to a node that is not there: dropped */
+    /* as to a node that is not there: dropped; a new link or monitor
+     * hears noconnection */
+    if (bond != NULL && bond->add) bonds_break((bond_t *)&bond->b, 1);
+    return 0;
   }
   *c->tail = it;
   c->tail = &it->next;
+  if (bond != NULL) bond_apply(c, bond);
   if (c->state == C_UP && c->has_writer && !c->kicked) {
     c->kicked = true;
     kick = true;
@@ -580,9 +674,33 @@ static void monitor_noproc(conn_t *c, otpc__dmsg_t *m) {
                      otpc_self());
 }
 
+/* The bond an incoming signal makes or ends. */
+static void bond_incoming(conn_t *c, const otpc__dmsg_t *m, otpc_pid_t local) {
+  bond_op_t op = {false, {0, local, m->from, m->ref}};
+  switch (m->op) {
+    case DOP_LINK: op.add = true; op.b.kind = B_LINK; break;
+    case DOP_UNLINK: case DOP_UNLINK_ID: case DOP_EXIT: case DOP_EXIT_TT:
+    case DOP_PAYLOAD_EXIT: case DOP_PAYLOAD_EXIT_TT:
+      op.b.kind = B_LINK;
+      break;
+    case DOP_MONITOR_P: op.add = true; op.b.kind = B_MON_IN; break;
+    case DOP_DEMONITOR_P: op.b.kind = B_MON_IN; break;
+    case DOP_MONITOR_P_EXIT: case DOP_PAYLOAD_MONITOR_P_EXIT:
+      op.b.kind = B_MON_OUT;
+      break;
+    default: return;
+  }
+  if (!otpc__pid_is_local(local)) return;
+  pthread_mutex_lock(&c->lock);
+  bond_apply(c, &op);
+  pthread_mutex_unlock(&c->lock);
+}
+
 static void dispatch(conn_t *c, otpc__dmsg_t *m) {
   static const otpc_pid_t nobody = {OTPC_ATOM_UNDEFINED, 0, 0, 0};
   otpc_pid_t target;
+  if (m->op != DOP_MONITOR_P && m->op != DOP_DEMONITOR_P)
+    bond_incoming(c, m, m->to);
   switch (m->op) {
     case DOP_SEND: case DOP_SEND_TT:
       deliver(SIG_MESSAGE, m->to, nobody, NULL, take_payload(m), 0);
@@ -619,6 +737,7 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
       } else {
         target = m->to;
       }
+      bond_incoming(c, m, target);
       deliver(SIG_MONITOR, target, m->from, &m->ref, NULL, 0);
       break;
     case DOP_DEMONITOR_P:
@@ -626,6 +745,7 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
         target = m->to;
       else if (otpc_whereis(m->to_name, &target) != 0)
         break;
+      bond_incoming(c, m, target);
       deliver(SIG_DEMONITOR, target, m->from, &m->ref, NULL, 0);
       break;
     case DOP_MONITOR_P_EXIT: case DOP_PAYLOAD_MONITOR_P_EXIT:
@@ -972,6 +1092,16 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   bool payload_exit = fl & OTPC_DFLAG_EXIT_PAYLOAD;
   otpc_buf_t *ctrl = NULL, *payload = NULL;
   otpc_pid_t from = sig->from;
+  bond_op_t bond = {false, {0, from, to, sig->ref}};
+  switch (sig->kind) {
+    case SIG_LINK: bond.add = true; bond.b.kind = B_LINK; break;
+    case SIG_UNLINK: bond.b.kind = B_LINK; break;
+    case SIG_EXIT: if (sig->flags & SIGF_LINKED) bond.b.kind = B_LINK; break;
+    case SIG_MONITOR: bond.add = true; bond.b.kind = B_MON_OUT; break;
+    case SIG_DEMONITOR: bond.b.kind = B_MON_OUT; break;
+    case SIG_DOWN: bond.b.kind = B_MON_IN; break;
+    default: break;
+  }
   switch (sig->kind) {
     case SIG_MESSAGE:
       if (real_pid(from) && (fl & OTPC_DFLAG_SEND_SENDER))
@@ -1028,7 +1158,7 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
     otpc_buf_unref(payload);
     return;
   }
-  otpc__dist_enqueue(to.node, ctrl, payload, from);
+  enqueue(to.node, ctrl, payload, from, bond.b.kind ? &bond : NULL);
 }
 
 /* ------------------------------------------------------------------------

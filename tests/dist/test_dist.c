@@ -356,9 +356,14 @@ static void echo(void *arg) {
   for (;;) {
     otpc_buf_t *m;
     if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
-    otpc_pid_t from;
-    if (otpc_term_get_pid(otpc_term_tuple_elem(otpc_buf_term(m), 0), &from) == 0)
-      otpc_send(from, m);
+    otpc_pid_t from, self = otpc_self();
+    otpc_term_t t = otpc_buf_term(m);
+    if (otpc_term_get_pid(otpc_term_tuple_elem(t, 0), &from) == 0) {
+      if (otpc_term_atom_eq(otpc_term_tuple_elem(t, 1), "whoami", 6))
+        otpc_sendf(from, "{iam, ~p}", &self);
+      else
+        otpc_send(from, m);
+    }
     otpc_buf_unref(m);
   }
 }
@@ -392,6 +397,8 @@ static void stop_peer(pid_t pid) {
 typedef struct two {
   const char *peer;
   int ping, echoed, nodes, down;
+  int linked, exit_noconn, down_noconn, nodedown;
+  pid_t child;
 } two_t;
 
 static void two_nodes_main(void *arg) {
@@ -416,6 +423,34 @@ static void two_nodes_main(void *arg) {
   otpc_atom_t nodes[4];
   t->nodes = (int)otpc_nodes(nodes, 4, false);
   otpc_monitor_node(node, true);
+  /* A link and a monitor to the peer's echo, then the peer dies. */
+  otpc_pid_t self = otpc_self(), ep;
+  otpc_buf_t *whoami = otpc_term_fmt("{~p, whoami}", &self);
+  otpc_send_remote(otpc_atom("echo"), node, whoami);
+  otpc_buf_unref(whoami);
+  otpc_pattern_t *iam;
+  otpc_pattern_compile("{iam, ~p}", &iam, NULL);
+  otpc_buf_t *ans;
+  if (otpc_receive(iam, 5000, &ans, &ep) != 0) return;
+  otpc_buf_unref(ans);
+  otpc_pattern_free(iam);
+  otpc_trap_exit(true);
+  t->linked = otpc_link(ep) == 0;
+  otpc_ref_t mref;
+  otpc_monitor(ep, &mref);
+  otpc_sleep(200); /* the signals reach the peer */
+  kill(t->child, SIGKILL);
+  otpc_pattern_t *pe, *pd, *pn;
+  otpc_pattern_compile("{'EXIT', _, noconnection}", &pe, NULL);
+  otpc_pattern_compile("{'DOWN', _, process, _, noconnection}", &pd, NULL);
+  otpc_pattern_compile("{nodedown, _}", &pn, NULL);
+  otpc_buf_t *m;
+  if (otpc_receive(pe, 10000, &m) == 0) { t->exit_noconn = 1; otpc_buf_unref(m); }
+  if (otpc_receive(pd, 10000, &m) == 0) { t->down_noconn = 1; otpc_buf_unref(m); }
+  if (otpc_receive(pn, 10000, &m) == 0) { t->nodedown = 1; otpc_buf_unref(m); }
+  otpc_pattern_free(pe);
+  otpc_pattern_free(pd);
+  otpc_pattern_free(pn);
 }
 
 TEST(two_nodes_ping_send_and_nodedown) {
@@ -423,13 +458,17 @@ TEST(two_nodes_ping_send_and_nodedown) {
   pid_t child = peer("b@localhost", "k", epmd);
   usleep(300000);
   CHECK_INT_EQ(start_node("a@localhost", "k", epmd), 0);
-  two_t t = {"b@localhost", 0, 0, 0, 0};
+  two_t t = {"b@localhost", 0, 0, 0, 0, 0, 0, 0, 0, child};
   otpc_pid_t p;
   otpc_spawn(two_nodes_main, &t, NULL, &p);
-  for (int i = 0; i < 300 && otpc_is_alive(p); i++) usleep(50000);
+  for (int i = 0; i < 600 && otpc_is_alive(p); i++) usleep(50000);
   CHECK_INT_EQ(t.ping, 1);
   CHECK_INT_EQ(t.echoed, 1);
   CHECK_INT_EQ(t.nodes, 1);
+  CHECK_INT_EQ(t.linked, 1);
+  CHECK_INT_EQ(t.exit_noconn, 1);
+  CHECK_INT_EQ(t.down_noconn, 1);
+  CHECK_INT_EQ(t.nodedown, 1);
   stop_peer(child);
   for (int i = 0; i < 100 && otpc_nodes(NULL, 0, true) > 0; i++) usleep(50000);
   CHECK_INT_EQ(otpc_nodes(NULL, 0, true), 0);
@@ -448,7 +487,7 @@ TEST(two_nodes_wrong_cookie_pang) {
   pid_t child = peer("c@localhost", "right", epmd);
   usleep(300000);
   CHECK_INT_EQ(start_node("d@localhost", "wrong", epmd), 0);
-  two_t t = {"c@localhost", -1, 0, 0, 0};
+  two_t t = {"c@localhost", -1, 0, 0, 0, 0, 0, 0, 0, child};
   otpc_pid_t p;
   otpc_spawn(ping_once, &t, NULL, &p);
   for (int i = 0; i < 200 && otpc_is_alive(p); i++) usleep(50000);

@@ -29,6 +29,9 @@
  *                         closed; erl's connection goes on meanwhile
  *   wrong_cookie          an erl node with another cookie gets pang, and
  *                         otpc's ping of it gets 0
+ *   node_goes_away        erl halts: a link gives {'EXIT', Pid,
+ *                         noconnection}, a monitor DOWN noconnection, and
+ *                         monitor_node {nodedown, Node}
  *
  * Prints one line per check and "N passed, N failed"; exit status 0 when
  * all passed, 77 (skipped) without erl.
@@ -427,11 +430,26 @@ static void control(void *arg) {
   check_garbage_frame(peer);
   check_half_handshake(peer);
   check_wrong_cookie();
+  /* The node goes away under a link, a monitor and monitor_node. */
+  otpc_trap_exit(true);
+  otpc_link(peer);
+  otpc_ref_t mref;
+  otpc_monitor(peer, &mref);
+  otpc_monitor_node(enode, true);
   req = otpc_term_fmt("{~p, stop}", &self);
   otpc_send(peer, req);
   otpc_buf_unref(req);
   ans = recv_match("stopped", 5000, NULL);
   otpc_buf_unref(ans);
+  otpc_buf_t *ex = recv_match("{'EXIT', _, noconnection}", 10000, NULL);
+  otpc_buf_t *dn = recv_match("{'DOWN', _, process, _, noconnection}", 10000, NULL);
+  otpc_buf_t *nd = recv_match("{nodedown, _}", 10000, NULL);
+  record("node_goes_away", ex && dn && nd,
+         "EXIT noconnection=%d DOWN noconnection=%d nodedown=%d", ex != NULL,
+         dn != NULL, nd != NULL);
+  otpc_buf_unref(ex);
+  otpc_buf_unref(dn);
+  otpc_buf_unref(nd);
 }
 
 int main(int argc, char **argv) {
@@ -480,8 +498,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 14) {
-    printf("FAIL: only %d of 14 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 15) {
+    printf("FAIL: only %d of 15 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);
