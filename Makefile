@@ -74,8 +74,8 @@ asan: deps-test
 tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
 	  -DOTPC_SANITIZE=thread -DOTPC_BENCH=OFF >/dev/null
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target otpc_test_rt otpc_test_otp
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^(rt|otp)$$'
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target otpc_test_rt otpc_test_otp otpc_test_dist
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^(rt|otp|dist)$$'
 
 $(FUZZ_BUILD)/Makefile: deps-test
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug \
