@@ -23,6 +23,11 @@
  *   link_exit_from_erl    a link to an Erlang process; its exit reason
  *                         reaches us as {'EXIT', Pid, Reason}
  *   monitor_from_erl      erl monitors an otpc process; DOWN with reason
+ *   erl_calls_otpc_gen_server  gen_server:call({calc, OtpcNode}, Req)
+ *                         into an otpc gen_server (monitor by name, alias
+ *                         tag, reply)
+ *   otpc_calls_erl_gen_server  otpc_gen_server_call() to an Erlang
+ *                         gen_server's pid
  *   garbage_frame         a handshaken raw connection sending bad bytes is
  *                         closed; erl's connection goes on
  *   half_handshake        a raw connection that stops mid-handshake is
@@ -343,6 +348,59 @@ static void check_link_and_monitor(otpc_pid_t peer) {
   otpc_trap_exit(false);
 }
 
+/* An otpc gen_server for erl to call by {calc, Node}: {double, N} -> 2N. */
+static void calc_call(void **state, otpc_term_t req, const otpc_from_t *from,
+                      otpc_gs_result_t *r) {
+  int n;
+  if (otpc_term_get_int(otpc_term_tuple_elem(req, 1), &n) == 0)
+    otpc_gs_replyf(r, "{doubled, ~i}", 2 * n);
+  else
+    otpc_gs_replyf(r, "what");
+}
+
+static void calc_init(void *arg, void **state, otpc_gs_result_t *r) {}
+
+static void check_gen_server_calls(otpc_pid_t peer) {
+  static const otpc_gen_server_t calc = {
+      .name = "calc", .init = calc_init, .handle_call = calc_call};
+  otpc_gs_opts_t o = {.name = otpc_atom("calc")};
+  otpc_pid_t gs;
+  int rc = otpc_gen_server_start(&calc, NULL, &o, &gs, NULL);
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *req = otpc_term_fmt("{~p, call_otpc, calc, {double, 21}}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  otpc_term_t res;
+  otpc_buf_t *ans = recv_match("{call_result, ~t}", 10000, &res);
+  otpc_buf_t *want42 = otpc_term_fmt("{doubled, 42}");
+  char shown[120] = "nothing";
+  if (ans) otpc_term_snprint(shown, sizeof shown, res);
+  record("erl_calls_otpc_gen_server",
+         rc == 0 && ans && otpc_term_equal(res, otpc_buf_term(want42)),
+         "start=%d, gen_server:call({calc, Node}, {double, 21}) = %s", rc, shown);
+  otpc_buf_unref(want42);
+  otpc_buf_unref(ans);
+  req = otpc_term_fmt("{~p, start_gs}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  otpc_term_t t;
+  ans = recv_match("{gs, ~t}", 10000, &t);
+  otpc_pid_t erl_gs;
+  otpc_buf_t *reply = NULL;
+  int crc = -1;
+  if (ans && otpc_term_get_pid(t, &erl_gs) == 0) {
+    otpc_buf_t *q = otpc_term_fmt("{hello, from_c}");
+    crc = otpc_gen_server_call(erl_gs, q, 5000, &reply);
+    otpc_buf_unref(q);
+  }
+  otpc_buf_t *want = otpc_term_fmt("{erl_says, {hello, from_c}, 0}");
+  bool ok = crc == 0 && otpc_term_equal(otpc_buf_term(reply), otpc_buf_term(want));
+  record("otpc_calls_erl_gen_server", ok, "rc=%d", crc);
+  otpc_buf_unref(want);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(ans);
+}
+
 static void victim(void *arg) {
   otpc_sleep(300);
   otpc_exit_atom(otpc_atom("otpc_says_bye"));
@@ -427,6 +485,7 @@ static void control(void *arg) {
   check_big_from_erl(peer);
   check_link_and_monitor(peer);
   check_monitor(peer);
+  check_gen_server_calls(peer);
   check_garbage_frame(peer);
   check_half_handshake(peer);
   check_wrong_cookie();
@@ -498,8 +557,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 15) {
-    printf("FAIL: only %d of 15 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 17) {
+    printf("FAIL: only %d of 17 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);

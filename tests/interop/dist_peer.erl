@@ -9,7 +9,14 @@
 %% it only pings, waits a little for otpc to ping it, and halts with 0 if
 %% its own ping got pang.
 -module(dist_peer).
+-behaviour(gen_server).
 -export([main/1]).
+-export([init/1, handle_call/3, handle_cast/2]).
+
+%% A gen_server for otpc to call.
+init([]) -> {ok, 0}.
+handle_call(Req, _From, N) -> {reply, {erl_says, Req, N}, N + 1}.
+handle_cast(_, N) -> {noreply, N}.
 
 main([N, "wrong"]) ->
     R = net_adm:ping(list_to_atom(N)),
@@ -40,6 +47,11 @@ loop(Node) ->
             From ! {big_md5, erlang:md5(Bin)},
             spawn(fun() -> From ! {big_from_erl, Bin} end),
             spawn(fun() -> [From ! {small, I} || I <- lists:seq(1, 20)] end);
+        {From, start_gs} ->
+            {ok, Gs} = gen_server:start(?MODULE, [], []),
+            From ! {gs, Gs};
+        {From, call_otpc, Name, Req} ->
+            From ! {call_result, catch gen_server:call({Name, Node}, Req, 5000)};
         {From, ping_back} ->
             From ! {ping_back, net_adm:ping(Node)};
         {From, nodes} ->
