@@ -514,3 +514,52 @@ TEST(embedded_epmd_names_and_port) {
   otpc_dist_stop();
   otpc_node_stop();
 }
+
+/* A raw peer that completes the handshake, ticks for a while (the
+ * connection stays), then falls silent (it is declared dead after
+ * net_ticktime). Our node's ticks must come meanwhile. */
+TEST(ticks_keep_a_connection_and_silence_ends_it) {
+  uint16_t epmd = test_port(4);
+  otpc_node_opts_t n = {.name = "t@localhost", .cookie = "k", .schedulers = 2};
+  CHECK_INT_EQ(otpc_node_start(&n), 0);
+  otpc_dist_opts_t d = {.epmd_port = epmd, .listen_addr = "127.0.0.1",
+                        .net_ticktime = 4};
+  CHECK_INT_EQ(otpc_dist_start(&d), 0);
+  int fd;
+  CHECK_INT_EQ(otpc__sock_connect("127.0.0.1", otpc_dist_port(),
+                                  otpc__deadline(3000), &fd), 0);
+  otpc__hs_t hs;
+  memset(&hs, 0, sizeof hs);
+  hs.self = "raw@localhost";
+  hs.flags = DIST_FLAGS_OURS | OTPC_DFLAG_PUBLISHED;
+  hs.creation = 3;
+  hs.cookie = "k";
+  hs.expect = "t@localhost";
+  otpc__hs_io_t io = {rd, wr, &fd};
+  CHECK_INT_EQ(otpc__hs_initiate(&hs, &io), 0);
+  int ticks = 0;
+  bool closed = false;
+  int64_t start = otpc_now_ms();
+  while (!closed && otpc_now_ms() - start < 20000) {
+    bool talking = otpc_now_ms() - start < 6000;
+    if (talking) {
+      static const uint8_t tick[4];
+      CHECK_INT_EQ(otpc__sock_write(fd, tick, 4, otpc__deadline(1000)), 0);
+    }
+    uint8_t b[4];
+    int rc = otpc__sock_read(fd, b, 4, otpc__deadline(500));
+    if (rc == 0) {
+      CHECK(get_be32(b) == 0); /* only ticks come */
+      ticks++;
+    } else if (rc != OTPC_ETIMEDOUT) {
+      closed = true;
+      CHECK(otpc_now_ms() - start > 6000); /* not while we ticked */
+    }
+    if (talking) CHECK_INT_EQ(otpc_nodes(NULL, 0, true), 1);
+  }
+  CHECK(ticks >= 3);
+  CHECK(closed);
+  close(fd);
+  otpc_dist_stop();
+  otpc_node_stop();
+}
