@@ -36,12 +36,12 @@ typedef struct otpc_dist_opts {
   /* The cookie; NULL: otpc_node_opts_t.cookie, else ~/.erlang.cookie
    * (created with random content and mode 0400 when missing). */
   const char *cookie;
-  uint16_t listen_port;   /* 0: any free port */
-  const char *listen_addr;/* NULL: all interfaces ("0.0.0.0") */
-  bool hidden;            /* a hidden node (not in others' nodes()) */
-  unsigned net_ticktime;  /* seconds; 0: 60, as Erlang's default */
-  uint16_t epmd_port;     /* 0: $ERL_EPMD_PORT or 4369 */
-  bool no_epmd_server;    /* never start the embedded epmd */
+  uint16_t listen_port;    /* 0: any free port */
+  const char *listen_addr; /* NULL: all interfaces ("0.0.0.0") */
+  bool hidden;             /* a hidden node (not in others' nodes()) */
+  unsigned net_ticktime;   /* seconds; 0: 60, as Erlang's default */
+  uint16_t epmd_port;      /* 0: $ERL_EPMD_PORT or 4369 */
+  bool no_epmd_server;     /* never start the embedded epmd */
 } otpc_dist_opts_t;
 
 /* Starts distribution on the running node, whose name must be

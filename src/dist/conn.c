@@ -46,13 +46,13 @@ typedef struct item {
 } item_t;
 
 typedef struct conn {
-  struct conn *next;      /* in the table (tab_lock) */
+  struct conn *next; /* in the table (tab_lock) */
   _Atomic int refs;
   otpc_atom_t node;
-  pthread_mutex_t lock;   /* guards the fields below, up to `rx` */
+  pthread_mutex_t lock; /* guards the fields below, up to `rx` */
   int state;
   uint32_t gen;
-  uint64_t flags;         /* the peer's, once UP */
+  uint64_t flags; /* the peer's, once UP */
   uint32_t creation;
   bool hidden;
   int fd;
@@ -62,9 +62,9 @@ typedef struct conn {
   bool kicked;
   uint64_t next_seq;
   uint64_t next_unlink_id;
-  struct bond *bonds;     /* links and monitors over this connection */
+  struct bond *bonds; /* links and monitors over this connection */
   size_t nbonds, capbonds;
-  otpc__rx_t rx;          /* reader only */
+  otpc__rx_t rx; /* reader only */
 } conn_t;
 
 /* A link or monitor between a local and a remote process that goes over
@@ -88,6 +88,7 @@ typedef struct bond_op {
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_t *table;
 static otpc_buf_t *kick_msg;
+static _Atomic int live_tasks; /* connection processes not yet cleaned up */
 
 /* ------------------------------------------------------------------------
  * Tasks: processes that always clean up
@@ -105,12 +106,15 @@ static int task_init(void *arg, void **state) {
   t->run(t->arg);
   return OTPC_STOP;
 }
-static int task_handle(void *state, otpc_buf_t *msg) { return OTPC_STOP; }
+static int task_handle(void *state, otpc_buf_t *msg) {
+  return OTPC_STOP;
+}
 static void task_terminate(void *state, otpc_term_t reason) {
   task_t *t = state;
   if (t == NULL) return;
   if (t->done) t->done(t->arg);
   otpc__free(t);
+  atomic_fetch_sub(&live_tasks, 1);
 }
 static const otpc_handler_t task_handler = {task_init, task_handle,
                                             task_terminate};
@@ -124,8 +128,12 @@ static int spawn_task(void (*run)(void *), void (*done)(void *), void *arg,
   t->done = done;
   t->arg = arg;
   otpc_spawn_opts_t o = {.name = name};
+  atomic_fetch_add(&live_tasks, 1);
   int rc = otpc_spawn_handler(&task_handler, t, &o, pid);
-  if (rc != 0) otpc__free(t);
+  if (rc != 0) {
+    otpc__free(t);
+    atomic_fetch_sub(&live_tasks, 1);
+  }
   return rc;
 }
 
@@ -133,7 +141,9 @@ static int spawn_task(void (*run)(void *), void (*done)(void *), void *arg,
  * The table
  * ------------------------------------------------------------------------ */
 
-static void conn_ref(conn_t *c) { atomic_fetch_add(&c->refs, 1); }
+static void conn_ref(conn_t *c) {
+  atomic_fetch_add(&c->refs, 1);
+}
 
 static void free_items(item_t *it) {
   while (it != NULL) {
@@ -220,7 +230,8 @@ static void conn_down(conn_t *c, const char *why) {
   bonds_break(bonds, nbonds);
   otpc__free(bonds);
   if (was == C_UP)
-    OTPC_LOG_INFO("connection to %s down: %s", otpc_atom_name(c->node, NULL), why);
+    OTPC_LOG_INFO("connection to %s down: %s", otpc_atom_name(c->node, NULL),
+                  why);
   otpc_pid_t self = otpc_self();
   otpc_buf_t *kill = otpc__atom_buf(OTPC_ATOM_KILL);
   if (kill != NULL) {
@@ -304,8 +315,8 @@ static void connect_start(conn_t *c);
 static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
                    otpc_pid_t sender, const bond_op_t *bond);
 
-int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl,
-                       otpc_buf_t *payload, otpc_pid_t sender) {
+int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
+                       otpc_pid_t sender) {
   return enqueue(node, ctrl, payload, sender, NULL);
 }
 
@@ -503,7 +514,8 @@ static bool take_queue(wstate_t *w) {
 }
 
 static size_t item_size(const item_t *it) {
-  return otpc_buf_size(it->ctrl) - 1 + (it->payload ? otpc_buf_size(it->payload) - 1 : 0);
+  return otpc_buf_size(it->ctrl) - 1 +
+         (it->payload ? otpc_buf_size(it->payload) - 1 : 0);
 }
 
 static int write_whole(wstate_t *w, const item_t *it) {
@@ -665,10 +677,10 @@ static otpc_buf_t *take_payload(otpc__dmsg_t *m) {
 /* MONITOR_P on a name nobody has: DOWN noproc at once. */
 static void monitor_noproc(conn_t *c, otpc__dmsg_t *m) {
   bool payload = c->flags & OTPC_DFLAG_EXIT_PAYLOAD;
-  otpc_buf_t *ctrl =
-      payload ? otpc__ctrl_fmt("{28, ~A, ~p, ~r}", m->to_name, &m->from, &m->ref)
-              : otpc__ctrl_fmt("{21, ~A, ~p, ~r, noproc}", m->to_name, &m->from,
-                               &m->ref);
+  otpc_buf_t *ctrl = payload ? otpc__ctrl_fmt("{28, ~A, ~p, ~r}", m->to_name,
+                                              &m->from, &m->ref)
+                             : otpc__ctrl_fmt("{21, ~A, ~p, ~r, noproc}",
+                                              m->to_name, &m->from, &m->ref);
   otpc__dist_enqueue(c->node, ctrl,
                      payload ? otpc__atom_buf(OTPC_ATOM_NOPROC) : NULL,
                      otpc_self());
@@ -678,16 +690,23 @@ static void monitor_noproc(conn_t *c, otpc__dmsg_t *m) {
 static void bond_incoming(conn_t *c, const otpc__dmsg_t *m, otpc_pid_t local) {
   bond_op_t op = {false, {0, local, m->from, m->ref}};
   switch (m->op) {
-    case DOP_LINK: op.add = true; op.b.kind = B_LINK; break;
-    case DOP_UNLINK: case DOP_UNLINK_ID: case DOP_EXIT: case DOP_EXIT_TT:
-    case DOP_PAYLOAD_EXIT: case DOP_PAYLOAD_EXIT_TT:
+    case DOP_LINK:
+      op.add = true;
       op.b.kind = B_LINK;
       break;
-    case DOP_MONITOR_P: op.add = true; op.b.kind = B_MON_IN; break;
-    case DOP_DEMONITOR_P: op.b.kind = B_MON_IN; break;
-    case DOP_MONITOR_P_EXIT: case DOP_PAYLOAD_MONITOR_P_EXIT:
-      op.b.kind = B_MON_OUT;
+    case DOP_UNLINK:
+    case DOP_UNLINK_ID:
+    case DOP_EXIT:
+    case DOP_EXIT_TT:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT_TT: op.b.kind = B_LINK; break;
+    case DOP_MONITOR_P:
+      op.add = true;
+      op.b.kind = B_MON_IN;
       break;
+    case DOP_DEMONITOR_P: op.b.kind = B_MON_IN; break;
+    case DOP_MONITOR_P_EXIT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT: op.b.kind = B_MON_OUT; break;
     default: return;
   }
   if (!otpc__pid_is_local(local)) return;
@@ -702,13 +721,16 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
   if (m->op != DOP_MONITOR_P && m->op != DOP_DEMONITOR_P)
     bond_incoming(c, m, m->to);
   switch (m->op) {
-    case DOP_SEND: case DOP_SEND_TT:
+    case DOP_SEND:
+    case DOP_SEND_TT:
       deliver(SIG_MESSAGE, m->to, nobody, NULL, take_payload(m), 0);
       break;
-    case DOP_SEND_SENDER: case DOP_SEND_SENDER_TT:
+    case DOP_SEND_SENDER:
+    case DOP_SEND_SENDER_TT:
       deliver(SIG_MESSAGE, m->to, m->from, NULL, take_payload(m), 0);
       break;
-    case DOP_REG_SEND: case DOP_REG_SEND_TT:
+    case DOP_REG_SEND:
+    case DOP_REG_SEND_TT:
       if (otpc_whereis(m->to_name, &target) == 0)
         deliver(SIG_MESSAGE, target, m->from, NULL, take_payload(m), 0);
       break;
@@ -716,15 +738,19 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
     case DOP_UNLINK: deliver(SIG_UNLINK, m->to, m->from, NULL, NULL, 0); break;
     case DOP_UNLINK_ID:
       deliver(SIG_UNLINK, m->to, m->from, NULL, NULL, 0);
-      otpc__dist_enqueue(c->node,
-                         otpc__ctrl_fmt("{36, ~u, ~p, ~p}", m->id, &m->to, &m->from),
-                         NULL, m->to);
+      otpc__dist_enqueue(
+          c->node, otpc__ctrl_fmt("{36, ~u, ~p, ~p}", m->id, &m->to, &m->from),
+          NULL, m->to);
       break;
-    case DOP_EXIT: case DOP_EXIT_TT: case DOP_PAYLOAD_EXIT:
+    case DOP_EXIT:
+    case DOP_EXIT_TT:
+    case DOP_PAYLOAD_EXIT:
     case DOP_PAYLOAD_EXIT_TT:
       deliver(SIG_EXIT, m->to, m->from, NULL, take_payload(m), SIGF_LINKED);
       break;
-    case DOP_EXIT2: case DOP_EXIT2_TT: case DOP_PAYLOAD_EXIT2:
+    case DOP_EXIT2:
+    case DOP_EXIT2_TT:
+    case DOP_PAYLOAD_EXIT2:
     case DOP_PAYLOAD_EXIT2_TT:
       deliver(SIG_EXIT, m->to, m->from, NULL, take_payload(m), 0);
       break;
@@ -748,7 +774,8 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
       bond_incoming(c, m, target);
       deliver(SIG_DEMONITOR, target, m->from, &m->ref, NULL, 0);
       break;
-    case DOP_MONITOR_P_EXIT: case DOP_PAYLOAD_MONITOR_P_EXIT:
+    case DOP_MONITOR_P_EXIT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT:
       deliver(SIG_DOWN, m->to, m->from, &m->ref, take_payload(m), 0);
       break;
     default:
@@ -811,7 +838,8 @@ static void reader_loop(conn_t *c) {
           while (ncap < 4 + flen) ncap *= 2;
           uint8_t *bigger = otpc_palloc(ncap);
           if (bigger == NULL) {
-            snprintf(why, sizeof why, "out of memory for a frame of %zu bytes", flen);
+            snprintf(why, sizeof why, "out of memory for a frame of %zu bytes",
+                     flen);
             bad = 1;
             break;
           }
@@ -857,7 +885,8 @@ static void reader_loop(conn_t *c) {
 
 /* The handshake is done: the conn goes UP with fd, the writer starts, and
  * the calling process reads. */
-static void become_reader(conn_t *c, uint32_t gen, int fd, const otpc__hs_t *hs) {
+static void become_reader(conn_t *c, uint32_t gen, int fd,
+                          const otpc__hs_t *hs) {
   pthread_mutex_lock(&c->lock);
   bool mine = c->gen == gen && c->state == C_PENDING;
   if (mine) {
@@ -920,7 +949,8 @@ static void connect_run(void *arg) {
   const char *at = strchr(node, '@');
   char alive[256];
   otpc__hs_t *hs = otpc_palloc(sizeof *hs);
-  if (hs == NULL || at == NULL || at == node || (size_t)(at - node) >= sizeof alive) {
+  if (hs == NULL || at == NULL || at == node ||
+      (size_t)(at - node) >= sizeof alive) {
     OTPC_LOG_WARNING("cannot connect to %s: not a node name", node);
     conn_fail(c, gen, "bad node name");
     return;
@@ -928,8 +958,8 @@ static void connect_run(void *arg) {
   memcpy(alive, node, (size_t)(at - node));
   alive[at - node] = 0;
   uint16_t port;
-  int rc = otpc__epmd_port_please(at + 1, otpc__dist.epmd_port, alive,
-                                  deadline, &port);
+  int rc = otpc__epmd_port_please(at + 1, otpc__dist.epmd_port, alive, deadline,
+                                  &port);
   if (rc != 0) {
     OTPC_LOG_NOTICE("cannot connect to %s: epmd on %s: %s", node, at + 1,
                     otpc_strerror(rc));
@@ -982,9 +1012,9 @@ static void connect_start(conn_t *c) {
 
 /* Acceptor: what to answer a peer that named itself. */
 typedef struct accept_ctx {
-  conn_t *c;    /* the conn this handshake owns, with a reference */
+  conn_t *c; /* the conn this handshake owns, with a reference */
   uint32_t gen;
-  conn_t *old;  /* after "alive": the conn already up */
+  conn_t *old; /* after "alive": the conn already up */
 } accept_ctx_t;
 
 static const char *take_new(accept_ctx_t *a, otpc_atom_t node) {
@@ -1080,7 +1110,9 @@ int otpc__conn_accept(int fd) {
  * Routing signals to other nodes
  * ------------------------------------------------------------------------ */
 
-static bool real_pid(otpc_pid_t p) { return p.node != OTPC_ATOM_UNDEFINED; }
+static bool real_pid(otpc_pid_t p) {
+  return p.node != OTPC_ATOM_UNDEFINED;
+}
 
 void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   if (!atomic_load(&otpc__dist.running) || to.node == otpc__dist.node ||
@@ -1094,10 +1126,18 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   otpc_pid_t from = sig->from;
   bond_op_t bond = {false, {0, from, to, sig->ref}};
   switch (sig->kind) {
-    case SIG_LINK: bond.add = true; bond.b.kind = B_LINK; break;
+    case SIG_LINK:
+      bond.add = true;
+      bond.b.kind = B_LINK;
+      break;
     case SIG_UNLINK: bond.b.kind = B_LINK; break;
-    case SIG_EXIT: if (sig->flags & SIGF_LINKED) bond.b.kind = B_LINK; break;
-    case SIG_MONITOR: bond.add = true; bond.b.kind = B_MON_OUT; break;
+    case SIG_EXIT:
+      if (sig->flags & SIGF_LINKED) bond.b.kind = B_LINK;
+      break;
+    case SIG_MONITOR:
+      bond.add = true;
+      bond.b.kind = B_MON_OUT;
+      break;
     case SIG_DEMONITOR: bond.b.kind = B_MON_OUT; break;
     case SIG_DOWN: bond.b.kind = B_MON_IN; break;
     default: break;
@@ -1178,5 +1218,15 @@ void otpc__conn_shutdown(void) {
     if (c == NULL) break;
     conn_down(c, "distribution stopped");
     conn_unref(c);
+  }
+  /* The killed processes clean up (release their conns) when their
+   * schedulers get to them: wait for that, a little, so that a node
+   * stopped right after frees nothing still in use. Handshakes still
+   * running end at their deadline. */
+  for (int i = 0; i < 400 && atomic_load(&live_tasks) > 0; i++) {
+    if (otpc__current() != NULL)
+      otpc_sleep(5);
+    else
+      usleep(5000);
   }
 }

@@ -36,23 +36,23 @@
 
 /* What we advertise, and what a peer must have (OTP 25 and 26 refuse a
  * peer without their mandatory flags, so we ask the same). */
-#define DIST_FLAGS_MANDATORY                                                  \
-  (OTPC_DFLAG_EXTENDED_REFERENCES | OTPC_DFLAG_FUN_TAGS |                     \
-   OTPC_DFLAG_NEW_FUN_TAGS | OTPC_DFLAG_EXTENDED_PIDS_PORTS |                 \
-   OTPC_DFLAG_EXPORT_PTR_TAG | OTPC_DFLAG_BIT_BINARIES |                      \
-   OTPC_DFLAG_NEW_FLOATS | OTPC_DFLAG_UTF8_ATOMS | OTPC_DFLAG_MAP_TAG |       \
+#define DIST_FLAGS_MANDATORY                                            \
+  (OTPC_DFLAG_EXTENDED_REFERENCES | OTPC_DFLAG_FUN_TAGS |               \
+   OTPC_DFLAG_NEW_FUN_TAGS | OTPC_DFLAG_EXTENDED_PIDS_PORTS |           \
+   OTPC_DFLAG_EXPORT_PTR_TAG | OTPC_DFLAG_BIT_BINARIES |                \
+   OTPC_DFLAG_NEW_FLOATS | OTPC_DFLAG_UTF8_ATOMS | OTPC_DFLAG_MAP_TAG | \
    OTPC_DFLAG_BIG_CREATION | OTPC_DFLAG_HANDSHAKE_23)
-#define DIST_FLAGS_OURS                                                       \
-  (DIST_FLAGS_MANDATORY | OTPC_DFLAG_DIST_MONITOR |                           \
-   OTPC_DFLAG_DIST_MONITOR_NAME | OTPC_DFLAG_SMALL_ATOM_TAGS |                \
-   OTPC_DFLAG_DIST_HDR_ATOM_CACHE | OTPC_DFLAG_SEND_SENDER |                  \
-   OTPC_DFLAG_BIG_SEQTRACE_LABELS | OTPC_DFLAG_EXIT_PAYLOAD |                 \
-   OTPC_DFLAG_FRAGMENTS | OTPC_DFLAG_UNLINK_ID | OTPC_DFLAG_V4_NC |           \
+#define DIST_FLAGS_OURS                                             \
+  (DIST_FLAGS_MANDATORY | OTPC_DFLAG_DIST_MONITOR |                 \
+   OTPC_DFLAG_DIST_MONITOR_NAME | OTPC_DFLAG_SMALL_ATOM_TAGS |      \
+   OTPC_DFLAG_DIST_HDR_ATOM_CACHE | OTPC_DFLAG_SEND_SENDER |        \
+   OTPC_DFLAG_BIG_SEQTRACE_LABELS | OTPC_DFLAG_EXIT_PAYLOAD |       \
+   OTPC_DFLAG_FRAGMENTS | OTPC_DFLAG_UNLINK_ID | OTPC_DFLAG_V4_NC | \
    OTPC_DFLAG_ALIAS | OTPC_DFLAG_MANDATORY_25_DIGEST)
 
-#define DIST_NAME_MAX 1023     /* bytes of a node name we accept */
-#define DIST_SETUP_MS 7000     /* Erlang's net_setuptime default */
-#define DIST_FRAG_SIZE 65536   /* payload bytes per outgoing fragment */
+#define DIST_NAME_MAX 1023   /* bytes of a node name we accept */
+#define DIST_SETUP_MS 7000   /* Erlang's net_setuptime default */
+#define DIST_FRAG_SIZE 65536 /* payload bytes per outgoing fragment */
 #define DIST_FRAME_MAX ((size_t)1 << 31) /* largest incoming frame */
 
 /* ------------------------------------------------------------------------
@@ -91,8 +91,7 @@ int otpc__epmd_register(uint16_t epmd_port, const char *alive, uint16_t port,
                         uint32_t *creation);
 /* PORT_PLEASE2_REQ: the port of alive on host. OTPC_ENONAME if unknown. */
 int otpc__epmd_port_please(const char *host, uint16_t epmd_port,
-                           const char *alive, int64_t deadline,
-                           uint16_t *port);
+                           const char *alive, int64_t deadline, uint16_t *port);
 /* NAMES_REQ: epmd's text ("name N at port P\n"...), otpc_free() it. */
 int otpc__epmd_names(const char *host, uint16_t epmd_port, int64_t deadline,
                      char **text);
@@ -123,17 +122,17 @@ typedef struct otpc__hs_policy {
 
 typedef struct otpc__hs {
   /* in */
-  const char *self;       /* our full node name */
-  uint64_t flags;         /* ours */
-  uint32_t creation;      /* ours */
+  const char *self;  /* our full node name */
+  uint64_t flags;    /* ours */
+  uint32_t creation; /* ours */
   const char *cookie;
-  const char *expect;     /* initiator: the node we call */
+  const char *expect; /* initiator: the node we call */
   /* out */
   char peer[DIST_NAME_MAX + 1];
   uint64_t peer_flags;
   uint32_t peer_creation;
-  char why[160];          /* why it failed, for the log */
-  bool nok;               /* initiator: the peer said nok (simultaneous) */
+  char why[160]; /* why it failed, for the log */
+  bool nok;      /* initiator: the peer said nok (simultaneous) */
 } otpc__hs_t;
 
 /* Runs the handshake; 0 when the connection is up. */
@@ -141,8 +140,7 @@ int otpc__hs_initiate(otpc__hs_t *hs, const otpc__hs_io_t *io);
 int otpc__hs_accept(otpc__hs_t *hs, const otpc__hs_io_t *io,
                     const otpc__hs_policy_t *policy);
 /* MD5 of the cookie and the challenge's decimal text. */
-void otpc__hs_digest(uint32_t challenge, const char *cookie,
-                     uint8_t out[16]);
+void otpc__hs_digest(uint32_t challenge, const char *cookie, uint8_t out[16]);
 
 /* ------------------------------------------------------------------------
  * frame.c
@@ -186,14 +184,14 @@ enum {
  * depends on op; the kinds of the operations that have *_TT and PAYLOAD
  * variants are folded into the base ones (see dist_kind). */
 typedef struct otpc__dmsg {
-  int op;                 /* DOP_* as received */
+  int op; /* DOP_* as received */
   otpc_pid_t from, to;
-  otpc_atom_t to_name;    /* REG_SEND, and MONITOR_P/DEMONITOR_P by name */
-  otpc_atom_t from_name;  /* MONITOR_P_EXIT by name */
-  otpc_ref_t ref;         /* monitors; ALIAS_SEND's alias */
-  uint64_t id;            /* UNLINK_ID, UNLINK_ID_ACK */
-  otpc_buf_t *ctrl;       /* the control tuple, version byte first */
-  otpc_buf_t *payload;    /* message or exit reason, or NULL */
+  otpc_atom_t to_name;   /* REG_SEND, and MONITOR_P/DEMONITOR_P by name */
+  otpc_atom_t from_name; /* MONITOR_P_EXIT by name */
+  otpc_ref_t ref;        /* monitors; ALIAS_SEND's alias */
+  uint64_t id;           /* UNLINK_ID, UNLINK_ID_ACK */
+  otpc_buf_t *ctrl;      /* the control tuple, version byte first */
+  otpc_buf_t *payload;   /* message or exit reason, or NULL */
 } otpc__dmsg_t;
 
 void otpc__dmsg_clear(otpc__dmsg_t *m);
@@ -205,7 +203,7 @@ typedef struct otpc__rx {
   otpc_atom_t cache[2048]; /* 8 segments of 256 */
   otpc__frag_t *frags;     /* sequences in progress */
   size_t nfrags;
-  size_t frag_bytes;       /* bytes held by them */
+  size_t frag_bytes; /* bytes held by them */
 } otpc__rx_t;
 
 void otpc__rx_init(otpc__rx_t *rx);
@@ -244,20 +242,20 @@ int otpc__tx_next(const otpc_buf_t *ctrl, const otpc_buf_t *payload,
 
 typedef struct otpc__dist {
   _Atomic int running;
-  otpc_atom_t node;        /* our name */
+  otpc_atom_t node; /* our name */
   char name[DIST_NAME_MAX + 1];
-  char host[256];          /* the part after '@' */
+  char host[256]; /* the part after '@' */
   char cookie[256];
   uint32_t creation;
   uint64_t flags;
   bool hidden;
-  unsigned ticktime;       /* seconds */
-  uint16_t port;           /* we listen on */
+  unsigned ticktime; /* seconds */
+  uint16_t port;     /* we listen on */
   uint16_t epmd_port;
   char listen_addr[64];
   int listen_fd;
-  int epmd_fd;             /* our registration */
-  bool epmd_server;        /* we run the embedded one */
+  int epmd_fd;      /* our registration */
+  bool epmd_server; /* we run the embedded one */
   otpc_pid_t listener, net_kernel;
 } otpc__dist_t;
 
@@ -272,8 +270,8 @@ int otpc__conn_accept(int fd);
 void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig);
 /* Sends a control message (and payload) to node; connects if needed.
  * Takes over ctrl and payload. sender orders it among others. */
-int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl,
-                       otpc_buf_t *payload, otpc_pid_t sender);
+int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
+                       otpc_pid_t sender);
 /* Connection state for node: 1 up, 0 pending, -1 none. Starts a
  * connection if none and connect is set. */
 int otpc__conn_state(otpc_atom_t node, bool connect);

@@ -331,7 +331,8 @@ int otpc__epmd_server_start(const char *addr, uint16_t port) {
   if (rc != 0) return rc;
   pthread_mutex_lock(&lock);
   if (entries == NULL) entries = otpc__calloc(EPMD_MAX_NAMES, sizeof *entries);
-  if (next_creation == 0 && getrandom(&next_creation, sizeof next_creation, 0) < 0)
+  if (next_creation == 0 &&
+      getrandom(&next_creation, sizeof next_creation, 0) < 0)
     next_creation = (uint32_t)otpc_now_ms();
   pthread_mutex_unlock(&lock);
   if (entries == NULL) {

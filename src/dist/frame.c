@@ -34,14 +34,16 @@
 
 struct otpc__frag {
   uint64_t seq;
-  uint64_t left;       /* fragments still to come */
+  uint64_t left; /* fragments still to come */
   uint32_t nrefs;
   otpc_atom_t refs[255];
   uint8_t *data;
   size_t len, cap;
 };
 
-void otpc__rx_init(otpc__rx_t *rx) { memset(rx, 0, sizeof *rx); }
+void otpc__rx_init(otpc__rx_t *rx) {
+  memset(rx, 0, sizeof *rx);
+}
 
 void otpc__rx_free(otpc__rx_t *rx) {
   for (size_t i = 0; i < rx->nfrags; i++) otpc__free(rx->frags[i].data);
@@ -110,7 +112,8 @@ static int parse_header(otpc__rx_t *rx, const uint8_t *p, size_t n,
       at += len;
       rx->cache[slot] = a;
     } else if (rx->cache[slot] == OTPC_ATOM_NONE) {
-      return bad(why, wl, OTPC_EBADARG, "reference to empty cache slot %zu", slot);
+      return bad(why, wl, OTPC_EBADARG, "reference to empty cache slot %zu",
+                 slot);
     }
     refs[i] = rx->cache[slot];
   }
@@ -144,12 +147,21 @@ static otpc_buf_t *copy_term(otpc_term_t t) {
 
 static bool has_payload(int op) {
   switch (op) {
-    case DOP_SEND: case DOP_REG_SEND: case DOP_SEND_TT: case DOP_REG_SEND_TT:
-    case DOP_SEND_SENDER: case DOP_SEND_SENDER_TT: case DOP_PAYLOAD_EXIT:
-    case DOP_PAYLOAD_EXIT_TT: case DOP_PAYLOAD_EXIT2: case DOP_PAYLOAD_EXIT2_TT:
-    case DOP_PAYLOAD_MONITOR_P_EXIT: case DOP_SPAWN_REQUEST:
-    case DOP_SPAWN_REQUEST_TT: case DOP_ALIAS_SEND: case DOP_ALIAS_SEND_TT:
-      return true;
+    case DOP_SEND:
+    case DOP_REG_SEND:
+    case DOP_SEND_TT:
+    case DOP_REG_SEND_TT:
+    case DOP_SEND_SENDER:
+    case DOP_SEND_SENDER_TT:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT_TT:
+    case DOP_PAYLOAD_EXIT2:
+    case DOP_PAYLOAD_EXIT2_TT:
+    case DOP_PAYLOAD_MONITOR_P_EXIT:
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REQUEST_TT:
+    case DOP_ALIAS_SEND:
+    case DOP_ALIAS_SEND_TT: return true;
     default: return false;
   }
 }
@@ -161,24 +173,31 @@ static bool has_payload(int op) {
 static const char *shape(int op, size_t *reason_at) {
   *reason_at = 0;
   switch (op) {
-    case DOP_LINK: case DOP_UNLINK: case DOP_GROUP_LEADER:
-    case DOP_SEND_SENDER: case DOP_PAYLOAD_EXIT: case DOP_PAYLOAD_EXIT2:
-      return "ft";
+    case DOP_LINK:
+    case DOP_UNLINK:
+    case DOP_GROUP_LEADER:
+    case DOP_SEND_SENDER:
+    case DOP_PAYLOAD_EXIT:
+    case DOP_PAYLOAD_EXIT2: return "ft";
     case DOP_SEND: return "_t";
     case DOP_SEND_TT: return "_t_";
-    case DOP_SEND_SENDER_TT: case DOP_PAYLOAD_EXIT_TT:
-    case DOP_PAYLOAD_EXIT2_TT:
-      return "ft_";
-    case DOP_EXIT: case DOP_EXIT2: *reason_at = 3; return "ft_";
-    case DOP_EXIT_TT: case DOP_EXIT2_TT: *reason_at = 4; return "ft__";
+    case DOP_SEND_SENDER_TT:
+    case DOP_PAYLOAD_EXIT_TT:
+    case DOP_PAYLOAD_EXIT2_TT: return "ft_";
+    case DOP_EXIT:
+    case DOP_EXIT2: *reason_at = 3; return "ft_";
+    case DOP_EXIT_TT:
+    case DOP_EXIT2_TT: *reason_at = 4; return "ft__";
     case DOP_REG_SEND: return "f_a";
     case DOP_REG_SEND_TT: return "f_a_";
-    case DOP_MONITOR_P: case DOP_DEMONITOR_P: return "fxr";
+    case DOP_MONITOR_P:
+    case DOP_DEMONITOR_P: return "fxr";
     case DOP_MONITOR_P_EXIT: *reason_at = 4; return "ytr_";
     case DOP_PAYLOAD_MONITOR_P_EXIT: return "ytr";
     case DOP_ALIAS_SEND: return "fr";
     case DOP_ALIAS_SEND_TT: return "fr_";
-    case DOP_UNLINK_ID: case DOP_UNLINK_ID_ACK: return "ift";
+    case DOP_UNLINK_ID:
+    case DOP_UNLINK_ID_ACK: return "ift";
     default: return NULL;
   }
 }
@@ -244,11 +263,13 @@ static int take_message(const uint8_t *p, size_t n, uint32_t nrefs,
     return bad(why, wl, OTPC_EBADARG, "control %d %s a message", out->op,
                want ? "without" : "with");
   if (rest == 0) return 1;
-  long plen = otpc__term_validate_cached(p + clen, rest, refs, nrefs, &prefs, &err);
+  long plen =
+      otpc__term_validate_cached(p + clen, rest, refs, nrefs, &prefs, &err);
   if (plen < 0)
     return bad(why, wl, (int)plen, "bad message: %s at byte %zu",
                otpc_strerror((int)plen), err.offset);
-  if ((size_t)plen != rest) return bad(why, wl, OTPC_ETRAIL, "bytes after the message");
+  if ((size_t)plen != rest)
+    return bad(why, wl, OTPC_ETRAIL, "bytes after the message");
   out->payload = plain(p + clen, rest, prefs, refs, &rc);
   if (out->payload == NULL) return bad(why, wl, rc, "out of memory");
   return 1;
@@ -256,7 +277,8 @@ static int take_message(const uint8_t *p, size_t n, uint32_t nrefs,
 
 static int pass_through(const uint8_t *p, size_t n, otpc__dmsg_t *out,
                         char *why, size_t wl) {
-  if (n < 1 || p[0] != 131) return bad(why, wl, OTPC_EVERSION, "pass-through without 131");
+  if (n < 1 || p[0] != 131)
+    return bad(why, wl, OTPC_EVERSION, "pass-through without 131");
   otpc_decode_error_t err;
   long clen = otpc_term_validate(p + 1, n - 1, NULL, &err);
   if (clen < 0) return bad(why, wl, (int)clen, "bad control message");
@@ -265,7 +287,8 @@ static int pass_through(const uint8_t *p, size_t n, otpc__dmsg_t *out,
     if (p[at] != 131) return bad(why, wl, OTPC_EVERSION, "message without 131");
     long plen = otpc_term_validate(p + at + 1, n - at - 1, NULL, &err);
     if (plen < 0) return bad(why, wl, (int)plen, "bad message");
-    if ((size_t)plen != n - at - 1) return bad(why, wl, OTPC_ETRAIL, "trailing bytes");
+    if ((size_t)plen != n - at - 1)
+      return bad(why, wl, OTPC_ETRAIL, "trailing bytes");
   }
   /* The same checks again on the exact slices, as take_message does. */
   uint8_t *both = otpc__malloc(n);
@@ -387,7 +410,8 @@ int otpc__rx_frame(otpc__rx_t *rx, const uint8_t *data, size_t len,
     size_t hlen;
     rc = parse_header(rx, data + 2, len - 2, refs, &nrefs, &hlen, why, wl);
     if (rc == 0)
-      rc = take_message(data + 2 + hlen, len - 2 - hlen, nrefs, refs, out, why, wl);
+      rc = take_message(data + 2 + hlen, len - 2 - hlen, nrefs, refs, out, why,
+                        wl);
   } else if (data[1] == 69) {
     rc = frag_start(rx, data + 2, len - 2, out, why, wl);
   } else if (data[1] == 70) {

@@ -16,9 +16,10 @@
  *
  * A digest is MD5 of the cookie followed by the challenge as decimal text
  * (dist_util:gen_digest/2; the protocol page names them the other way
- * round, and the code is what peers check); digests are compared in constant time. Challenges come from the OpenSSL
- * random generator. Nothing here touches a socket: the caller passes an
- * I/O callback, which is how the fuzzer drives both roles from bytes.
+ * round, and the code is what peers check); digests are compared in constant
+ * time. Challenges come from the OpenSSL random generator. Nothing here touches
+ * a socket: the caller passes an I/O callback, which is how the fuzzer drives
+ * both roles from bytes.
  */
 #include <openssl/crypto.h>
 #include <openssl/md5.h>
@@ -111,8 +112,7 @@ static int take_name(otpc__hs_t *hs, const uint8_t *p, size_t n) {
 static int check_flags(otpc__hs_t *hs) {
   uint64_t missing = DIST_FLAGS_MANDATORY & ~hs->peer_flags;
   if (missing != 0)
-    return why(hs, OTPC_EINVAL,
-               "%s lacks mandatory distribution flags 0x%llx",
+    return why(hs, OTPC_EINVAL, "%s lacks mandatory distribution flags 0x%llx",
                hs->peer[0] ? hs->peer : "peer", (unsigned long long)missing);
   return 0;
 }
@@ -178,7 +178,8 @@ int otpc__hs_initiate(otpc__hs_t *hs, const otpc__hs_io_t *io) {
     return why(hs, OTPC_EEXIST, "simultaneous connect: the peer's wins");
   } else if (!(sl == 2 && memcmp(st, "ok", 2) == 0) &&
              !(sl == 15 && memcmp(st, "ok_simultaneous", 15) == 0)) {
-    return why(hs, OTPC_EINVAL, "refused with status %.*s", (int)(sl > 32 ? 32 : sl), st);
+    return why(hs, OTPC_EINVAL, "refused with status %.*s",
+               (int)(sl > 32 ? 32 : sl), st);
   }
   if ((rc = recv_msg(hs, io, b, &n)) != 0) return rc;
   uint32_t ch_b;
@@ -203,8 +204,8 @@ int otpc__hs_initiate(otpc__hs_t *hs, const otpc__hs_io_t *io) {
   if (n != 17 || b[0] != 'a')
     return why(hs, OTPC_EBADTAG, "expected the challenge ack");
   if (CRYPTO_memcmp(want, b + 1, 16) != 0)
-    return why(hs, OTPC_EINVAL, "%s answered with a wrong digest: cookies differ",
-               hs->peer);
+    return why(hs, OTPC_EINVAL,
+               "%s answered with a wrong digest: cookies differ", hs->peer);
   return 0;
 }
 
@@ -249,8 +250,10 @@ int otpc__hs_accept(otpc__hs_t *hs, const otpc__hs_io_t *io,
     bool go_on = n == 5 && memcmp(b, "strue", 5) == 0;
     if (policy && policy->alive_answer)
       policy->alive_answer(policy->ctx, hs->peer, go_on);
-    if (!go_on) return why(hs, OTPC_EEXIST, "%s gave up its new connection", hs->peer);
-  } else if (strcmp(status, "ok") != 0 && strcmp(status, "ok_simultaneous") != 0) {
+    if (!go_on)
+      return why(hs, OTPC_EEXIST, "%s gave up its new connection", hs->peer);
+  } else if (strcmp(status, "ok") != 0 &&
+             strcmp(status, "ok_simultaneous") != 0) {
     return why(hs, OTPC_EEXIST, "answered %s to %s", status, hs->peer);
   }
   uint32_t ch_b = challenge();

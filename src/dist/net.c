@@ -167,8 +167,8 @@ static void reply(otpc_term_t from, otpc_term_t reply_term) {
       otpc_term_get_ref(otpc_list_tail(&it), &alias) == 0 &&
       alias.node != otpc__dist.node) {
     otpc_pid_t self = otpc_self();
-    otpc__dist_enqueue(alias.node, otpc__ctrl_fmt("{33, ~p, ~r}", &self, &alias),
-                       msg, self);
+    otpc__dist_enqueue(
+        alias.node, otpc__ctrl_fmt("{33, ~p, ~r}", &self, &alias), msg, self);
     return;
   }
   otpc_send(pid, msg);
@@ -240,13 +240,14 @@ static int setup(const otpc_dist_opts_t *o) {
   d->ticktime = o->net_ticktime ? o->net_ticktime : 60;
   if (d->ticktime < 4) d->ticktime = 4;
   const char *env = getenv("ERL_EPMD_PORT");
-  d->epmd_port = o->epmd_port ? o->epmd_port
+  d->epmd_port = o->epmd_port           ? o->epmd_port
                  : env && atoi(env) > 0 ? (uint16_t)atoi(env)
                                         : EPMD_DEFAULT_PORT;
   snprintf(d->listen_addr, sizeof d->listen_addr, "%s",
            o->listen_addr ? o->listen_addr : "0.0.0.0");
-  const char *cookie = o->cookie ? o->cookie
-                       : otpc__rt.cookie[0] ? otpc__rt.cookie : NULL;
+  const char *cookie = o->cookie            ? o->cookie
+                       : otpc__rt.cookie[0] ? otpc__rt.cookie
+                                            : NULL;
   if (cookie != NULL) {
     snprintf(d->cookie, sizeof d->cookie, "%s", cookie);
   } else {
@@ -261,7 +262,8 @@ static int start(const otpc_dist_opts_t *o) {
   int rc = setup(o);
   if (rc != 0) return rc;
   otpc__conn_init();
-  rc = otpc__sock_listen(d->listen_addr, o->listen_port, &d->listen_fd, &d->port);
+  rc = otpc__sock_listen(d->listen_addr, o->listen_port, &d->listen_fd,
+                         &d->port);
   if (rc != 0) return rc;
   /* epmd: the host's, else our own. */
   int64_t deadline = otpc__deadline(DIST_SETUP_MS);
@@ -275,7 +277,8 @@ static int start(const otpc_dist_opts_t *o) {
     rc = otpc__epmd_server_start(d->listen_addr, d->epmd_port);
     if (rc == 0) {
       d->epmd_server = true;
-      OTPC_LOG_INFO("no epmd on port %u: started the embedded one", d->epmd_port);
+      OTPC_LOG_INFO("no epmd on port %u: started the embedded one",
+                    d->epmd_port);
       rc = otpc__epmd_register(d->epmd_port, alive, d->port, d->hidden,
                                deadline, &d->epmd_fd, &creation);
     } else if (rc == OTPC_EEXIST) { /* another one started meanwhile */
@@ -292,7 +295,8 @@ static int start(const otpc_dist_opts_t *o) {
     return rc;
   }
   otpc_spawn_opts_t lo = {.name = "dist listener"};
-  rc = otpc_spawn(listen_loop, (void *)(intptr_t)d->listen_fd, &lo, &d->listener);
+  rc = otpc_spawn(listen_loop, (void *)(intptr_t)d->listen_fd, &lo,
+                  &d->listener);
   if (rc == 0) {
     otpc_spawn_opts_t no = {.name = "net_kernel"};
     rc = otpc_spawn_handler(&nk_handler, NULL, &no, &d->net_kernel);
@@ -335,8 +339,8 @@ int otpc_dist_stop(void) {
   if (d->epmd_server) otpc__epmd_server_stop();
   d->epmd_server = false;
   /* Let the killed processes go before the caller stops the node. */
-  for (int i = 0; i < 200 && (otpc_is_alive(d->listener) ||
-                               otpc_is_alive(d->net_kernel));
+  for (int i = 0;
+       i < 200 && (otpc_is_alive(d->listener) || otpc_is_alive(d->net_kernel));
        i++) {
     if (otpc__current() != NULL)
       otpc_sleep(5);
@@ -353,7 +357,9 @@ int otpc_dist_stop(void) {
   return 0;
 }
 
-bool otpc_dist_running(void) { return atomic_load(&otpc__dist.running) != 0; }
+bool otpc_dist_running(void) {
+  return atomic_load(&otpc__dist.running) != 0;
+}
 uint16_t otpc_dist_port(void) {
   return atomic_load(&otpc__dist.running) ? otpc__dist.port : 0;
 }
@@ -372,9 +378,9 @@ int otpc_send_remote(otpc_atom_t name, otpc_atom_t node, otpc_buf_t *msg) {
   otpc_pid_t self = otpc_self();
   otpc_buf_t *ctrl;
   if (self.node == OTPC_ATOM_UNDEFINED)
-    ctrl = otpc__ctrl_fmt("{6, ~p, '', ~A}", &(otpc_pid_t){otpc__dist.node, 0, 0,
-                                                          otpc__dist.creation},
-                          name);
+    ctrl = otpc__ctrl_fmt(
+        "{6, ~p, '', ~A}",
+        &(otpc_pid_t){otpc__dist.node, 0, 0, otpc__dist.creation}, name);
   else
     ctrl = otpc__ctrl_fmt("{6, ~p, '', ~A}", &self, name);
   return otpc__dist_enqueue(node, ctrl, otpc_buf_ref(msg), self);
@@ -430,7 +436,9 @@ int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
   }
 }
 
-int otpc_net_disconnect(otpc_atom_t node) { return otpc__conn_close(node); }
+int otpc_net_disconnect(otpc_atom_t node) {
+  return otpc__conn_close(node);
+}
 
 size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden) {
   return otpc__conn_nodes(out, max, hidden);

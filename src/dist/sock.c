@@ -197,9 +197,9 @@ int otpc__sock_listen(const char *addr, uint16_t port, int *out,
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   getsockname(fd, (struct sockaddr *)&ss, &len);
-  *bound = ntohs(ss.ss_family == AF_INET6
-                     ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                     : ((struct sockaddr_in *)&ss)->sin_port);
+  *bound =
+      ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                     : ((struct sockaddr_in *)&ss)->sin_port);
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
   *out = fd;
   return 0;

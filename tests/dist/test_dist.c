@@ -219,8 +219,8 @@ TEST(frame_doc_example_fragments_and_atom_cache) {
   uint8_t f1[sizeof head + 100], f2[18 + 28];
   memcpy(f1, head, sizeof head);
   memset(f1 + sizeof head, 0, 100);
-  static const uint8_t cont[18] = {131, 70, 0, 0, 2, 168, 0, 0, 5, 83,
-                                   0,   0,  0, 0, 0, 0,   0, 1};
+  static const uint8_t cont[18] = {131, 70, 0, 0, 2, 168, 0, 0, 5,
+                                   83,  0,  0, 0, 0, 0,   0, 0, 1};
   memcpy(f2, cont, 18);
   memset(f2 + 18, 0, 28);
   otpc__rx_t *rx = malloc(sizeof *rx);
@@ -238,9 +238,9 @@ TEST(frame_doc_example_fragments_and_atom_cache) {
   CHECK(m.to_name == otpc_atom("reg"));
   CHECK(m.from.node == me);
   CHECK_INT_EQ(m.from.id, 85);
-  otpc_buf_t *want = otpc_term_fmt("{call, ~p, {set_get_state, ~b}}",
-                                   &(otpc_pid_t){me, 245, 2, 2},
-                                   (const void *)(uint8_t[128]){0}, (size_t)128);
+  otpc_buf_t *want = otpc_term_fmt(
+      "{call, ~p, {set_get_state, ~b}}", &(otpc_pid_t){me, 245, 2, 2},
+      (const void *)(uint8_t[128]){0}, (size_t)128);
   CHECK(otpc_term_equal(otpc_buf_term(m.payload), otpc_buf_term(want)));
   otpc_buf_unref(want);
   otpc__dmsg_clear(&m);
@@ -253,7 +253,8 @@ TEST(frame_doc_example_fragments_and_atom_cache) {
 static void roundtrip(size_t payload_bytes, bool fragments) {
   uint8_t *data = malloc(payload_bytes);
   for (size_t i = 0; i < payload_bytes; i++) data[i] = (uint8_t)(i * 7);
-  otpc_pid_t from = {otpc_atom("a@h"), 1, 2, 3}, to = {otpc_atom("b@h"), 4, 5, 6};
+  otpc_pid_t from = {otpc_atom("a@h"), 1, 2, 3},
+             to = {otpc_atom("b@h"), 4, 5, 6};
   otpc_buf_t *ctrl = otpc__ctrl_fmt("{22, ~p, ~p}", &from, &to);
   otpc_buf_t *msg = otpc_term_fmt("{big, ~b}", data, payload_bytes);
   otpc__rx_t *rx = malloc(sizeof *rx);
@@ -278,7 +279,8 @@ static void roundtrip(size_t payload_bytes, bool fragments) {
     free(frame);
   }
   CHECK_INT_EQ(got, 1);
-  CHECK(frames == (fragments ? (int)((payload_bytes + 40) / DIST_FRAG_SIZE) + 1 : 1));
+  CHECK(frames ==
+        (fragments ? (int)((payload_bytes + 40) / DIST_FRAG_SIZE) + 1 : 1));
   CHECK_INT_EQ(m.op, DOP_SEND_SENDER);
   CHECK(otpc_pid_eq(m.from, from) && otpc_pid_eq(m.to, to));
   CHECK(otpc_term_equal(otpc_buf_term(m.payload), otpc_buf_term(msg)));
@@ -303,11 +305,11 @@ TEST(frame_bad_bytes_are_errors) {
   otpc__dmsg_t m;
   char why[128];
   static const uint8_t bad[][12] = {
-      {130, 68, 0},                   /* version */
-      {131, 71, 0},                   /* header tag */
-      {131, 68, 1, 8, 0, 1, 'x'},     /* atom, then no control */
-      {131, 68, 0, 104, 1, 97, 2},    /* SEND without its message */
-      {131, 68, 0, 104, 1, 100},      /* truncated */
+      {130, 68, 0},                      /* version */
+      {131, 71, 0},                      /* header tag */
+      {131, 68, 1, 8, 0, 1, 'x'},        /* atom, then no control */
+      {131, 68, 0, 104, 1, 97, 2},       /* SEND without its message */
+      {131, 68, 0, 104, 1, 100},         /* truncated */
       {131, 68, 1, 0, 7, 104, 1, 82, 0}, /* empty cache slot */
       {131, 70, 0, 0, 0, 0, 0, 0, 0, 1}, /* unknown sequence */
   };
@@ -322,11 +324,59 @@ TEST(frame_bad_bytes_are_errors) {
 TEST(term_uncache_rewrites_refs_inside_funs_and_pids) {
   /* fun with Module = cache ref 0 and a pid whose node is ref 1 */
   otpc_atom_t refs[2] = {otpc_atom("mod"), otpc_atom("n@h")};
-  uint8_t t[] = {112, 0, 0, 0, 0, 1, /* arity */
-                 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
-                 0, 0, 0, 1, /* index */ 0, 0, 0, 1, /* nfree */
-                 82, 0, 97, 1, 97, 2, 88, 82, 1, 0, 0, 0, 1, 0, 0, 0, 0,
-                 0, 0, 0, 1, /* pid */ 82, 0 /* free var: 'mod' */};
+  uint8_t t[] = {112,
+                 0,
+                 0,
+                 0,
+                 0,
+                 1, /* arity */
+                 0,
+                 1,
+                 2,
+                 3,
+                 4,
+                 5,
+                 6,
+                 7,
+                 8,
+                 9,
+                 10,
+                 11,
+                 12,
+                 13,
+                 14,
+                 15,
+                 0,
+                 0,
+                 0,
+                 1,
+                 /* index */ 0,
+                 0,
+                 0,
+                 1, /* nfree */
+                 82,
+                 0,
+                 97,
+                 1,
+                 97,
+                 2,
+                 88,
+                 82,
+                 1,
+                 0,
+                 0,
+                 0,
+                 1,
+                 0,
+                 0,
+                 0,
+                 0,
+                 0,
+                 0,
+                 0,
+                 1,
+                 /* pid */ 82,
+                 0 /* free var: 'mod' */};
   put_be32(t + 1, sizeof t - 1);
   size_t nrefs;
   CHECK_INT_EQ(otpc__term_validate_cached(t, sizeof t, refs, 2, &nrefs, NULL),
@@ -338,8 +388,9 @@ TEST(term_uncache_rewrites_refs_inside_funs_and_pids) {
   CHECK(b != NULL);
   otpc_term_t view;
   otpc_buf_t *owned;
-  CHECK_INT_EQ(otpc_term_decode(otpc_buf_data(b), otpc_buf_size(b), NULL,
-                                &view, &owned, NULL), 0);
+  CHECK_INT_EQ(otpc_term_decode(otpc_buf_data(b), otpc_buf_size(b), NULL, &view,
+                                &owned, NULL),
+               0);
   char *text;
   CHECK_INT_EQ(otpc_term_print(view, &text, NULL), 0);
   CHECK(strstr(text, "mod") != NULL);
@@ -371,8 +422,8 @@ static void echo(void *arg) {
 static int start_node(const char *name, const char *cookie, uint16_t epmd) {
   otpc_node_opts_t n = {.name = name, .cookie = cookie, .schedulers = 2};
   if (otpc_node_start(&n) != 0) return -1;
-  otpc_dist_opts_t d = {.epmd_port = epmd, .listen_addr = "127.0.0.1",
-                        .net_ticktime = 8};
+  otpc_dist_opts_t d = {
+      .epmd_port = epmd, .listen_addr = "127.0.0.1", .net_ticktime = 8};
   return otpc_dist_start(&d);
 }
 
@@ -409,10 +460,10 @@ static void two_nodes_main(void *arg) {
     if (t->ping != 1) otpc_sleep(100);
   }
   if (t->ping != 1) return;
-  otpc_buf_t *msg = otpc_term_fmt("{~p, hello, [1, 2.5, <<\"bin\">>]}",
-                                  &(otpc_pid_t){otpc_self().node, otpc_self().id,
-                                                otpc_self().serial,
-                                                otpc_self().creation});
+  otpc_buf_t *msg =
+      otpc_term_fmt("{~p, hello, [1, 2.5, <<\"bin\">>]}",
+                    &(otpc_pid_t){otpc_self().node, otpc_self().id,
+                                  otpc_self().serial, otpc_self().creation});
   otpc_send_remote(otpc_atom("echo"), node, msg);
   otpc_buf_t *back;
   if (otpc_receive(NULL, 5000, &back) == 0) {
@@ -445,9 +496,18 @@ static void two_nodes_main(void *arg) {
   otpc_pattern_compile("{'DOWN', _, process, _, noconnection}", &pd, NULL);
   otpc_pattern_compile("{nodedown, _}", &pn, NULL);
   otpc_buf_t *m;
-  if (otpc_receive(pe, 10000, &m) == 0) { t->exit_noconn = 1; otpc_buf_unref(m); }
-  if (otpc_receive(pd, 10000, &m) == 0) { t->down_noconn = 1; otpc_buf_unref(m); }
-  if (otpc_receive(pn, 10000, &m) == 0) { t->nodedown = 1; otpc_buf_unref(m); }
+  if (otpc_receive(pe, 10000, &m) == 0) {
+    t->exit_noconn = 1;
+    otpc_buf_unref(m);
+  }
+  if (otpc_receive(pd, 10000, &m) == 0) {
+    t->down_noconn = 1;
+    otpc_buf_unref(m);
+  }
+  if (otpc_receive(pn, 10000, &m) == 0) {
+    t->nodedown = 1;
+    otpc_buf_unref(m);
+  }
   otpc_pattern_free(pe);
   otpc_pattern_free(pd);
   otpc_pattern_free(pn);
@@ -501,12 +561,14 @@ TEST(embedded_epmd_names_and_port) {
   uint16_t epmd = test_port(3);
   CHECK_INT_EQ(start_node("solo@localhost", "k", epmd), 0);
   char *text = NULL;
-  CHECK_INT_EQ(otpc__epmd_names("localhost", epmd, otpc__deadline(3000), &text), 0);
+  CHECK_INT_EQ(otpc__epmd_names("localhost", epmd, otpc__deadline(3000), &text),
+               0);
   CHECK(strstr(text, "name solo at port") != NULL);
   otpc_free(text);
   uint16_t port = 0;
   CHECK_INT_EQ(otpc__epmd_port_please("localhost", epmd, "solo",
-                                      otpc__deadline(3000), &port), 0);
+                                      otpc__deadline(3000), &port),
+               0);
   CHECK_INT_EQ(port, otpc_dist_port());
   CHECK_INT_EQ(otpc__epmd_port_please("localhost", epmd, "nobody",
                                       otpc__deadline(3000), &port),
@@ -522,12 +584,13 @@ TEST(ticks_keep_a_connection_and_silence_ends_it) {
   uint16_t epmd = test_port(4);
   otpc_node_opts_t n = {.name = "t@localhost", .cookie = "k", .schedulers = 2};
   CHECK_INT_EQ(otpc_node_start(&n), 0);
-  otpc_dist_opts_t d = {.epmd_port = epmd, .listen_addr = "127.0.0.1",
-                        .net_ticktime = 4};
+  otpc_dist_opts_t d = {
+      .epmd_port = epmd, .listen_addr = "127.0.0.1", .net_ticktime = 4};
   CHECK_INT_EQ(otpc_dist_start(&d), 0);
   int fd;
   CHECK_INT_EQ(otpc__sock_connect("127.0.0.1", otpc_dist_port(),
-                                  otpc__deadline(3000), &fd), 0);
+                                  otpc__deadline(3000), &fd),
+               0);
   otpc__hs_t hs;
   memset(&hs, 0, sizeof hs);
   hs.self = "raw@localhost";

@@ -24,7 +24,9 @@ static int feed_read(void *ctx, void *buf, size_t n) {
   return 0;
 }
 
-static int feed_write(void *ctx, const void *buf, size_t n) { return 0; }
+static int feed_write(void *ctx, const void *buf, size_t n) {
+  return 0;
+}
 
 static const char *status(void *ctx, const char *peer, uint64_t flags) {
   /* Cover both answers that go on. */
@@ -46,7 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     hs.creation = 1;
     hs.cookie = "cookie";
     hs.expect = role ? "peer@host" : NULL;
-    int rc = role ? otpc__hs_initiate(&hs, &io) : otpc__hs_accept(&hs, &io, &pol);
+    int rc =
+        role ? otpc__hs_initiate(&hs, &io) : otpc__hs_accept(&hs, &io, &pol);
     if (rc == 0 && hs.peer[0] == 0) __builtin_trap(); /* up with no peer */
     if (rc != 0 && hs.why[0] == 0) __builtin_trap();  /* refused silently */
   }

@@ -135,7 +135,8 @@ static int wait_exit(pid_t pid, int seconds) {
 
 /* ---- helpers in the control process -------------------------------------- */
 
-static otpc_buf_t *recv_match(const char *pattern, int64_t ms, otpc_term_t *bind) {
+static otpc_buf_t *recv_match(const char *pattern, int64_t ms,
+                              otpc_term_t *bind) {
   otpc_pattern_t *p;
   if (otpc_pattern_compile(pattern, &p, NULL) != 0) return NULL;
   otpc_buf_t *m = NULL;
@@ -208,7 +209,8 @@ static void check_big_to_erl(otpc_pid_t peer) {
       unsigned bits;
       big_ok = otpc_term_get_uint64(otpc_term_tuple_elem(t, 1), &size) == 0 &&
                size == BIG &&
-               otpc_term_get_binary(otpc_term_tuple_elem(t, 2), &d, &n, &bits) == 0 &&
+               otpc_term_get_binary(otpc_term_tuple_elem(t, 2), &d, &n,
+                                    &bits) == 0 &&
                n == 16 && memcmp(d, want, 16) == 0;
     }
     otpc_buf_unref(m);
@@ -235,12 +237,15 @@ static void check_big_from_erl(otpc_pid_t peer) {
     if (otpc_term_atom_eq(otpc_term_tuple_elem(e, 0), "small", 5) &&
         otpc_term_get_int(otpc_term_tuple_elem(e, 1), &k) == 0) {
       in_order &= k == next_small++;
-    } else if (otpc_term_atom_eq(otpc_term_tuple_elem(e, 0), "big_from_erl", 12)) {
+    } else if (otpc_term_atom_eq(otpc_term_tuple_elem(e, 0), "big_from_erl",
+                                 12)) {
       const uint8_t *d, *h;
       size_t n, hn;
       unsigned bits;
       uint8_t got[16];
-      if (hash && otpc_term_get_binary(otpc_term_tuple_elem(e, 1), &d, &n, &bits) == 0 &&
+      if (hash &&
+          otpc_term_get_binary(otpc_term_tuple_elem(e, 1), &d, &n, &bits) ==
+              0 &&
           otpc_term_get_binary(t, &h, &hn, &bits) == 0 && n == BIG) {
         md5(d, n, got);
         whole = hn == 16 && memcmp(got, h, 16) == 0;
@@ -256,7 +261,8 @@ static void check_big_from_erl(otpc_pid_t peer) {
 /* A raw TCP connection to our own distribution port. */
 static int raw_conn(void) {
   int fd;
-  if (otpc__sock_connect("127.0.0.1", otpc_dist_port(), otpc__deadline(3000), &fd) != 0)
+  if (otpc__sock_connect("127.0.0.1", otpc_dist_port(), otpc__deadline(3000),
+                         &fd) != 0)
     return -1;
   return fd;
 }
@@ -277,7 +283,8 @@ static bool closed_within(int fd, int64_t ms) {
     if (got == 0) return true;
     if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
       return true;
-    if (got < 0 && otpc__sock_wait(fd, OTPC_FD_READ, deadline) == OTPC_ETIMEDOUT)
+    if (got < 0 &&
+        otpc__sock_wait(fd, OTPC_FD_READ, deadline) == OTPC_ETIMEDOUT)
       return false;
   }
 }
@@ -306,7 +313,8 @@ static void check_garbage_frame(otpc_pid_t peer) {
   otpc__hs_io_t io = {sio_read, sio_write, &fd};
   int hrc = fd >= 0 ? otpc__hs_initiate(&hs, &io) : -1;
   static const uint8_t garbage[] = {0, 0, 0, 5, 131, 68, 0, 104, 250};
-  if (hrc == 0) otpc__sock_write(fd, garbage, sizeof garbage, otpc__deadline(1000));
+  if (hrc == 0)
+    otpc__sock_write(fd, garbage, sizeof garbage, otpc__deadline(1000));
   bool closed = hrc == 0 && closed_within(fd, 5000);
   if (fd >= 0) close(fd);
   record("garbage_frame", closed && erl_still_fine(peer),
@@ -324,7 +332,8 @@ static void check_half_handshake(otpc_pid_t peer) {
   bool fine = erl_still_fine(peer); /* while that one hangs */
   bool closed = fd >= 0 && closed_within(fd, DIST_SETUP_MS + 5000);
   if (fd >= 0) close(fd);
-  record("half_handshake", closed && fine, "closed=%d others fine=%d", closed, fine);
+  record("half_handshake", closed && fine, "closed=%d others fine=%d", closed,
+         fine);
 }
 
 static void check_link_and_monitor(otpc_pid_t peer) {
@@ -342,8 +351,10 @@ static void check_link_and_monitor(otpc_pid_t peer) {
     otpc_sendf(lp, "die");
   }
   otpc_buf_unref(linked);
-  otpc_buf_t *ex = ok ? recv_match("{'EXIT', _, erl_says_bye}", 10000, NULL) : NULL;
-  record("link_exit_from_erl", ex != NULL, "linked=%d exit seen=%d", ok, ex != NULL);
+  otpc_buf_t *ex =
+      ok ? recv_match("{'EXIT', _, erl_says_bye}", 10000, NULL) : NULL;
+  record("link_exit_from_erl", ex != NULL, "linked=%d exit seen=%d", ok,
+         ex != NULL);
   otpc_buf_unref(ex);
   otpc_trap_exit(false);
 }
@@ -377,7 +388,8 @@ static void check_gen_server_calls(otpc_pid_t peer) {
   if (ans) otpc_term_snprint(shown, sizeof shown, res);
   record("erl_calls_otpc_gen_server",
          rc == 0 && ans && otpc_term_equal(res, otpc_buf_term(want42)),
-         "start=%d, gen_server:call({calc, Node}, {double, 21}) = %s", rc, shown);
+         "start=%d, gen_server:call({calc, Node}, {double, 21}) = %s", rc,
+         shown);
   otpc_buf_unref(want42);
   otpc_buf_unref(ans);
   req = otpc_term_fmt("{~p, start_gs}", &self);
@@ -394,7 +406,8 @@ static void check_gen_server_calls(otpc_pid_t peer) {
     otpc_buf_unref(q);
   }
   otpc_buf_t *want = otpc_term_fmt("{erl_says, {hello, from_c}, 0}");
-  bool ok = crc == 0 && otpc_term_equal(otpc_buf_term(reply), otpc_buf_term(want));
+  bool ok =
+      crc == 0 && otpc_term_equal(otpc_buf_term(reply), otpc_buf_term(want));
   record("otpc_calls_erl_gen_server", ok, "rc=%d", crc);
   otpc_buf_unref(want);
   otpc_buf_unref(reply);
@@ -448,7 +461,8 @@ static void control(void *arg) {
   otpc_buf_unref(ready);
   record("erl_pings_us", ok, "%s", ok ? "" : "erl never said ready");
   if (!ok) return;
-  record("send_to_remote_pid", echo_roundtrip(peer, "{a, [1, 2.5, <<\"x\">>], #{k => v}}"), "%s", "");
+  record("send_to_remote_pid",
+         echo_roundtrip(peer, "{a, [1, 2.5, <<\"x\">>], #{k => v}}"), "%s", "");
   otpc_pid_t self = otpc_self();
   otpc_buf_t *m = otpc_term_fmt("{~p, echo, by_name}", &self);
   otpc_send_remote(otpc_atom("peer"), enode, m);
@@ -475,7 +489,8 @@ static void control(void *arg) {
   otpc_list_iter_t it;
   otpc_term_t e;
   if (ans && otpc_term_list_iter(t, &it) == 0)
-    while (otpc_list_next(&it, &e)) theirs |= otpc_term_atom_eq(e, otpc_name, strlen(otpc_name));
+    while (otpc_list_next(&it, &e))
+      theirs |= otpc_term_atom_eq(e, otpc_name, strlen(otpc_name));
   otpc_buf_unref(ans);
   otpc_atom_t ours[8];
   size_t n = otpc_nodes(ours, 8, false);
@@ -501,7 +516,8 @@ static void control(void *arg) {
   ans = recv_match("stopped", 5000, NULL);
   otpc_buf_unref(ans);
   otpc_buf_t *ex = recv_match("{'EXIT', _, noconnection}", 10000, NULL);
-  otpc_buf_t *dn = recv_match("{'DOWN', _, process, _, noconnection}", 10000, NULL);
+  otpc_buf_t *dn =
+      recv_match("{'DOWN', _, process, _, noconnection}", 10000, NULL);
   otpc_buf_t *nd = recv_match("{nodedown, _}", 10000, NULL);
   record("node_goes_away", ex && dn && nd,
          "EXIT noconnection=%d DOWN noconnection=%d nodedown=%d", ex != NULL,
@@ -516,7 +532,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: dist_interop SRCDIR WORKDIR\n");
     return 2;
   }
-  if (system("command -v erl >/dev/null 2>&1 && command -v erlc >/dev/null 2>&1") != 0) {
+  if (system("command -v erl >/dev/null 2>&1 && command -v erlc >/dev/null "
+             "2>&1") != 0) {
     printf("SKIP: erl not found; install Debian's erlang-nox\n");
     return 77;
   }
@@ -535,8 +552,8 @@ int main(int argc, char **argv) {
   snprintf(bad_name, sizeof bad_name, "erl_bad@localhost");
   otpc_node_opts_t no = {.name = otpc_name, .cookie = cookie, .schedulers = 2};
   if (otpc_node_start(&no) != 0) return 1;
-  otpc_dist_opts_t d = {.epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                        .net_ticktime = 20};
+  otpc_dist_opts_t d = {
+      .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .net_ticktime = 20};
   if (otpc_dist_start(&d) != 0) {
     fprintf(stderr, "dist start failed\n");
     otpc_node_stop();
