@@ -392,6 +392,7 @@ static void check_gen_server_calls(otpc_pid_t peer) {
          shown);
   otpc_buf_unref(want42);
   otpc_buf_unref(ans);
+  if (rc == 0) otpc_gen_server_stop(gs, NULL, 5000);
   req = otpc_term_fmt("{~p, start_gs}", &self);
   otpc_send(peer, req);
   otpc_buf_unref(req);
