@@ -940,6 +940,15 @@ static void hs_init(otpc__hs_t *hs) {
   hs->cookie = otpc__dist.cookie;
 }
 
+/* Whether the initiator's attempt (number 1) still owns its conn. */
+static bool connector_wanted(void *ctx) {
+  conn_t *c = ctx;
+  pthread_mutex_lock(&c->lock);
+  bool wanted = c->gen == 1 && c->state == C_PENDING;
+  pthread_mutex_unlock(&c->lock);
+  return wanted;
+}
+
 /* Initiator: runs in the conn's first process. */
 static void connect_run(void *arg) {
   conn_t *c = ((role_t *)arg)->c;
@@ -976,6 +985,8 @@ static void connect_run(void *arg) {
   }
   hs_init(hs);
   hs->expect = node;
+  hs->still_wanted = connector_wanted;
+  hs->ctx = c;
   sock_io_t sio = {fd, deadline};
   otpc__hs_io_t io = {io_read, io_write, &sio};
   rc = otpc__hs_initiate(hs, &io);

@@ -127,6 +127,10 @@ typedef struct otpc__hs {
   uint32_t creation; /* ours */
   const char *cookie;
   const char *expect; /* initiator: the node we call */
+  /* initiator, when the peer answers "alive" (it still has a connection
+   * from us): whether this attempt is still wanted. NULL: yes. */
+  bool (*still_wanted)(void *ctx);
+  void *ctx;
   /* out */
   char peer[DIST_NAME_MAX + 1];
   uint64_t peer_flags;

@@ -171,8 +171,15 @@ int otpc__hs_initiate(otpc__hs_t *hs, const otpc__hs_io_t *io) {
   size_t sl = n - 1;
   const char *st = (const char *)b + 1;
   if (sl == 5 && memcmp(st, "alive", 5) == 0) {
-    /* The peer still has a connection from us: ours is gone, go on. */
-    if ((rc = send_status(io, "true")) != 0) return rc;
+    /* The peer still has a connection from us. If we have none, that
+     * one is dead and this one goes on; if we do (another handshake won
+     * meanwhile), this attempt was a mistake. */
+    bool go_on = hs->still_wanted == NULL || hs->still_wanted(hs->ctx);
+    if ((rc = send_status(io, go_on ? "true" : "false")) != 0) return rc;
+    if (!go_on) {
+      hs->nok = true;
+      return why(hs, OTPC_EEXIST, "%s is connected already", hs->expect);
+    }
   } else if (sl == 3 && memcmp(st, "nok", 3) == 0) {
     hs->nok = true;
     return why(hs, OTPC_EEXIST, "simultaneous connect: the peer's wins");

@@ -626,3 +626,57 @@ TEST(ticks_keep_a_connection_and_silence_ends_it) {
   otpc_dist_stop();
   otpc_node_stop();
 }
+
+/* Both nodes connect to each other at the same moment: one handshake
+ * wins (the greater name keeps its own), and both pings get pong. */
+typedef struct simul {
+  int go_fd; /* a byte here starts the ping */
+  const char *peer;
+  int result;
+} simul_t;
+
+static void simul_ping(void *arg) {
+  simul_t *s = arg;
+  char c;
+  while (read(s->go_fd, &c, 1) != 1) otpc_sleep(1);
+  s->result = otpc_net_ping(otpc_atom(s->peer), 8000);
+}
+
+TEST(simultaneous_connect_both_pong) {
+  uint16_t epmd = test_port(5);
+  int go[2], back[2];
+  CHECK(pipe(go) == 0 && pipe(back) == 0);
+  fcntl(go[0], F_SETFL, O_NONBLOCK);
+  pid_t child = fork();
+  if (child == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (start_node("sb@localhost", "k", epmd) != 0) _exit(3);
+    simul_t s = {go[0], "sa@localhost", -1};
+    otpc_pid_t p;
+    otpc_spawn(simul_ping, &s, NULL, &p);
+    while (otpc_is_alive(p)) usleep(10000);
+    char r = (char)s.result;
+    if (write(back[1], &r, 1) != 1) _exit(4);
+    sleep(5);
+    _exit(0);
+  }
+  usleep(300000);
+  CHECK_INT_EQ(start_node("sa@localhost", "k", epmd), 0);
+  int mygo[2];
+  CHECK(pipe(mygo) == 0);
+  fcntl(mygo[0], F_SETFL, O_NONBLOCK);
+  simul_t s = {mygo[0], "sb@localhost", -1};
+  otpc_pid_t p;
+  otpc_spawn(simul_ping, &s, NULL, &p);
+  usleep(500000); /* both nodes are up and registered */
+  CHECK(write(go[1], "g", 1) == 1 && write(mygo[1], "g", 1) == 1);
+  while (otpc_is_alive(p)) usleep(10000);
+  char theirs = -1;
+  CHECK(read(back[0], &theirs, 1) == 1);
+  CHECK_INT_EQ(s.result, 1);
+  CHECK_INT_EQ(theirs, 1);
+  CHECK_INT_EQ(otpc_nodes(NULL, 0, true), 1);
+  stop_peer(child);
+  otpc_dist_stop();
+  otpc_node_stop();
+}
