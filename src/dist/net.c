@@ -424,7 +424,10 @@ int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
   if (rc != 0) return rc;
   for (;;) {
     int64_t left = deadline < 0 ? 1000 : deadline - otpc_now_ms();
-    if (left <= 0) return 0;
+    if (left <= 0) {
+      otpc__forget_reply(otpc__current(), &ref); /* a late pong is dropped */
+      return 0;
+    }
     otpc_buf_t *ans;
     if (otpc_receive_fn(is_pong, &ref, left < 200 ? left : 200, &ans) == 0) {
       bool yes = otpc_term_is_atom(otpc_term_tuple_elem(otpc_buf_term(ans), 1),
@@ -432,7 +435,10 @@ int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
       otpc_buf_unref(ans);
       return yes;
     }
-    if (otpc__conn_state(node, false) < 0) return 0; /* the node went away */
+    if (otpc__conn_state(node, false) < 0) { /* the node went away */
+      otpc__forget_reply(otpc__current(), &ref);
+      return 0;
+    }
   }
 }
 
