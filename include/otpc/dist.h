@@ -84,6 +84,19 @@ OTPC_API size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden);
  * process; a process's subscriptions end when it does. */
 OTPC_API int otpc_monitor_node(otpc_atom_t node, bool on);
 
+/* A C function that Erlang calls with rpc:call(Node, Module, Function,
+ * Args). It runs in a process of its own and returns the result (a new
+ * buffer, which rex releases), or NULL to fail the call: the caller then
+ * gets {badrpc, {'EXIT', Reason}}, Reason being *reason if the function
+ * set it (rex releases it) or 'rpc_failed'. args is the list Args. */
+typedef otpc_buf_t *(*otpc_rpc_fn)(otpc_term_t args, void *ctx,
+                                   otpc_buf_t **reason);
+/* Makes Module:Function callable through rpc (the `rex` server). Any
+ * arity: the function gets the argument list. A second export of the same
+ * name replaces the first; fn NULL removes it. Any thread. */
+OTPC_API int otpc_rpc_export(const char *module, const char *function,
+                             otpc_rpc_fn fn, void *ctx);
+
 /* The flags of the handshake (erts "Distribution Protocol"). */
 #define OTPC_DFLAG_PUBLISHED 0x1ull
 #define OTPC_DFLAG_ATOM_CACHE 0x2ull

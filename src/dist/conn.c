@@ -715,6 +715,44 @@ static void bond_incoming(conn_t *c, const otpc__dmsg_t *m, otpc_pid_t local) {
   pthread_mutex_unlock(&c->lock);
 }
 
+/* SPAWN_REQUEST (spawn.c starts the process): the link and monitor the
+ * requester asked for, then SPAWN_REPLY, then the process may run. The
+ * reply goes out as sent by the new process, so that nothing it sends
+ * later (its exit) can overtake it. */
+static void spawn_request(conn_t *c, otpc__dmsg_t *m) {
+  otpc_pid_t pid;
+  unsigned flags;
+  otpc_atom_t error;
+  if (otpc__spawn_request(m, &pid, &flags, &error) != 0) {
+    otpc__dist_enqueue(
+        c->node,
+        otpc__ctrl_fmt("{31, ~r, ~p, 0, ~A}", &m->ref, &m->from, error), NULL,
+        otpc_self());
+    return;
+  }
+  if (flags & 1) {
+    bond_op_t op = {true, {B_LINK, pid, m->from, m->ref}};
+    pthread_mutex_lock(&c->lock);
+    bond_apply(c, &op);
+    pthread_mutex_unlock(&c->lock);
+    deliver(SIG_LINK, pid, m->from, NULL, NULL, 0);
+  }
+  if (flags & 2) {
+    bond_op_t op = {true, {B_MON_IN, pid, m->from, m->ref}};
+    pthread_mutex_lock(&c->lock);
+    bond_apply(c, &op);
+    pthread_mutex_unlock(&c->lock);
+    deliver(SIG_MONITOR, pid, m->from, &m->ref, NULL, 0);
+  }
+  otpc__dist_enqueue(c->node,
+                     otpc__ctrl_fmt("{31, ~r, ~p, ~i, ~p}", &m->ref, &m->from,
+                                    (int)flags, &pid),
+                     NULL, pid);
+  otpc_buf_t *go = otpc__atom_buf(otpc_atom("go"));
+  if (go != NULL) otpc_send(pid, go);
+  otpc_buf_unref(go);
+}
+
 static void dispatch(conn_t *c, otpc__dmsg_t *m) {
   static const otpc_pid_t nobody = {OTPC_ATOM_UNDEFINED, 0, 0, 0};
   otpc_pid_t target;
@@ -778,6 +816,8 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
     case DOP_PAYLOAD_MONITOR_P_EXIT:
       deliver(SIG_DOWN, m->to, m->from, &m->ref, take_payload(m), 0);
       break;
+    case DOP_SPAWN_REQUEST:
+    case DOP_SPAWN_REQUEST_TT: spawn_request(c, m); break;
     default:
       /* UNLINK_ID_ACK, ALIAS_SEND (no aliases yet), GROUP_LEADER, ...:
        * nothing to do. */

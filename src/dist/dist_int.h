@@ -48,7 +48,7 @@
    OTPC_DFLAG_DIST_HDR_ATOM_CACHE | OTPC_DFLAG_SEND_SENDER |        \
    OTPC_DFLAG_BIG_SEQTRACE_LABELS | OTPC_DFLAG_EXIT_PAYLOAD |       \
    OTPC_DFLAG_FRAGMENTS | OTPC_DFLAG_UNLINK_ID | OTPC_DFLAG_V4_NC | \
-   OTPC_DFLAG_ALIAS | OTPC_DFLAG_MANDATORY_25_DIGEST)
+   OTPC_DFLAG_ALIAS | OTPC_DFLAG_MANDATORY_25_DIGEST | OTPC_DFLAG_SPAWN)
 
 #define DIST_NAME_MAX 1023   /* bytes of a node name we accept */
 #define DIST_SETUP_MS 7000   /* Erlang's net_setuptime default */
@@ -260,7 +260,7 @@ typedef struct otpc__dist {
   int listen_fd;
   int epmd_fd;      /* our registration */
   bool epmd_server; /* we run the embedded one */
-  otpc_pid_t listener, net_kernel;
+  otpc_pid_t listener, net_kernel, rex;
 } otpc__dist_t;
 
 extern otpc__dist_t otpc__dist;
@@ -279,6 +279,16 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
 /* Connection state for node: 1 up, 0 pending, -1 none. Starts a
  * connection if none and connect is set. */
 int otpc__conn_state(otpc_atom_t node, bool connect);
+/* Starts and registers `rex` (rex.c). */
+int otpc__rex_start(otpc_pid_t *pid);
+/* The C function exported as m:f (rex.c). */
+bool otpc__rpc_lookup(otpc_atom_t m, otpc_atom_t f, otpc_rpc_fn *fn,
+                      void **ctx);
+/* SPAWN_REQUEST m: starts the process, which waits for a `go` message.
+ * 0 with its pid and the SPAWN_REPLY flags asked for (1 link, 2
+ * monitor); else the error atom for the reply (spawn.c). */
+int otpc__spawn_request(otpc__dmsg_t *m, otpc_pid_t *pid, unsigned *flags,
+                        otpc_atom_t *error);
 /* Node events for monitor_node subscribers (net.c). */
 void otpc__node_event(otpc_atom_t node, bool up, bool hidden);
 /* The peer's flags on a connection that is up (0 if none). */

@@ -198,6 +198,8 @@ static const char *shape(int op, size_t *reason_at) {
     case DOP_ALIAS_SEND_TT: return "fr_";
     case DOP_UNLINK_ID:
     case DOP_UNLINK_ID_ACK: return "ift";
+    case DOP_SPAWN_REQUEST: return "rf___";
+    case DOP_SPAWN_REQUEST_TT: return "rf____";
     default: return NULL;
   }
 }

@@ -301,9 +301,12 @@ static int start(const otpc_dist_opts_t *o) {
     otpc_spawn_opts_t no = {.name = "net_kernel"};
     rc = otpc_spawn_handler(&nk_handler, NULL, &no, &d->net_kernel);
     if (rc == 0) rc = otpc_register(otpc_atom("net_kernel"), d->net_kernel);
+    if (rc == 0) rc = otpc__rex_start(&d->rex);
   }
   if (rc != 0) {
     kill_pid(d->listener);
+    kill_pid(d->net_kernel);
+    kill_pid(d->rex);
     close(d->epmd_fd);
     if (d->epmd_server) otpc__epmd_server_stop();
     return rc;
@@ -332,7 +335,9 @@ int otpc_dist_stop(void) {
   }
   atomic_store(&otpc__remote_route, NULL);
   otpc_unregister(otpc_atom("net_kernel"));
+  otpc_unregister(otpc_atom("rex"));
   kill_pid(d->net_kernel);
+  kill_pid(d->rex);
   kill_pid(d->listener);
   otpc__conn_shutdown();
   close(d->epmd_fd);
@@ -340,7 +345,8 @@ int otpc_dist_stop(void) {
   d->epmd_server = false;
   /* Let the killed processes go before the caller stops the node. */
   for (int i = 0;
-       i < 200 && (otpc_is_alive(d->listener) || otpc_is_alive(d->net_kernel));
+       i < 200 && (otpc_is_alive(d->listener) || otpc_is_alive(d->net_kernel) ||
+                   otpc_is_alive(d->rex));
        i++) {
     if (otpc__current() != NULL)
       otpc_sleep(5);

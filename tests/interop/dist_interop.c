@@ -28,6 +28,9 @@
  *                         tag, reply)
  *   otpc_calls_erl_gen_server  otpc_gen_server_call() to an Erlang
  *                         gen_server's pid
+ *   rpc_from_erl          rpc:call and erpc:call from erl into a C
+ *                         function exported with otpc_rpc_export (result,
+ *                         failure, undef)
  *   garbage_frame         a handshaken raw connection sending bad bytes is
  *                         closed; erl's connection goes on
  *   half_handshake        a raw connection that stops mid-handshake is
@@ -415,6 +418,38 @@ static void check_gen_server_calls(otpc_pid_t peer) {
   otpc_buf_unref(ans);
 }
 
+/* otpc_math:add(A, B), exported to rpc. */
+static otpc_buf_t *rpc_add(otpc_term_t args, void *ctx, otpc_buf_t **reason) {
+  otpc_list_iter_t it;
+  otpc_term_t a, b;
+  int64_t x, y;
+  if (otpc_term_list_iter(args, &it) == 0 && otpc_list_next(&it, &a) &&
+      otpc_list_next(&it, &b) && otpc_term_get_int64(a, &x) == 0 &&
+      otpc_term_get_int64(b, &y) == 0)
+    return otpc_term_fmt("~l", x + y);
+  *reason = otpc_term_fmt("badarg");
+  return NULL;
+}
+
+static void check_rpc(otpc_pid_t peer) {
+  otpc_rpc_export("otpc_math", "add", rpc_add, NULL);
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *req = otpc_term_fmt("{~p, rpc_tests}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  otpc_term_t t;
+  otpc_buf_t *ans = recv_match("~t", 15000, &t);
+  otpc_buf_t *want = otpc_term_fmt(
+      "{rpc_results, 5, {badrpc, {'EXIT', badarg}}, "
+      "{badrpc, {'EXIT', {undef, [{nope, f, [1], []}]}}}, 42}");
+  char shown[300] = "nothing";
+  if (ans) otpc_term_snprint(shown, sizeof shown, t);
+  record("rpc_from_erl", ans && otpc_term_equal(t, otpc_buf_term(want)), "%s",
+         shown);
+  otpc_buf_unref(want);
+  otpc_buf_unref(ans);
+}
+
 static void victim(void *arg) {
   otpc_sleep(300);
   otpc_exit_atom(otpc_atom("otpc_says_bye"));
@@ -502,6 +537,7 @@ static void control(void *arg) {
   check_link_and_monitor(peer);
   check_monitor(peer);
   check_gen_server_calls(peer);
+  check_rpc(peer);
   check_garbage_frame(peer);
   check_half_handshake(peer);
   check_wrong_cookie();
@@ -575,8 +611,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 17) {
-    printf("FAIL: only %d of 17 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 18) {
+    printf("FAIL: only %d of 18 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);

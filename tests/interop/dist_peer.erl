@@ -52,6 +52,12 @@ loop(Node) ->
             From ! {gs, Gs};
         {From, call_otpc, Name, Req} ->
             From ! {call_result, catch gen_server:call({Name, Node}, Req, 5000)};
+        {From, rpc_tests} ->
+            From ! {rpc_results,
+                    rpc:call(Node, otpc_math, add, [2, 3]),
+                    rpc:call(Node, otpc_math, add, [x], 5000),
+                    rpc:call(Node, nope, f, [1]),
+                    erpc:call(Node, otpc_math, add, [40, 2])};
         {From, ping_back} ->
             From ! {ping_back, net_adm:ping(Node)};
         {From, nodes} ->
