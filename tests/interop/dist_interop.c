@@ -31,6 +31,10 @@
  *   rpc_from_erl          rpc:call and erpc:call from erl into a C
  *                         function exported with otpc_rpc_export (result,
  *                         failure, undef)
+ *   real_epmd             an otpc registration with Debian's epmd (run
+ *                         as our child on a port of its own) shows in
+ *                         `epmd -names`, is found, is dropped on close
+ *   erl_names_from_embedded_epmd  net_adm:names() in erl lists us
  *   garbage_frame         a handshaken raw connection sending bad bytes is
  *                         closed; erl's connection goes on
  *   half_handshake        a raw connection that stops mid-handshake is
@@ -487,6 +491,86 @@ static void check_wrong_cookie(void) {
          "otpc ping of it=%d, its ping of us pang=%d", ours, st == 0);
 }
 
+/* The real epmd (a child of ours on a port of its own): an otpc
+ * registration shows in `epmd -names`, port_please finds it, and closing
+ * the socket drops it. And erl's net_adm:names() reads our embedded one. */
+static void check_epmds(otpc_pid_t peer) {
+  uint16_t port = (uint16_t)(epmd_port + 1);
+  char ps[16];
+  snprintf(ps, sizeof ps, "%u", port);
+  pid_t epmd = fork();
+  if (epmd == 0) {
+    int nul = open("/dev/null", O_WRONLY);
+    if (nul >= 0) dup2(nul, 2);
+    execlp("epmd", "epmd", "-port", ps, (char *)NULL);
+    _exit(127);
+  }
+  int keep = -1, rc = -1;
+  uint32_t creation = 0;
+  for (int i = 0; i < 50 && rc != 0; i++) {
+    otpc_sleep(100);
+    rc = otpc__epmd_register(port, "probe", 4242, false, otpc__deadline(1000),
+                             &keep, &creation);
+  }
+  char cmd[128], out[512] = "";
+  snprintf(cmd, sizeof cmd, "epmd -port %u -names 2>/dev/null", port);
+  FILE *f = rc == 0 ? popen(cmd, "r") : NULL;
+  if (f) {
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    pclose(f);
+  }
+  uint16_t found = 0;
+  otpc__epmd_port_please("localhost", port, "probe", otpc__deadline(2000),
+                         &found);
+  if (keep >= 0) close(keep);
+  bool dropped = false;
+  for (int i = 0; i < 30 && !dropped; i++) {
+    otpc_sleep(100);
+    uint16_t p2;
+    dropped = otpc__epmd_port_please("localhost", port, "probe",
+                                     otpc__deadline(1000), &p2) == OTPC_ENONAME;
+  }
+  kill(epmd, SIGTERM);
+  wait_exit(epmd, 5);
+  record("real_epmd",
+         rc == 0 && strstr(out, "name probe at port 4242") && found == 4242 &&
+             dropped,
+         "registered=%d listed=%d port=%u dropped on close=%d", rc == 0,
+         strstr(out, "probe") != NULL, found, dropped);
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *req = otpc_term_fmt("{~p, names}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  otpc_term_t t;
+  otpc_buf_t *ans = recv_match("{names, {ok, ~t}}", 10000, &t);
+  char mine[64];
+  snprintf(mine, sizeof mine, "%.*s", (int)(strchr(otpc_name, '@') - otpc_name),
+           otpc_name);
+  /* [{"name", Port}, ...]: our alive name among them */
+  bool listed = false;
+  otpc_list_iter_t it;
+  otpc_term_t e;
+  if (ans && otpc_term_list_iter(t, &it) == 0) {
+    while (otpc_list_next(&it, &e)) {
+      otpc_term_t name = otpc_term_tuple_elem(e, 0);
+      otpc_list_iter_t ci;
+      otpc_term_t ch;
+      char buf[64];
+      size_t n = 0;
+      if (otpc_term_list_iter(name, &ci) != 0) continue;
+      while (otpc_list_next(&ci, &ch) && n < sizeof buf - 1) {
+        int c;
+        if (otpc_term_get_int(ch, &c) == 0) buf[n++] = (char)c;
+      }
+      buf[n] = 0;
+      listed |= strcmp(buf, mine) == 0;
+    }
+  }
+  record("erl_names_from_embedded_epmd", listed, "%s", ans ? "" : "no answer");
+  otpc_buf_unref(ans);
+}
+
 static void control(void *arg) {
   otpc_register(otpc_atom("control"), otpc_self());
   otpc_atom_t enode = otpc_atom(erl_name);
@@ -538,6 +622,7 @@ static void control(void *arg) {
   check_monitor(peer);
   check_gen_server_calls(peer);
   check_rpc(peer);
+  check_epmds(peer);
   check_garbage_frame(peer);
   check_half_handshake(peer);
   check_wrong_cookie();
@@ -611,8 +696,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 18) {
-    printf("FAIL: only %d of 18 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 20) {
+    printf("FAIL: only %d of 20 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);

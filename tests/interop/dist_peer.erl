@@ -60,6 +60,8 @@ loop(Node) ->
                     erpc:call(Node, otpc_math, add, [40, 2])};
         {From, ping_back} ->
             From ! {ping_back, net_adm:ping(Node)};
+        {From, names} ->
+            From ! {names, net_adm:names()};
         {From, nodes} ->
             From ! {nodes, nodes()};
         {From, link_me} ->
