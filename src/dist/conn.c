@@ -1167,7 +1167,10 @@ static bool real_pid(otpc_pid_t p) {
 
 void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   if (!atomic_load(&otpc__dist.running) || to.node == otpc__dist.node ||
-      to.node == OTPC_ATOM_NONODE) {
+      to.node == OTPC_ATOM_NONODE ||
+      strchr(otpc_atom_name(to.node, NULL), '@') == NULL) {
+    /* our old incarnation, or no node at all (nonode@nohost is one, but
+     * never a peer) */
     otpc__answer_noproc(sig, to);
     return;
   }
