@@ -77,6 +77,14 @@ OTPC_API int otpc_net_disconnect(otpc_atom_t node);
  * max into out; returns how many there are. */
 OTPC_API size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden);
 
+/* erlang:monitor(process, {Name, Node}): monitors whoever has the name
+ * on that node; DOWN comes as {'DOWN', Ref, process, {Name, Node},
+ * Reason} (noproc if nobody has it, noconnection if the node cannot be
+ * reached or goes away). otpc_demonitor() ends it. For this node it is
+ * otpc_monitor_name(). In a process. */
+OTPC_API int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node,
+                                 otpc_ref_t *ref);
+
 /* erlang:monitor_node(Node, Flag): the calling process gets {nodeup, Node}
  * and {nodedown, Node} messages for node (OTPC_ATOM_NONE: every node, as
  * net_kernel:monitor_nodes/1). As in Erlang, monitoring a node that is not

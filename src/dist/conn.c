@@ -77,6 +77,7 @@ typedef struct bond {
   int kind;
   otpc_pid_t local, remote;
   otpc_ref_t ref;
+  otpc_atom_t name; /* B_MON_OUT by name: the remote registered name */
 } bond_t;
 
 /* What a signal does to the bonds: add or remove one. */
@@ -688,7 +689,7 @@ static void monitor_noproc(conn_t *c, otpc__dmsg_t *m) {
 
 /* The bond an incoming signal makes or ends. */
 static void bond_incoming(conn_t *c, const otpc__dmsg_t *m, otpc_pid_t local) {
-  bond_op_t op = {false, {0, local, m->from, m->ref}};
+  bond_op_t op = {false, {0, local, m->from, m->ref, OTPC_ATOM_NONE}};
   switch (m->op) {
     case DOP_LINK:
       op.add = true;
@@ -731,14 +732,14 @@ static void spawn_request(conn_t *c, otpc__dmsg_t *m) {
     return;
   }
   if (flags & 1) {
-    bond_op_t op = {true, {B_LINK, pid, m->from, m->ref}};
+    bond_op_t op = {true, {B_LINK, pid, m->from, m->ref, OTPC_ATOM_NONE}};
     pthread_mutex_lock(&c->lock);
     bond_apply(c, &op);
     pthread_mutex_unlock(&c->lock);
     deliver(SIG_LINK, pid, m->from, NULL, NULL, 0);
   }
   if (flags & 2) {
-    bond_op_t op = {true, {B_MON_IN, pid, m->from, m->ref}};
+    bond_op_t op = {true, {B_MON_IN, pid, m->from, m->ref, OTPC_ATOM_NONE}};
     pthread_mutex_lock(&c->lock);
     bond_apply(c, &op);
     pthread_mutex_unlock(&c->lock);
@@ -1165,6 +1166,31 @@ static bool real_pid(otpc_pid_t p) {
   return p.node != OTPC_ATOM_UNDEFINED;
 }
 
+/* The name a monitor of ours by name was set up with (B_MON_OUT), or
+ * none. */
+static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref) {
+  otpc_atom_t name = OTPC_ATOM_NONE;
+  pthread_mutex_lock(&tab_lock);
+  conn_t *c = find(node);
+  if (c != NULL) {
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < c->nbonds; i++)
+      if (c->bonds[i].kind == B_MON_OUT && otpc_ref_eq(&c->bonds[i].ref, ref))
+        name = c->bonds[i].name;
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_unlock(&tab_lock);
+  return name;
+}
+
+int otpc__monitor_remote_name(otpc_pid_t self, otpc_atom_t name,
+                              otpc_atom_t node, const otpc_ref_t *ref) {
+  otpc_pid_t nobody = {node, UINT32_MAX, 0, 0};
+  bond_op_t op = {true, {B_MON_OUT, self, nobody, *ref, name}};
+  return enqueue(node, otpc__ctrl_fmt("{19, ~p, ~A, ~r}", &self, name, ref),
+                 NULL, self, &op);
+}
+
 void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   if (!atomic_load(&otpc__dist.running) || to.node == otpc__dist.node ||
       to.node == OTPC_ATOM_NONODE ||
@@ -1178,7 +1204,7 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   bool payload_exit = fl & OTPC_DFLAG_EXIT_PAYLOAD;
   otpc_buf_t *ctrl = NULL, *payload = NULL;
   otpc_pid_t from = sig->from;
-  bond_op_t bond = {false, {0, from, to, sig->ref}};
+  bond_op_t bond = {false, {0, from, to, sig->ref, OTPC_ATOM_NONE}};
   switch (sig->kind) {
     case SIG_LINK:
       bond.add = true;
@@ -1232,9 +1258,14 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
     case SIG_MONITOR:
       ctrl = otpc__ctrl_fmt("{19, ~p, ~p, ~r}", &from, &to, &sig->ref);
       break;
-    case SIG_DEMONITOR:
-      ctrl = otpc__ctrl_fmt("{20, ~p, ~p, ~r}", &from, &to, &sig->ref);
+    case SIG_DEMONITOR: {
+      otpc_atom_t name = bond_name(to.node, &sig->ref);
+      if (name != OTPC_ATOM_NONE)
+        ctrl = otpc__ctrl_fmt("{20, ~p, ~A, ~r}", &from, name, &sig->ref);
+      else
+        ctrl = otpc__ctrl_fmt("{20, ~p, ~p, ~r}", &from, &to, &sig->ref);
       break;
+    }
     case SIG_DOWN:
       if (payload_exit) {
         ctrl = otpc__ctrl_fmt("{28, ~p, ~p, ~r}", &from, &to, &sig->ref);

@@ -279,6 +279,11 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
 /* Connection state for node: 1 up, 0 pending, -1 none. Starts a
  * connection if none and connect is set. */
 int otpc__conn_state(otpc_atom_t node, bool connect);
+/* MONITOR_P by name for the calling process (conn.c): the monitor is
+ * kept as a bond, so that demonitor names the target and noconnection
+ * reaches it. */
+int otpc__monitor_remote_name(otpc_pid_t self, otpc_atom_t name,
+                              otpc_atom_t node, const otpc_ref_t *ref);
 /* Starts and registers `rex` (rex.c). */
 int otpc__rex_start(otpc_pid_t *pid);
 /* The C function exported as m:f (rex.c). */

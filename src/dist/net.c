@@ -455,3 +455,32 @@ int otpc_net_disconnect(otpc_atom_t node) {
 size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden) {
   return otpc__conn_nodes(out, max, hidden);
 }
+
+int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (node == otpc_node_name()) return otpc_monitor_name(name, ref);
+  otpc_buf_t *obj = otpc_term_fmt("{~A, ~A}", name, node);
+  if (obj == NULL) return OTPC_ENOMEM;
+  otpc_ref_t r = otpc_make_ref();
+  /* The entry that DOWN and demonitor find: its pid is no process of that
+   * node (id UINT32_MAX), its name what DOWN shows. */
+  otpc_pid_t nobody = {node, UINT32_MAX, 0, 0};
+  int rc = otpc__mon_add(p, &r, nobody, MON_WATCHING, obj);
+  if (rc != 0) {
+    otpc_buf_unref(obj);
+    return rc;
+  }
+  if (ref) *ref = r;
+  if (!atomic_load(&otpc__dist.running)) {
+    /* no distribution: the node cannot be reached */
+    otpc__sig_t *sig = otpc__sig_new(SIG_DOWN);
+    if (sig == NULL) return OTPC_ENOMEM;
+    sig->from = nobody;
+    sig->ref = r;
+    sig->buf = otpc__atom_buf(OTPC_ATOM_NOCONNECTION);
+    otpc__deliver(p, sig);
+    return 0;
+  }
+  return otpc__monitor_remote_name(otpc__proc_pid(p), name, node, &r);
+}

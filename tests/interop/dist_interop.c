@@ -31,6 +31,9 @@
  *   rpc_from_erl          rpc:call and erpc:call from erl into a C
  *                         function exported with otpc_rpc_export (result,
  *                         failure, undef)
+ *   monitor_erl_by_name   otpc_monitor_remote({victim2, ErlNode}):
+ *                         demonitor by name reaches erl, noproc for a
+ *                         missing name, DOWN names {Name, Node}
  *   real_epmd             an otpc registration with Debian's epmd (run
  *                         as our child on a port of its own) shows in
  *                         `epmd -names`, is found, is dropped on close
@@ -454,6 +457,49 @@ static void check_rpc(otpc_pid_t peer) {
   otpc_buf_unref(ans);
 }
 
+/* monitor(process, {victim2, ErlNode}) from otpc: demonitor by name,
+ * noproc for a name nobody has, DOWN naming {Name, Node}. */
+static void check_remote_name_monitor(otpc_pid_t peer, otpc_atom_t enode) {
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *req = otpc_term_fmt("{~p, named_victim}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  otpc_buf_t *ready = recv_match("victim_ready", 10000, NULL);
+  otpc_buf_unref(ready);
+  otpc_atom_t v = otpc_atom("victim2");
+  otpc_ref_t r1, r2, r3;
+  otpc_monitor_remote(v, enode, &r1);
+  otpc_monitor_remote(v, enode, &r2);
+  otpc_demonitor(&r2, 0);
+  otpc_monitor_remote(otpc_atom("nobody_here"), enode, &r3);
+  req = otpc_term_fmt("{~p, monitored_by}", &self);
+  otpc_send_remote(v, enode, req);
+  otpc_buf_unref(req);
+  int count = -1;
+  otpc_term_t c;
+  otpc_buf_t *mb = recv_match("{monitored_by, ~t}", 10000, &c);
+  if (mb) otpc_term_get_int(c, &count);
+  otpc_buf_unref(mb);
+  otpc_buf_t *want = otpc_term_fmt(
+      "{'DOWN', ~r, process, {nobody_here, ~A}, noproc}", &r3, enode);
+  otpc_term_t got;
+  otpc_buf_t *d3 = recv_match("~t", 10000, &got);
+  bool noproc = d3 && otpc_term_equal(got, otpc_buf_term(want));
+  otpc_buf_unref(d3);
+  otpc_buf_unref(want);
+  req = otpc_term_fmt("die");
+  otpc_send_remote(v, enode, req);
+  otpc_buf_unref(req);
+  want = otpc_term_fmt("{'DOWN', ~r, process, {victim2, ~A}, bye}", &r1, enode);
+  otpc_buf_t *d1 = recv_match("{'DOWN', _, _, _, _}", 10000, &got);
+  bool down = d1 && otpc_term_equal(otpc_buf_term(d1), otpc_buf_term(want));
+  otpc_buf_unref(d1);
+  otpc_buf_unref(want);
+  record("monitor_erl_by_name", count == 1 && noproc && down,
+         "monitored_by after demonitor=%d noproc=%d DOWN {victim2, Node}=%d",
+         count, noproc, down);
+}
+
 static void victim(void *arg) {
   otpc_sleep(300);
   otpc_exit_atom(otpc_atom("otpc_says_bye"));
@@ -622,6 +668,7 @@ static void control(void *arg) {
   check_monitor(peer);
   check_gen_server_calls(peer);
   check_rpc(peer);
+  check_remote_name_monitor(peer, enode);
   check_epmds(peer);
   check_garbage_frame(peer);
   check_half_handshake(peer);
@@ -696,8 +743,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 20) {
-    printf("FAIL: only %d of 20 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 21) {
+    printf("FAIL: only %d of 21 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);

@@ -60,6 +60,19 @@ loop(Node) ->
                     erpc:call(Node, otpc_math, add, [40, 2])};
         {From, ping_back} ->
             From ! {ping_back, net_adm:ping(Node)};
+        {From, named_victim} ->
+            V = spawn(fun Loop() ->
+                              receive
+                                  {F, monitored_by} ->
+                                      {monitored_by, M} =
+                                          process_info(self(), monitored_by),
+                                      F ! {monitored_by, length(M)},
+                                      Loop();
+                                  die -> exit(bye)
+                              end
+                      end),
+            register(victim2, V),
+            From ! victim_ready;
         {From, names} ->
             From ! {names, net_adm:names()};
         {From, nodes} ->
