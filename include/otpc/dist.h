@@ -92,6 +92,15 @@ OTPC_API int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node,
  * process; a process's subscriptions end when it does. */
 OTPC_API int otpc_monitor_node(otpc_atom_t node, bool on);
 
+/* rpc:call(Node, Module, Function, Args): runs the function on node (an
+ * Erlang node's `rex`, or an otpc node's exports) and puts what it
+ * returned in *result, or {badrpc, Reason} as Erlang does: {badrpc,
+ * nodedown}, {badrpc, timeout}, {badrpc, {'EXIT', Why}}. args must be a
+ * list. 0, or OTPC_EINVAL, OTPC_ENOMEM, OTPC_ENOTPROC. In a process. */
+OTPC_API int otpc_rpc_call(otpc_atom_t node, const char *module,
+                           const char *function, otpc_term_t args,
+                           int64_t timeout_ms, otpc_buf_t **result);
+
 /* A C function that Erlang calls with rpc:call(Node, Module, Function,
  * Args). It runs in a process of its own and returns the result (a new
  * buffer, which rex releases), or NULL to fail the call: the caller then

@@ -484,3 +484,72 @@ int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
   }
   return otpc__monitor_remote_name(otpc__proc_pid(p), name, node, &r);
 }
+
+/* ------------------------------------------------------------------------
+ * rpc:call
+ * ------------------------------------------------------------------------ */
+
+typedef struct rpc_wait {
+  otpc_ref_t tag, mon;
+} rpc_wait_t;
+
+/* {Tag, Result}, or {'DOWN', Mon, _, _, _}. */
+static bool rpc_answer(otpc_term_t msg, void *ctx) {
+  rpc_wait_t *w = ctx;
+  size_t arity;
+  otpc_term_t e;
+  otpc_ref_t r;
+  if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
+  if (arity == 2)
+    return otpc_term_get_ref(e, &r) == 0 && otpc_ref_eq(&r, &w->tag);
+  return arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN) &&
+         otpc_term_get_ref(otpc_term_next(e), &r) == 0 &&
+         otpc_ref_eq(&r, &w->mon);
+}
+
+int otpc_rpc_call(otpc_atom_t node, const char *module, const char *function,
+                  otpc_term_t args, int64_t timeout_ms, otpc_buf_t **result) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (result == NULL || module == NULL || function == NULL ||
+      (otpc_term_type(args) != OTPC_TYPE_LIST &&
+       otpc_term_type(args) != OTPC_TYPE_NIL))
+    return OTPC_EINVAL;
+  *result = NULL;
+  rpc_wait_t w;
+  w.tag = otpc_make_ref();
+  otpc_pid_t self = otpc_self();
+  otpc_atom_t rex = otpc_atom("rex");
+  /* As gen_server:call({rex, Node}, {call, M, F, A, user}): user as the
+   * group leader keeps the function's output on that node. */
+  int rc = otpc_monitor_remote(rex, node, &w.mon);
+  if (rc != 0) return rc;
+  otpc_buf_t *req =
+      otpc_term_fmt("{'$gen_call', {~p, ~r}, {call, ~a, ~a, ~t, user}}", &self,
+                    &w.tag, module, function, args);
+  if (req == NULL) {
+    otpc_demonitor(&w.mon, OTPC_DEMONITOR_FLUSH);
+    return OTPC_ENOMEM;
+  }
+  rc = otpc_send_remote(rex, node, req);
+  otpc_buf_unref(req);
+  otpc_buf_t *ans = NULL;
+  if (rc == 0) rc = otpc_receive_fn(rpc_answer, &w, timeout_ms, &ans);
+  otpc_demonitor(&w.mon, OTPC_DEMONITOR_FLUSH);
+  if (rc == OTPC_ETIMEDOUT) {
+    otpc__forget_reply(p, &w.tag);
+    *result = otpc_term_fmt("{badrpc, timeout}");
+  } else if (rc != 0) {
+    return rc;
+  } else if (otpc_term_is_atom(otpc_term_tuple_elem(otpc_buf_term(ans), 0),
+                               OTPC_ATOM_DOWN)) {
+    otpc_term_t why = otpc_term_tuple_elem(otpc_buf_term(ans), 4);
+    *result = otpc_term_is_atom(why, OTPC_ATOM_NOCONNECTION)
+                  ? otpc_term_fmt("{badrpc, nodedown}")
+                  : otpc_term_fmt("{badrpc, {'EXIT', ~t}}", why);
+  } else {
+    *result = otpc_term_fmt("~t", otpc_term_tuple_elem(otpc_buf_term(ans), 1));
+  }
+  otpc_buf_unref(ans);
+  return *result ? 0 : OTPC_ENOMEM;
+}

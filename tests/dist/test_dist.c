@@ -427,12 +427,18 @@ static int start_node(const char *name, const char *cookie, uint16_t epmd) {
   return otpc_dist_start(&d);
 }
 
-/* A second node in a child process: echo registered, lives until killed. */
+static otpc_buf_t *rpc_args(otpc_term_t args, void *ctx, otpc_buf_t **why) {
+  return otpc_term_fmt("{got, ~t}", args);
+}
+
+/* A second node in a child process: echo registered, t:args exported to
+ * rpc, lives until killed. */
 static pid_t peer(const char *name, const char *cookie, uint16_t epmd) {
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (start_node(name, cookie, epmd) != 0) _exit(3);
+    otpc_rpc_export("t", "args", rpc_args, NULL);
     otpc_spawn(echo, NULL, NULL, NULL);
     sleep(60);
     _exit(0);
@@ -448,7 +454,7 @@ static void stop_peer(pid_t pid) {
 typedef struct two {
   const char *peer;
   int ping, echoed, nodes, down;
-  int linked, exit_noconn, down_noconn, nodedown;
+  int linked, exit_noconn, down_noconn, nodedown, rpc;
   pid_t child;
 } two_t;
 
@@ -473,6 +479,14 @@ static void two_nodes_main(void *arg) {
   otpc_buf_unref(msg);
   otpc_atom_t nodes[4];
   t->nodes = (int)otpc_nodes(nodes, 4, false);
+  otpc_buf_t *args = otpc_term_fmt("[1, two]"), *res = NULL;
+  otpc_buf_t *want = otpc_term_fmt("{got, [1, two]}");
+  t->rpc =
+      otpc_rpc_call(node, "t", "args", otpc_buf_term(args), 5000, &res) == 0 &&
+      otpc_term_equal(otpc_buf_term(res), otpc_buf_term(want));
+  otpc_buf_unref(args);
+  otpc_buf_unref(want);
+  otpc_buf_unref(res);
   otpc_monitor_node(node, true);
   /* A link and a monitor to the peer's echo, then the peer dies. */
   otpc_pid_t self = otpc_self(), ep;
@@ -518,13 +532,14 @@ TEST(two_nodes_ping_send_and_nodedown) {
   pid_t child = peer("b@localhost", "k", epmd);
   usleep(300000);
   CHECK_INT_EQ(start_node("a@localhost", "k", epmd), 0);
-  two_t t = {"b@localhost", 0, 0, 0, 0, 0, 0, 0, 0, child};
+  two_t t = {"b@localhost", 0, 0, 0, 0, 0, 0, 0, 0, 0, child};
   otpc_pid_t p;
   otpc_spawn(two_nodes_main, &t, NULL, &p);
   for (int i = 0; i < 600 && otpc_is_alive(p); i++) usleep(50000);
   CHECK_INT_EQ(t.ping, 1);
   CHECK_INT_EQ(t.echoed, 1);
   CHECK_INT_EQ(t.nodes, 1);
+  CHECK_INT_EQ(t.rpc, 1);
   CHECK_INT_EQ(t.linked, 1);
   CHECK_INT_EQ(t.exit_noconn, 1);
   CHECK_INT_EQ(t.down_noconn, 1);
@@ -547,7 +562,7 @@ TEST(two_nodes_wrong_cookie_pang) {
   pid_t child = peer("c@localhost", "right", epmd);
   usleep(300000);
   CHECK_INT_EQ(start_node("d@localhost", "wrong", epmd), 0);
-  two_t t = {"c@localhost", -1, 0, 0, 0, 0, 0, 0, 0, child};
+  two_t t = {"c@localhost", -1, 0, 0, 0, 0, 0, 0, 0, 0, child};
   otpc_pid_t p;
   otpc_spawn(ping_once, &t, NULL, &p);
   for (int i = 0; i < 200 && otpc_is_alive(p); i++) usleep(50000);

@@ -31,6 +31,8 @@
  *   rpc_from_erl          rpc:call and erpc:call from erl into a C
  *                         function exported with otpc_rpc_export (result,
  *                         failure, undef)
+ *   rpc_to_erl            otpc_rpc_call into erl: lists:reverse,
+ *                         erlang:node, and undef as {badrpc, {'EXIT', _}}
  *   monitor_erl_by_name   otpc_monitor_remote({victim2, ErlNode}):
  *                         demonitor by name reaches erl, noproc for a
  *                         missing name, DOWN names {Name, Node}
@@ -438,6 +440,33 @@ static otpc_buf_t *rpc_add(otpc_term_t args, void *ctx, otpc_buf_t **reason) {
   return NULL;
 }
 
+/* rpc:call from otpc into erl (its rex). */
+static void check_rpc_to_erl(otpc_atom_t enode) {
+  otpc_buf_t *args = otpc_term_fmt("[[1, 2, 3]]"), *r1 = NULL, *r2 = NULL,
+             *r3 = NULL, *nil = otpc_term_fmt("[]");
+  otpc_rpc_call(enode, "lists", "reverse", otpc_buf_term(args), 5000, &r1);
+  otpc_rpc_call(enode, "erlang", "node", otpc_buf_term(nil), 5000, &r2);
+  otpc_rpc_call(enode, "nope", "f", otpc_buf_term(nil), 5000, &r3);
+  otpc_buf_t *w1 = otpc_term_fmt("[3, 2, 1]"), *w2 = otpc_term_fmt("~A", enode);
+  otpc_pattern_t *undef;
+  otpc_pattern_compile("{badrpc, {'EXIT', {undef, _}}}", &undef, NULL);
+  bool ok1 = r1 && otpc_term_equal(otpc_buf_term(r1), otpc_buf_term(w1));
+  bool ok2 = r2 && otpc_term_equal(otpc_buf_term(r2), otpc_buf_term(w2));
+  bool ok3 = r3 && otpc_match(undef, otpc_buf_term(r3)) == 1;
+  char shown[200] = "";
+  if (r3) otpc_term_snprint(shown, sizeof shown, otpc_buf_term(r3));
+  record("rpc_to_erl", ok1 && ok2 && ok3, "reverse=%d node=%d undef=%d (%s)",
+         ok1, ok2, ok3, shown);
+  otpc_pattern_free(undef);
+  otpc_buf_unref(args);
+  otpc_buf_unref(nil);
+  otpc_buf_unref(r1);
+  otpc_buf_unref(r2);
+  otpc_buf_unref(r3);
+  otpc_buf_unref(w1);
+  otpc_buf_unref(w2);
+}
+
 static void check_rpc(otpc_pid_t peer) {
   otpc_rpc_export("otpc_math", "add", rpc_add, NULL);
   otpc_pid_t self = otpc_self();
@@ -668,6 +697,7 @@ static void control(void *arg) {
   check_monitor(peer);
   check_gen_server_calls(peer);
   check_rpc(peer);
+  check_rpc_to_erl(enode);
   check_remote_name_monitor(peer, enode);
   check_epmds(peer);
   check_garbage_frame(peer);
@@ -743,8 +773,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 21) {
-    printf("FAIL: only %d of 21 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 22) {
+    printf("FAIL: only %d of 22 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);
