@@ -95,6 +95,16 @@ int otpc__epmd_port_please(const char *host, uint16_t epmd_port,
 /* NAMES_REQ: epmd's text ("name N at port P\n"...), otpc_free() it. */
 int otpc__epmd_names(const char *host, uint16_t epmd_port, int64_t deadline,
                      char **text);
+/* A client's request to the server, checked. */
+typedef struct otpc__epmd_req {
+  uint8_t type;   /* 120 ALIVE2, 122 PORT_PLEASE2, 110 NAMES, ... */
+  char name[256]; /* ALIVE2, PORT_PLEASE2 */
+  uint16_t port, high, low;
+  uint8_t node_type, proto;
+} otpc__epmd_req_t;
+/* Reads a request body (without its 2-byte length): 0, or a negative
+ * code for bad bytes. */
+int otpc__epmd_parse(const uint8_t *req, size_t n, otpc__epmd_req_t *r);
 /* The embedded server: listens on addr:port and serves in processes.
  * OTPC_EEXIST if the port is taken (an epmd runs already). */
 int otpc__epmd_server_start(const char *addr, uint16_t port);

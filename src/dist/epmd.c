@@ -183,24 +183,51 @@ static entry_t *find(const char *name, size_t n) {
   return NULL;
 }
 
-/* ALIVE2_REQ: 0 and the creation, or 1 if the request is bad or the name
- * is taken. */
-static int alive2(const uint8_t *req, size_t n, uint32_t *creation) {
-  if (n < 13) return 1;
-  size_t nlen = get_be16(req + 9);
-  if (nlen == 0 || nlen > 255 || 11 + nlen + 2 > n) return 1;
-  const char *name = (const char *)req + 11;
+/* A request's fields, checked (the server's only reading of client
+ * bytes; the fuzzer calls it too). */
+int otpc__epmd_parse(const uint8_t *req, size_t n, otpc__epmd_req_t *r) {
+  memset(r, 0, sizeof *r);
+  if (n == 0) return OTPC_ETRUNC;
+  r->type = req[0];
+  size_t nlen;
+  switch (req[0]) {
+    case EPMD_ALIVE2_REQ:
+      if (n < 13) return OTPC_ETRUNC;
+      nlen = get_be16(req + 9);
+      if (nlen == 0 || nlen > 255) return OTPC_ELENGTH;
+      if (11 + nlen + 2 > n) return OTPC_ETRUNC;
+      if (get_be16(req + 11 + nlen) > n - 13 - nlen) return OTPC_ETRUNC;
+      r->port = get_be16(req + 1);
+      r->node_type = req[3];
+      r->proto = req[4];
+      r->high = get_be16(req + 5);
+      r->low = get_be16(req + 7);
+      memcpy(r->name, req + 11, nlen);
+      break;
+    case EPMD_PORT_PLEASE2_REQ:
+      nlen = n - 1;
+      if (nlen == 0 || nlen > 255) return OTPC_ELENGTH;
+      memcpy(r->name, req + 1, nlen);
+      break;
+    default: return 0; /* NAMES, DUMP: nothing more; others ignored */
+  }
+  r->name[nlen] = 0;
+  if (strlen(r->name) != nlen) return OTPC_EBADARG; /* a NUL inside */
+  return 0;
+}
+
+/* ALIVE2_REQ: 0 and the creation, or 1 if the name is taken. */
+static int alive2(const otpc__epmd_req_t *r, uint32_t *creation) {
   pthread_mutex_lock(&lock);
   int rc = 1;
-  if (find(name, nlen) == NULL && nentries < EPMD_MAX_NAMES) {
+  if (find(r->name, strlen(r->name)) == NULL && nentries < EPMD_MAX_NAMES) {
     entry_t *e = &entries[nentries++];
-    memcpy(e->name, name, nlen);
-    e->name[nlen] = 0;
-    e->port = get_be16(req + 1);
-    e->type = req[3];
-    e->proto = req[4];
-    e->high = get_be16(req + 5);
-    e->low = get_be16(req + 7);
+    memcpy(e->name, r->name, sizeof e->name);
+    e->port = r->port;
+    e->type = r->node_type;
+    e->proto = r->proto;
+    e->high = r->high;
+    e->low = r->low;
     e->holder = otpc_self();
     if (++next_creation == 0) next_creation = 1;
     *creation = next_creation;
@@ -218,34 +245,30 @@ static void drop_name(const char *name) {
 }
 
 /* Serves a registration until its socket closes. */
-static void serve_alive(int fd, const uint8_t *req, size_t n) {
+static void serve_alive(int fd, const otpc__epmd_req_t *r) {
   uint32_t creation = 0;
   uint8_t resp[6] = {EPMD_ALIVE2_X_RESP, 1, 0, 0, 0, 0};
-  int bad = alive2(req, n, &creation);
+  int bad = alive2(r, &creation);
   resp[1] = (uint8_t)bad;
   put_be32(resp + 2, creation);
   if (otpc__sock_write(fd, resp, 6, otpc__deadline(EPMD_IO_MS)) != 0 || bad)
     return;
-  char name[256];
-  size_t nlen = get_be16(req + 9);
-  memcpy(name, req + 11, nlen);
-  name[nlen] = 0;
   for (;;) { /* anything more the node says is ignored */
     uint8_t junk[64];
     ssize_t got = read(fd, junk, sizeof junk);
     if (got == 0 || (got < 0 && errno != EAGAIN && errno != EINTR)) break;
     if (got < 0) otpc__sock_wait(fd, OTPC_FD_READ, -1);
   }
-  drop_name(name);
+  drop_name(r->name);
 }
 
-static void serve_port_please(int fd, const uint8_t *req, size_t n) {
+static void serve_port_please(int fd, const otpc__epmd_req_t *r) {
   uint8_t resp[12 + 255];
   size_t len = 2;
   resp[0] = EPMD_PORT2_RESP;
   resp[1] = 1;
   pthread_mutex_lock(&lock);
-  entry_t *e = find((const char *)req + 1, n - 1);
+  entry_t *e = find(r->name, strlen(r->name));
   if (e != NULL) {
     size_t nlen = strlen(e->name);
     resp[1] = 0;
@@ -296,11 +319,11 @@ static void serve(void *arg) {
   size_t n = get_be16(head);
   if (n == 0 || n > sizeof req || otpc__sock_read(fd, req, n, deadline) != 0)
     return;
-  switch (req[0]) {
-    case EPMD_ALIVE2_REQ: serve_alive(fd, req, n); break;
-    case EPMD_PORT_PLEASE2_REQ:
-      if (n > 1) serve_port_please(fd, req, n);
-      break;
+  otpc__epmd_req_t *r = otpc_palloc(sizeof *r);
+  if (r == NULL || otpc__epmd_parse(req, n, r) != 0) return;
+  switch (r->type) {
+    case EPMD_ALIVE2_REQ: serve_alive(fd, r); break;
+    case EPMD_PORT_PLEASE2_REQ: serve_port_please(fd, r); break;
     case EPMD_NAMES_REQ: serve_names(fd, false); break;
     case EPMD_DUMP_REQ: serve_names(fd, true); break;
     default: break; /* KILL_REQ and STOP_REQ are not obeyed */

@@ -695,3 +695,26 @@ TEST(simultaneous_connect_both_pong) {
   otpc_dist_stop();
   otpc_node_stop();
 }
+
+TEST(epmd_requests_are_checked) {
+  otpc__epmd_req_t r;
+  uint8_t alive[] = {120, 0x11, 0x12, 77, 0, 0, 6, 0, 5, 0, 2, 'a', 'b', 0, 0};
+  CHECK_INT_EQ(otpc__epmd_parse(alive, sizeof alive, &r), 0);
+  CHECK_STR_EQ(r.name, "ab");
+  CHECK_INT_EQ(r.port, 0x1112);
+  CHECK_INT_EQ(r.high, 6);
+  CHECK(otpc__epmd_parse(alive, sizeof alive - 1, &r) < 0); /* no Elen */
+  alive[14] = 1;                                            /* Elen 1, none */
+  CHECK(otpc__epmd_parse(alive, sizeof alive, &r) < 0);
+  alive[14] = 0;
+  alive[12] = 0; /* a NUL in the name */
+  CHECK(otpc__epmd_parse(alive, sizeof alive, &r) < 0);
+  uint8_t pp[300] = {122};
+  CHECK(otpc__epmd_parse(pp, 1, &r) < 0);
+  memset(pp + 1, 'x', 256);
+  CHECK(otpc__epmd_parse(pp, 257, &r) < 0); /* name too long */
+  CHECK_INT_EQ(otpc__epmd_parse(pp, 256, &r), 0);
+  uint8_t names[] = {110};
+  CHECK_INT_EQ(otpc__epmd_parse(names, 1, &r), 0);
+  CHECK(otpc__epmd_parse(names, 0, &r) < 0);
+}
