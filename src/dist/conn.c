@@ -1067,6 +1067,7 @@ typedef struct accept_ctx {
   conn_t *c; /* the conn this handshake owns, with a reference */
   uint32_t gen;
   conn_t *old; /* after "alive": the conn already up */
+  bool fresh;  /* a node never heard of: its atom waits for the cookie */
 } accept_ctx_t;
 
 static const char *take_new(accept_ctx_t *a, otpc_atom_t node) {
@@ -1079,7 +1080,13 @@ static const char *take_new(accept_ctx_t *a, otpc_atom_t node) {
 static const char *accept_status(void *ctx, const char *peer, uint64_t flags) {
   accept_ctx_t *a = ctx;
   otpc_atom_t node;
-  if (otpc_atom_new(peer, strlen(peer), &node) != 0) return "not_allowed";
+  /* A name we have no atom for has no conn either: its atom is made once
+   * the peer has shown the cookie, so that connections that never
+   * authenticate cannot fill the atom table. */
+  if (otpc_atom_lookup(peer, strlen(peer), &node) != 0) {
+    a->fresh = true;
+    return "ok";
+  }
   if (node == otpc__dist.node) return "not_allowed";
   const char *st;
   pthread_mutex_lock(&tab_lock);
@@ -1119,6 +1126,32 @@ static void accept_alive(void *ctx, const char *peer, bool go_on) {
   pthread_mutex_unlock(&tab_lock);
 }
 
+/* After the handshake of a node that had no atom: the conn is made now;
+ * should one have appeared meanwhile (we called it at the same moment),
+ * a pending one is taken over, one that is up wins. */
+static int claim_fresh(accept_ctx_t *a, const char *peer) {
+  otpc_atom_t node;
+  if (otpc_atom_new(peer, strlen(peer), &node) != 0) return OTPC_EATOM;
+  int rc = 0;
+  pthread_mutex_lock(&tab_lock);
+  conn_t *c = find(node);
+  if (c == NULL) {
+    if (strcmp(take_new(a, node), "ok") != 0) rc = OTPC_ENOMEM;
+  } else {
+    pthread_mutex_lock(&c->lock);
+    if (c->state == C_PENDING) {
+      a->gen = ++c->gen;
+      a->c = c;
+      conn_ref(c);
+    } else {
+      rc = OTPC_EEXIST;
+    }
+    pthread_mutex_unlock(&c->lock);
+  }
+  pthread_mutex_unlock(&tab_lock);
+  return rc;
+}
+
 static void accept_run(void *arg) {
   role_t *r = arg;
   int fd = r->fd;
@@ -1126,7 +1159,7 @@ static void accept_run(void *arg) {
     close(fd);
     return;
   }
-  accept_ctx_t a = {NULL, 0, NULL};
+  accept_ctx_t a = {NULL, 0, NULL, false};
   otpc__hs_t *hs = otpc_palloc(sizeof *hs);
   if (hs == NULL) return;
   hs_init(hs);
@@ -1144,6 +1177,9 @@ static void accept_run(void *arg) {
     if (a.c) conn_fail(a.c, a.gen, hs->why);
     return;
   }
+  if (a.fresh && claim_fresh(&a, hs->peer) != 0) return;
+  r->c = a.c;
+  r->gen = a.gen;
   if (a.c != NULL) become_reader(a.c, a.gen, fd, hs);
 }
 
