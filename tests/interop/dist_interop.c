@@ -726,11 +726,61 @@ static void control(void *arg) {
   otpc_buf_unref(nd);
 }
 
+/* --elixir: the same node against `elixir` running dist_peer.exs. */
+static void echo_proc(void *arg) {
+  otpc_register(otpc_atom("echo"), otpc_self());
+  for (;;) {
+    otpc_buf_t *m;
+    if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
+    otpc_pid_t from;
+    if (otpc_term_get_pid(otpc_term_tuple_elem(otpc_buf_term(m), 0), &from) ==
+        0)
+      otpc_send(from, m);
+    otpc_buf_unref(m);
+  }
+}
+
+static int elixir_main(const char *srcdir) {
+  if (system("command -v elixir >/dev/null 2>&1") != 0) {
+    printf("SKIP: elixir not found; install Debian's elixir\n");
+    return 77;
+  }
+  int id = (int)getpid();
+  epmd_port = (uint16_t)(30000 + (id + 7919) % 20000);
+  snprintf(otpc_name, sizeof otpc_name, "otpc_ex_%d@localhost", id);
+  otpc_node_opts_t no = {.name = otpc_name, .cookie = cookie, .schedulers = 2};
+  if (otpc_node_start(&no) != 0) return 1;
+  otpc_rpc_export("otpc_math", "add", rpc_add, NULL);
+  otpc_dist_opts_t d = {.epmd_port = epmd_port, .listen_addr = "127.0.0.1"};
+  if (otpc_dist_start(&d) != 0) {
+    otpc_node_stop();
+    return 1;
+  }
+  otpc_spawn(echo_proc, NULL, NULL, NULL);
+  char port[16], name[64], script[1200];
+  snprintf(port, sizeof port, "%u", epmd_port);
+  snprintf(name, sizeof name, "ex_%d@localhost", id);
+  snprintf(script, sizeof script, "%s/dist_peer.exs", srcdir);
+  pid_t ex = fork();
+  if (ex == 0) {
+    setenv("ERL_EPMD_PORT", port, 1);
+    execlp("elixir", "elixir", "--sname", name, "--cookie", cookie, "--erl",
+           "-start_epmd false", script, otpc_name, (char *)NULL);
+    _exit(127);
+  }
+  int st = wait_exit(ex, 120);
+  otpc_dist_stop();
+  otpc_node_stop();
+  printf("%d passed, %d failed\n", st == 0, st != 0);
+  return st == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: dist_interop SRCDIR WORKDIR\n");
     return 2;
   }
+  if (argc > 3 && strcmp(argv[3], "--elixir") == 0) return elixir_main(argv[1]);
   if (system("command -v erl >/dev/null 2>&1 && command -v erlc >/dev/null "
              "2>&1") != 0) {
     printf("SKIP: erl not found; install Debian's erlang-nox\n");
