@@ -555,6 +555,26 @@ static void ping_once(void *arg) {
   two_t *t = arg;
   otpc_sleep(500); /* the peer starts */
   t->ping = otpc_net_ping(otpc_atom(t->peer), 3000);
+  /* A link and a monitor to a node we cannot get into: noconnection. */
+  otpc_trap_exit(true);
+  otpc_pid_t far = {otpc_atom(t->peer), 1, 0, 1};
+  otpc_ref_t ref;
+  otpc_link(far);
+  otpc_monitor(far, &ref);
+  otpc_pattern_t *pe, *pd;
+  otpc_pattern_compile("{'EXIT', _, noconnection}", &pe, NULL);
+  otpc_pattern_compile("{'DOWN', _, process, _, noconnection}", &pd, NULL);
+  otpc_buf_t *m;
+  if (otpc_receive(pe, 10000, &m) == 0) {
+    t->exit_noconn = 1;
+    otpc_buf_unref(m);
+  }
+  if (otpc_receive(pd, 10000, &m) == 0) {
+    t->down_noconn = 1;
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(pe);
+  otpc_pattern_free(pd);
 }
 
 TEST(two_nodes_wrong_cookie_pang) {
@@ -565,8 +585,10 @@ TEST(two_nodes_wrong_cookie_pang) {
   two_t t = {"c@localhost", -1, 0, 0, 0, 0, 0, 0, 0, 0, child};
   otpc_pid_t p;
   otpc_spawn(ping_once, &t, NULL, &p);
-  for (int i = 0; i < 200 && otpc_is_alive(p); i++) usleep(50000);
+  for (int i = 0; i < 400 && otpc_is_alive(p); i++) usleep(50000);
   CHECK_INT_EQ(t.ping, 0);
+  CHECK_INT_EQ(t.exit_noconn, 1);
+  CHECK_INT_EQ(t.down_noconn, 1);
   stop_peer(child);
   otpc_dist_stop();
   otpc_node_stop();
