@@ -15,8 +15,11 @@
  *   otpc_dist_stop();                 // before otpc_node_stop()
  *
  * Once distribution runs, otpc_send() and the other signal functions of
- * otpc/rt.h reach pids of other nodes; a registered process `net_kernel`
- * answers pings, so net_adm:ping/1 from Erlang gets pong.
+ * otpc/rt.h reach pids of other nodes (links and monitors included, with
+ * noconnection when a node goes away); a registered process `net_kernel`
+ * answers pings, so net_adm:ping/1 from Erlang gets pong; `rex` and erpc's
+ * spawn requests run C functions exported with otpc_rpc_export(). Guide:
+ * docs/distribution.md.
  */
 #ifndef OTPC_DIST_H
 #define OTPC_DIST_H
