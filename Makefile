@@ -18,10 +18,11 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 300
 FUZZ_QUICK_SECONDS ?= 20
 
-# Debian packages each part needs: a compiler and CMake, zlib, Erlang for
+# Debian packages each part needs: a compiler and CMake, zlib, OpenSSL's
+# libcrypto (the distribution handshake's MD5), Erlang (and Elixir) for
 # the interop tests and benchmarks, clang with its runtime for libFuzzer.
-PKGS_BUILD = gcc make cmake pkg-config zlib1g-dev
-PKGS_TEST  = $(PKGS_BUILD) erlang-nox clang libclang-rt-14-dev
+PKGS_BUILD = gcc make cmake pkg-config zlib1g-dev libssl-dev
+PKGS_TEST  = $(PKGS_BUILD) erlang-nox elixir clang libclang-rt-14-dev
 PKGS_BENCH = $(PKGS_BUILD) erlang-nox golang-go
 
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -73,8 +74,8 @@ asan: deps-test
 tsan: deps-test
 	cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug \
 	  -DOTPC_SANITIZE=thread -DOTPC_BENCH=OFF >/dev/null
-	cmake --build $(TSAN_BUILD) -j $(JOBS) --target otpc_test_rt otpc_test_otp
-	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^(rt|otp)$$'
+	cmake --build $(TSAN_BUILD) -j $(JOBS) --target otpc_test_rt otpc_test_otp otpc_test_dist
+	cd $(TSAN_BUILD) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -R '^(rt|otp|dist)$$'
 
 $(FUZZ_BUILD)/Makefile: deps-test
 	CC=clang cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=Debug \

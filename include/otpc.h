@@ -13,5 +13,6 @@
 #include "otpc/supervisor.h"
 #include "otpc/gen_statem.h"
 #include "otpc/application.h"
+#include "otpc/dist.h"
 
 #endif

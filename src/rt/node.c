@@ -240,6 +240,17 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
     atomic_store(&otpc__rt.running, 0);
     return OTPC_EINVAL;
   }
+  /* dist: a node name ("name@host") gets a random creation, as epmd
+   * would hand out one per incarnation; pids and refs carry it. */
+  if (o.name != NULL && strchr(o.name, '@') != NULL) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    otpc__rt.creation = ((uint32_t)ts.tv_nsec ^
+                         (uint32_t)ts.tv_sec * 2654435761u ^
+                         (uint32_t)getpid() << 16) | 1u;
+  }
+  snprintf(otpc__rt.cookie, sizeof otpc__rt.cookie, "%s",
+           o.cookie ? o.cookie : "");
   otpc_term_set_local_node(otpc__rt.name, otpc__rt.creation);
   atomic_store(&otpc__rt.stopping, 0);
   atomic_store(&otpc__rt.nprocs, 0);

@@ -218,7 +218,17 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
   if (atomic_exchange(&p->scheduled, 1) == 0) otpc__make_runnable(p);
 }
 
+_Atomic(otpc__route_fn) otpc__remote_route;
+
 uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+  if (!otpc__pid_is_local(to)) { /* dist: another node's pid */
+    otpc__route_fn route = atomic_load_explicit(&otpc__remote_route,
+                                                memory_order_acquire);
+    if (route != NULL) {
+      route(to, sig);
+      return 0;
+    }
+  }
   uint32_t len = 0;
   otpc__reclaim_enter();
   otpc__proc_t *p = otpc__proc_lookup(to);

@@ -124,7 +124,8 @@ void otpc_yield(void) {
 
 int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
   if (msg == NULL) return OTPC_EINVAL;
-  if (!otpc__pid_is_local(to)) return OTPC_ENOPROC; /* distribution: later */
+  if (!otpc__pid_is_local(to) && atomic_load(&otpc__remote_route) == NULL)
+    return OTPC_ENOPROC; /* dist: no route to other nodes */
   otpc__sig_t *sig = otpc__sig_new(SIG_MESSAGE);
   if (sig == NULL) return OTPC_ENOMEM;
   sig->buf = otpc_buf_ref(msg);
@@ -315,7 +316,7 @@ int otpc_link(otpc_pid_t pid) {
   if (p == NULL) return OTPC_ENOTPROC;
   otpc_pid_t self = otpc__proc_pid(p);
   if (otpc_pid_eq(pid, self)) return 0;
-  if (!otpc_is_alive(pid)) {
+  if (otpc__pid_is_local(pid) && !otpc_is_alive(pid)) { /* dist: remote ok */
     if (!(p->flags & PF_TRAP)) return OTPC_ENOPROC;
     /* Trapping: the link "dies" at once with noproc. */
     otpc__sig_t *sig = otpc__sig_new(SIG_EXIT);

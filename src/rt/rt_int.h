@@ -271,6 +271,7 @@ typedef struct otpc__rt {
   pthread_mutex_t wait_lock;
   pthread_cond_t wait_cond;
   _Atomic unsigned rr;            /* round-robin placement */
+  char cookie[256];               /* dist: otpc_node_opts_t.cookie, or "" */
 } otpc__rt_t;
 
 extern otpc__rt_t otpc__rt;
@@ -308,6 +309,13 @@ void otpc__switch(otpc__ctx_t *from, otpc__ctx_t to, otpc__xstack_t *x);
 void otpc__switch_arrived(void);
 /* Records the calling thread's own stack; once per scheduler thread. */
 void otpc__stack_thread_init(void);
+
+/* ---- dist: the route to other nodes ----
+ * Set by the dist layer while distribution runs (NULL otherwise). A
+ * signal for a pid of another node goes to it from otpc__deliver_pid(),
+ * which hands the signal over. */
+typedef void (*otpc__route_fn)(otpc_pid_t to, otpc__sig_t *sig);
+extern _Atomic(otpc__route_fn) otpc__remote_route;
 
 /* ---- proc.c ---- */
 int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts);

@@ -51,6 +51,9 @@ typedef struct vstate {
   size_t depth, cap, max_depth;
   const uint8_t **keys; /* keys of the open F_MAP maps, innermost last */
   size_t nkeys, kcap;
+  const otpc_atom_t *cache; /* distribution: ATOM_CACHE_REF targets */
+  uint32_t ncache;
+  size_t ncached;           /* cache refs seen */
   frame_t small[32];
   const uint8_t *small_keys[64];
 } vstate_t;
@@ -73,6 +76,12 @@ static int check_atom(vstate_t *s) {
   if (!have(s, 2)) return fail(s, OTPC_ETRUNC, at);
   uint8_t tag = s->data[at];
   size_t n, head;
+  if (tag == ETF_ATOM_CACHE_REF && s->cache != NULL) {
+    if (s->data[at + 1] >= s->ncache) return fail(s, OTPC_EBADARG, at);
+    s->ncached++;
+    s->pos = at + 2;
+    return 0;
+  }
   if (tag == ETF_SMALL_ATOM || tag == ETF_SMALL_ATOM_UTF8) {
     n = s->data[at + 1];
     head = 2;
@@ -315,7 +324,8 @@ static int check_one(vstate_t *s) {
     case ETF_ATOM:
     case ETF_SMALL_ATOM:
     case ETF_ATOM_UTF8:
-    case ETF_SMALL_ATOM_UTF8: return check_atom(s);
+    case ETF_SMALL_ATOM_UTF8:
+    case ETF_ATOM_CACHE_REF: return check_atom(s); /* refs: with a cache */
     case ETF_PID: s->pos++; return check_node_then(s, 9);
     case ETF_NEW_PID: s->pos++; return check_node_then(s, 12);
     case ETF_PORT: s->pos++; return check_node_then(s, 5);
@@ -350,10 +360,14 @@ static int check_one(vstate_t *s) {
   }
 }
 
-long otpc_term_validate(const void *data, size_t len,
-                        const otpc_decode_opts_t *opts,
-                        otpc_decode_error_t *err) {
+static long validate(const void *data, size_t len,
+                     const otpc_decode_opts_t *opts, const otpc_atom_t *cache,
+                     uint32_t ncache, size_t *nrefs,
+                     otpc_decode_error_t *err) {
   vstate_t s;
+  s.cache = cache;
+  s.ncache = ncache;
+  s.ncached = 0;
   s.data = data;
   s.len = len;
   s.pos = 0;
@@ -417,7 +431,192 @@ long otpc_term_validate(const void *data, size_t len,
     }
     return s.err;
   }
+  if (nrefs) *nrefs = s.ncached;
   return (long)s.pos;
+}
+
+long otpc_term_validate(const void *data, size_t len,
+                        const otpc_decode_opts_t *opts,
+                        otpc_decode_error_t *err) {
+  return validate(data, len, opts, NULL, 0, NULL, err);
+}
+
+long otpc__term_validate_cached(const void *data, size_t len,
+                                const otpc_atom_t *cache, uint32_t ncache,
+                                size_t *nrefs, otpc_decode_error_t *err) {
+  static const otpc_atom_t none[1];
+  return validate(data, len, NULL, cache ? cache : none, ncache, nrefs, err);
+}
+
+/* ------------------------------------------------------------------------
+ * Resolving atom cache references (distribution)
+ *
+ * A checked term is copied token by token into a new buffer; a cache ref
+ * becomes its atom written out. Only a fun's Size field counts bytes of
+ * what follows it, so each open fun remembers where it ends in the input
+ * and where it starts in the output, and gets its size patched when the
+ * walk reaches its end.
+ * ------------------------------------------------------------------------ */
+
+typedef struct ubuf {
+  otpc_buf_t *buf;
+  size_t len, cap;
+  int err;
+} ubuf_t;
+
+static uint8_t *uroom(ubuf_t *u, size_t n) {
+  if (u->err) return NULL;
+  if (n > u->cap - u->len) {
+    size_t cap = u->cap;
+    while (n > cap - u->len) cap = cap < ((size_t)1 << 20) ? cap * 2 : cap + cap / 2;
+    otpc_buf_t *b = otpc__buf_resize(u->buf, cap);
+    if (b == NULL) {
+      u->err = OTPC_ENOMEM;
+      return NULL;
+    }
+    u->buf = b;
+    u->cap = cap;
+  }
+  uint8_t *at = otpc_buf_mutable_data(u->buf) + u->len;
+  u->len += n;
+  return at;
+}
+
+static void uput(ubuf_t *u, const uint8_t *p, size_t n) {
+  uint8_t *at = uroom(u, n);
+  if (at) memcpy(at, p, n);
+}
+
+/* Copies the atom at *pp (or resolves its cache ref) and moves past it. */
+static void uatom(ubuf_t *u, const uint8_t **pp, const otpc_atom_t *cache) {
+  const uint8_t *p = *pp;
+  if (p[0] != ETF_ATOM_CACHE_REF) {
+    const uint8_t *end = otpc__term_skip(p);
+    uput(u, p, (size_t)(end - p));
+    *pp = end;
+    return;
+  }
+  size_t n;
+  const char *text = otpc_atom_name(cache[p[1]], &n);
+  uint8_t *at = uroom(u, n + 3);
+  if (at != NULL) {
+    if (n < 256) {
+      at[0] = ETF_SMALL_ATOM_UTF8;
+      at[1] = (uint8_t)n;
+      memcpy(at + 2, text, n);
+      u->len--;
+    } else {
+      at[0] = ETF_ATOM_UTF8;
+      put_be16(at + 1, (uint16_t)n);
+      memcpy(at + 3, text, n);
+    }
+  }
+  *pp = p + 2;
+}
+
+typedef struct ufun {
+  const uint8_t *in_end;
+  size_t out_start;
+} ufun_t;
+
+otpc_buf_t *otpc__term_uncache(const uint8_t *data, size_t len,
+                               const otpc_atom_t *cache, int *err) {
+  ubuf_t u = {NULL, 0, 0, 0};
+  ufun_t *funs = NULL;
+  size_t nfun = 0, capfun = 0;
+  size_t first = len + len / 8 + 16;
+  u.buf = otpc__buf_resize(NULL, first);
+  if (u.buf == NULL) u.err = OTPC_ENOMEM;
+  u.cap = first;
+  uint8_t v = ETF_VERSION;
+  uput(&u, &v, 1);
+  const uint8_t *p = data, *end = data + len;
+  while (p < end && u.err == 0) {
+    const uint8_t *q;
+    switch (p[0]) {
+      case ETF_ATOM_CACHE_REF: uatom(&u, &p, cache); break;
+      case ETF_PID: case ETF_NEW_PID: case ETF_PORT: case ETF_NEW_PORT:
+      case ETF_V4_PORT: case ETF_REFERENCE: {
+        static const uint8_t tail[256] = {
+            [ETF_PID] = 9, [ETF_NEW_PID] = 12, [ETF_PORT] = 5,
+            [ETF_NEW_PORT] = 8, [ETF_V4_PORT] = 12, [ETF_REFERENCE] = 5};
+        size_t t = tail[p[0]];
+        uput(&u, p, 1);
+        p++;
+        uatom(&u, &p, cache);
+        uput(&u, p, t);
+        p += t;
+        break;
+      }
+      case ETF_NEW_REFERENCE: case ETF_NEWER_REFERENCE: {
+        size_t t = (p[0] == ETF_NEW_REFERENCE ? 1 : 4) + 4 * (size_t)get_be16(p + 1);
+        uput(&u, p, 3);
+        p += 3;
+        uatom(&u, &p, cache);
+        uput(&u, p, t);
+        p += t;
+        break;
+      }
+      case ETF_SMALL_TUPLE: uput(&u, p, 2); p += 2; break;
+      case ETF_LARGE_TUPLE: case ETF_MAP: case ETF_LIST:
+        uput(&u, p, 5);
+        p += 5;
+        break;
+      case ETF_EXPORT:
+        uput(&u, p, 1);
+        p++;
+        uatom(&u, &p, cache);
+        uatom(&u, &p, cache);
+        uput(&u, p, 2);
+        p += 2;
+        break;
+      case ETF_NEW_FUN: {
+        if (nfun == capfun) {
+          capfun = capfun ? capfun * 2 : 8;
+          ufun_t *bigger = otpc__realloc(funs, capfun * sizeof *funs);
+          if (bigger == NULL) {
+            u.err = OTPC_ENOMEM;
+            break;
+          }
+          funs = bigger;
+        }
+        funs[nfun].in_end = p + 1 + get_be32(p + 1);
+        funs[nfun].out_start = u.len;
+        nfun++;
+        uput(&u, p, 30);
+        p += 30;
+        uatom(&u, &p, cache); /* Module */
+        for (int i = 0; i < 2; i++) { /* OldIndex, OldUniq */
+          size_t n = p[0] == ETF_SMALL_INTEGER ? 2 : 5;
+          uput(&u, p, n);
+          p += n;
+        }
+        size_t t = p[0] == ETF_PID ? 9 : 12;
+        uput(&u, p, 1);
+        p++;
+        uatom(&u, &p, cache);
+        uput(&u, p, t);
+        p += t;
+        break;
+      }
+      default:
+        q = otpc__term_skip(p);
+        uput(&u, p, (size_t)(q - p));
+        p = q;
+        break;
+    }
+    while (u.err == 0 && nfun > 0 && funs[nfun - 1].in_end == p) {
+      size_t at = funs[--nfun].out_start;
+      put_be32(otpc_buf_mutable_data(u.buf) + at + 1, (uint32_t)(u.len - at - 1));
+    }
+  }
+  otpc__free(funs);
+  if (u.err != 0) {
+    otpc_buf_unref(u.buf);
+    if (err) *err = u.err;
+    return NULL;
+  }
+  return otpc__buf_shrink(u.buf, u.len);
 }
 
 /* Inflates a compressed term (data at the 80 tag) into a new buffer that

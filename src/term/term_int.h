@@ -98,6 +98,19 @@ static inline void put_be64(uint8_t *p, uint64_t v) {
 /* Skips one checked term: returns the byte after it. (view.c) */
 const uint8_t *otpc__term_skip(const uint8_t *p);
 
+/* Distribution: checks ETF that may hold ATOM_CACHE_REF entries, each an
+ * index below ncache into cache (the atoms named by one message's
+ * distribution header); otherwise as otpc_term_validate() with default
+ * limits. *nrefs (may be NULL) gets how many refs were seen. (decode.c) */
+long otpc__term_validate_cached(const void *data, size_t len,
+                                const otpc_atom_t *cache, uint32_t ncache,
+                                size_t *nrefs, otpc_decode_error_t *err);
+/* A new buffer: the version byte, then the term at data (len bytes,
+ * checked by otpc__term_validate_cached with the same cache) with every
+ * cache ref replaced by its atom. NULL and *err when out of memory. */
+otpc_buf_t *otpc__term_uncache(const uint8_t *data, size_t len,
+                               const otpc_atom_t *cache, int *err);
+
 /* Atom text of a checked atom term, however encoded. latin1 is set for the
  * Latin-1 encodings (ATOM_EXT, SMALL_ATOM_EXT), whose bytes are code
  * points. Returns false if t is no atom. (view.c) */

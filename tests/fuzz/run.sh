@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzzer in BUILD_DIR for SECONDS each, starting from its seed
+# Runs every fuzzer in BUILD_DIR (fuzz_etf, fuzz_text, fuzz_handshake, fuzz_epmd,
+# fuzz_dist_frame: each fuzz_* built there) for SECONDS each, starting from its seed
 # corpus in tests/fuzz/corpus/<name>. New inputs go to a scratch corpus so
 # the repository stays clean; a crash fails the run and leaves its input in
 # tests/fuzz/ (ignored by git) to reproduce with: BUILD_DIR/fuzz_NAME FILE
