@@ -242,7 +242,7 @@ typedef struct otpc__sched {
   otpc__proc_t *parked_last;   /* least recently suspended first */
   otpc__mpsc_t runq[4];        /* runnable processes, per priority */
   _Atomic int64_t runq_len;    /* all four together */
-  uint32_t low_turn;           /* counts picks, to give low its turn */
+  uint32_t low_turn;           /* normal picks over waiting low ones */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */

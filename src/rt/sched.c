@@ -107,16 +107,25 @@ static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
 
 /*
  * Erlang's priorities: max before high before normal, strictly; low
- * shares normal's turn but gets one pick in eight (and every pick when
- * nothing normal waits), so it is slower, never starved.
+ * shares normal's turn but waits: it gets one pick after normal has been
+ * picked eight times over it (and every pick when nothing normal waits),
+ * so it is slower, never starved, and a low process never overtakes a
+ * normal one that became runnable with it.
  */
 static otpc__proc_t *dequeue(otpc__sched_t *s) {
   otpc__qlink_t *l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_MAX]);
   if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_HIGH]);
+  if (l == NULL && s->low_turn < 8) {
+    l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
+    if (l != NULL && otpc__mpsc_nonempty(&s->runq[OTPC_PRIO_LOW]))
+      s->low_turn++; /* picked over a waiting low one */
+  }
   if (l == NULL) {
-    if (++s->low_turn % 8 == 0) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
-    if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
-    if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
+    l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
+    if (l != NULL)
+      s->low_turn = 0;
+    else
+      l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
   }
   if (l == NULL) return NULL;
   atomic_fetch_sub_explicit(&s->runq_len, 1, memory_order_relaxed);
