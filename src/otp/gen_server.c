@@ -23,7 +23,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 
-#include "../rt/rt_int.h"
+#include "otp_int.h"
 #include "otpc/logger.h"
 #include "otpc/otp.h"
 
@@ -69,12 +69,9 @@ static otpc_atom_t atom_system(void) {
 }
 
 typedef struct start_ctx {
+  otpc__start_t st; /* filled by otpc__start_handler */
   const otpc_gen_server_t *cb;
   void *arg;
-  otpc_pid_t starter;
-  otpc_ref_t ack;
-  otpc_atom_t name;
-  bool link;
 } start_ctx_t;
 
 /* ------------------------------------------------------------------------
@@ -172,23 +169,12 @@ static void arm_timeout(gs_t *g, int64_t ms) {
   otpc_buf_unref(msg);
 }
 
-/* proc_lib's rule: normal, shutdown and {shutdown, _} are no crash. */
-static bool is_crash(otpc_term_t reason) {
-  size_t arity;
-  otpc_term_t first;
-  if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL) ||
-      otpc_term_is_atom(reason, OTPC_ATOM_SHUTDOWN))
-    return false;
-  return !(otpc_term_get_tuple(reason, &arity, &first) == 0 && arity == 2 &&
-           otpc_term_is_atom(first, OTPC_ATOM_SHUTDOWN));
-}
-
 /* The one report of a crashed server, as proc_lib writes it with what
  * gen_server's own report tells: its name, the last message it took in
  * (the one its callback was handling), and its state as format_status
  * shows it. Before terminate, which may free the state. */
 static void crash_report(gs_t *g, otpc_term_t reason) {
-  if (!is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return;
+  if (!otpc__is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return;
   otpc__proc_t *p = otpc__current();
   otpc_pid_t self = otpc_self();
   otpc_proc_info_t info;
@@ -268,58 +254,36 @@ static void apply(gs_t *g, otpc_gs_result_t *r, const otpc_from_t *from) {
  * The server process
  * ------------------------------------------------------------------------ */
 
-static void ack(const start_ctx_t *c, const char *fmt, ...) {
-  otpc_builder_t b;
-  va_list ap;
-  otpc_builder_init(&b);
-  otpc_build_tuple(&b, 3);
-  otpc_build_atom(&b, "ack");
-  otpc_build_ref(&b, &c->ack);
-  va_start(ap, fmt);
-  otpc_build_vfmt(&b, fmt, ap);
-  va_end(ap);
-  otpc_buf_t *msg = otpc_builder_finish(&b, NULL);
-  if (msg != NULL) otpc_send(c->starter, msg);
-  otpc_buf_unref(msg);
-}
-
 static int gs_init(void *arg, void **state) {
   start_ctx_t *c = arg;
+  otpc__start_t st = c->st;
+  const otpc_gen_server_t *cb = c->cb;
+  void *init_arg = c->arg;
+  otpc__free(c); /* ours (proc_lib.c): copied out, nothing else in it */
   gs_t *g = otpc__calloc(1, sizeof *g);
   if (g == NULL) {
-    ack(c, "{error, enomem}");
-    otpc__free(c);
+    otpc__start_ack(&st, "{error, enomem}");
     return -1;
   }
-  g->cb = c->cb;
-  g->parent_id = c->starter.id;
-  g->parent_serial = c->starter.serial;
-  g->linked = c->link;
+  g->cb = cb;
+  g->parent_id = st.starter.id;
+  g->parent_serial = st.starter.serial;
+  g->linked = st.link;
   *state = g;
-  if (c->name != OTPC_ATOM_NONE && otpc_register(c->name, otpc_self()) != 0) {
-    otpc_pid_t other;
-    if (otpc_whereis(c->name, &other) == 0)
-      ack(c, "{error, {already_started, ~p}}", &other);
-    else
-      ack(c, "{error, name_taken}");
-    otpc__free(c);
-    return OTPC_STOP;
-  }
+  if (!otpc__start_register(&st)) return OTPC_STOP;
   otpc_gs_result_t r = {.timeout = -1};
   g->terminated = true; /* init's exit is no reason to terminate */
-  CALLBACK(g, g->cb->init(c->arg, &g->state, &r));
+  CALLBACK(g, g->cb->init(init_arg, &g->state, &r));
   g->terminated = false;
   if (r.action == OTPC_GS_IGNORE) {
-    ack(c, "ignore");
-    otpc__free(c);
+    otpc__start_ack(&st, "ignore");
     result_clear(&r);
     return OTPC_STOP;
   }
   if (r.action == OTPC_GS_STOP) {
     otpc_buf_t *reason = r.reason ? otpc_buf_ref(r.reason)
                                   : otpc__atom_buf(OTPC_ATOM_NORMAL);
-    ack(c, "{error, ~t}", otpc_buf_term(reason));
-    otpc__free(c);
+    otpc__start_ack(&st, "{error, ~t}", otpc_buf_term(reason));
     result_clear(&r);
     /* init's stop: no terminate; the reason becomes the exit reason */
     otpc__proc_t *p = otpc__current();
@@ -327,25 +291,9 @@ static int gs_init(void *arg, void **state) {
     p->exit_reason = reason;
     otpc__exit_current(p);
   }
-  ack(c, "ok");
-  otpc__free(c);
+  otpc__start_ack(&st, "ok");
   apply(g, &r, NULL);
   return OTPC_CONTINUE;
-}
-
-/* The tag of a call, kept as its ETF bytes. false if it is too large. */
-static bool take_from(otpc_term_t from_term, otpc_from_t *from) {
-  size_t arity;
-  otpc_term_t pid;
-  if (otpc_term_get_tuple(from_term, &arity, &pid) != 0 || arity != 2 ||
-      otpc_term_get_pid(pid, &from->pid) != 0)
-    return false;
-  otpc_term_t tag = otpc_term_next(pid);
-  size_t n = otpc_term_size(tag);
-  if (n == 0 || n > OTPC_FROM_TAG_MAX || tag.p == NULL) return false;
-  memcpy(from->tag, tag.p, n);
-  from->tag_len = (uint32_t)n;
-  return true;
 }
 
 static int gs_handle(void *state, otpc_buf_t *msg) {
@@ -374,7 +322,7 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
 
   if (arity == 3 && otpc_term_atom_eq(e1, "$gen_call", 9)) {
     otpc_from_t from;
-    if (!take_from(e2, &from)) return OTPC_CONTINUE;
+    if (!otpc__from_take(e2, &from)) return OTPC_CONTINUE;
     if (g->cb->handle_call)
       CALLBACK(g, g->cb->handle_call(&g->state, otpc_term_next(e2), &from, &r));
     apply(g, &r, &from);
@@ -391,7 +339,7 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
     size_t ra;
     otpc_from_t from;
     if (otpc_term_get_tuple(req, &ra, &op) == 0 && ra == 2 &&
-        otpc_term_atom_eq(op, "terminate", 9) && take_from(e2, &from)) {
+        otpc_term_atom_eq(op, "terminate", 9) && otpc__from_take(e2, &from)) {
       otpc_buf_t *ok = otpc__atom_buf(OTPC_ATOM_OK);
       otpc_gen_server_reply(&from, ok);
       otpc_buf_unref(ok);
@@ -447,7 +395,6 @@ typedef struct waiting {
   size_t tag_len;  /* its bytes */
 } waiting_t;
 
-static otpc_buf_t *copy_term(otpc_term_t t);
 
 /* Whether t is our tag. A reply echoes the bytes we sent and the
  * runtime's DOWN writes the ref as we did, so comparing bytes settles
@@ -473,13 +420,6 @@ static bool reply_or_down(otpc_term_t msg, void *ctx) {
   return false;
 }
 
-static otpc_buf_t *copy_term(otpc_term_t t) {
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_term(&b, t);
-  return otpc_builder_finish(&b, NULL);
-}
-
 /* Waits for the reply to a request sent with w's tag, or the DOWN. */
 static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
                  otpc_buf_t **reply, bool want_down) {
@@ -496,7 +436,7 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
     otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
     if (arity == 2 && !want_down) { /* the reply */
       otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
-      *reply = copy_term(otpc_term_next(e));
+      *reply = otpc__term_copy(otpc_term_next(e));
       otpc_buf_unref(got);
       return *reply ? 0 : OTPC_ENOMEM;
     }
@@ -506,7 +446,7 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
     }
     otpc_term_t reason = otpc_term_tuple_elem(otpc_buf_term(got), 4);
     bool noproc = otpc_term_is_atom(reason, OTPC_ATOM_NOPROC);
-    *reply = noproc ? NULL : copy_term(reason);
+    *reply = noproc ? NULL : otpc__term_copy(reason);
     otpc_buf_unref(got);
     return noproc ? OTPC_ENOPROC : OTPC_EEXITED;
   }
@@ -587,88 +527,15 @@ int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
   return rc == OTPC_EEXITED ? 0 : rc; /* it ended: that was the point */
 }
 
-typedef struct starting {
-  otpc_ref_t ack; /* {ack, Ack, Result} */
-  otpc_ref_t mon; /* {'DOWN', Mon, process, _, Reason} */
-} starting_t;
-
-static bool ack_or_down(otpc_term_t msg, void *ctx) {
-  starting_t *st = ctx;
-  size_t arity;
-  otpc_term_t e;
-  otpc_ref_t ref;
-  if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
-  if (arity == 3 && otpc_term_atom_eq(e, "ack", 3))
-    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
-           otpc_ref_eq(&ref, &st->ack);
-  if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
-    return otpc_term_get_ref(otpc_term_next(e), &ref) == 0 &&
-           otpc_ref_eq(&ref, &st->mon);
-  return false;
-}
-
-/* What init's ack says: 0, OTPC_EIGNORED, OTPC_EEXIST (with the holder of
- * the name in *pid) or OTPC_ESTOPPED (with the reason in *reason). */
-static int read_ack(otpc_term_t result, otpc_pid_t *pid, otpc_buf_t **reason) {
-  if (otpc_term_is_atom(result, OTPC_ATOM_OK)) return 0;
-  if (otpc_term_atom_eq(result, "ignore", 6)) return OTPC_EIGNORED;
-  otpc_term_t what = otpc_term_tuple_elem(result, 1), first;
-  size_t a;
-  if (otpc_term_get_tuple(what, &a, &first) == 0 && a == 2 &&
-      otpc_term_atom_eq(first, "already_started", 15)) {
-    otpc_term_get_pid(otpc_term_next(first), pid);
-    return OTPC_EEXIST;
-  }
-  if (reason) *reason = copy_term(what);
-  return OTPC_ESTOPPED;
-}
-
 int otpc_gen_server_start(const otpc_gen_server_t *cb, void *arg,
                           const otpc_gs_opts_t *opts, otpc_pid_t *pid,
                           otpc_buf_t **reason) {
-  if (cb == NULL || cb->init == NULL) return OTPC_EINVAL;
   if (reason) *reason = NULL;
-  if (otpc__current() == NULL) return OTPC_ENOTPROC;
+  if (cb == NULL || cb->init == NULL) return OTPC_EINVAL;
   start_ctx_t *c = otpc__calloc(1, sizeof *c);
   if (c == NULL) return OTPC_ENOMEM;
-  starting_t st;
   c->cb = cb;
   c->arg = arg;
-  c->starter = otpc_self();
-  c->ack = st.ack = otpc_make_ref();
-  c->name = opts ? opts->name : OTPC_ATOM_NONE;
-  c->link = opts && opts->link;
-  otpc_spawn_opts_t so = {.link = c->link, .monitor = true,
-                          .monitor_ref = &st.mon,
-                          .priority = opts ? opts->priority : OTPC_PRIO_NORMAL,
-                          .name = cb->name};
-  otpc_pid_t child;
-  int rc = otpc_spawn_handler(&gs_handler, c, &so, &child);
-  if (rc != 0) {
-    otpc__free(c);
-    return rc;
-  }
-  int64_t timeout = opts && opts->timeout > 0 ? opts->timeout : OTPC_INFINITY;
-  otpc_buf_t *got;
-  rc = otpc_receive_fn(ack_or_down, &st, timeout, &got);
-  otpc_demonitor(&st.mon, OTPC_DEMONITOR_FLUSH);
-  if (rc == OTPC_ETIMEDOUT) { /* gen_server's {error, timeout}: kill it */
-    otpc_buf_t *kill = otpc__atom_buf(OTPC_ATOM_KILL);
-    otpc_exit_signal(child, otpc_buf_term(kill));
-    otpc_buf_unref(kill);
-    return rc;
-  }
-  if (rc != 0) return rc;
-  otpc_term_t e;
-  size_t arity;
-  otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
-  if (arity == 5) { /* died before acknowledging */
-    if (reason) *reason = copy_term(otpc_term_tuple_elem(otpc_buf_term(got), 4));
-    rc = OTPC_ESTOPPED;
-  } else {
-    rc = read_ack(otpc_term_tuple_elem(otpc_buf_term(got), 2), &child, reason);
-  }
-  otpc_buf_unref(got);
-  if (pid && (rc == 0 || rc == OTPC_EEXIST)) *pid = child;
-  return rc;
+  return otpc__start_handler(&gs_handler, c, &c->st, opts, cb->name, pid,
+                             reason);
 }

@@ -597,23 +597,12 @@ static void set_timeouts(sm_t *m, otpc_sm_result_t *r) {
  * The end
  * ------------------------------------------------------------------------ */
 
-/* proc_lib's rule: normal, shutdown and {shutdown, _} are no crash. */
-static bool is_crash(otpc_term_t reason) {
-  size_t arity;
-  otpc_term_t first;
-  if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL) ||
-      otpc_term_is_atom(reason, OTPC_ATOM_SHUTDOWN))
-    return false;
-  return !(otpc_term_get_tuple(reason, &arity, &first) == 0 && arity == 2 &&
-           otpc_term_is_atom(first, OTPC_ATOM_SHUTDOWN));
-}
-
 /* One proc_lib crash report, with what gen_statem's own report tells:
  * the state, the data (as format_status shows it), the event it was
  * handling, how many it had postponed. Nothing for normal ends. It runs
  * before terminate, which may free the data format_status looks at. */
 static void crash_report(sm_t *m, otpc_term_t reason) {
-  if (!is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return;
+  if (!otpc__is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return;
   otpc_proc_info_t info;
   otpc_pid_t self = otpc_self();
   memset(&info, 0, sizeof info);

@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "../base/base_int.h"
+#include "otp_int.h"
 #include "otpc/logger.h"
 #include "otpc/rt.h"
 
@@ -1068,7 +1069,7 @@ int otpc_log_report_at(int level, const char *module, const char *file,
  * ======================================================================== */
 
 /* proc_lib's rule: normal, shutdown and {shutdown, _} are no crash. */
-static bool is_crash(otpc_term_t reason) {
+bool otpc__is_crash(otpc_term_t reason) {
   size_t arity;
   otpc_term_t first;
   if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL) ||
@@ -1135,7 +1136,7 @@ int otpc_logger_crash_report(otpc_pid_t pid, otpc_term_t reason,
                              const otpc_term_t *extra) {
   size_t n_extra;
   if (otpc_term_is_none(reason)) return OTPC_EINVAL;
-  if (!is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return 0;
+  if (!otpc__is_crash(reason) || !otpc_logger_allow(OTPC_LEVEL_ERROR)) return 0;
   int rc = extra_items(extra, &n_extra);
   if (rc != 0) return rc;
   otpc_buf_t *report = build_crash(pid, reason, extra, n_extra, &rc);

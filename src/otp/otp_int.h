@@ -5,8 +5,7 @@
  *     and waits for {ack, Ref, Result} from its init, or for its DOWN;
  *   - reading the From of a call, {Pid, Tag}, into an otpc_from_t.
  *
- * gen_statem uses these; gen_server has its own copy of the same protocol
- * (it came first) and can move onto them.
+ * gen_server and gen_statem use these.
  */
 #ifndef OTPC_OTP_INT_H
 #define OTPC_OTP_INT_H
@@ -47,6 +46,10 @@ void otpc__start_ack(const otpc__start_t *st, const char *fmt, ...);
 /* {Pid, Tag} into *from, the tag kept as its ETF bytes; false if the
  * term is no such pair or the tag is larger than OTPC_FROM_TAG_MAX. */
 bool otpc__from_take(otpc_term_t from_term, otpc_from_t *from);
+
+/* proc_lib's rule (logger.c): whether an exit reason is a crash, that
+ * is, not normal, shutdown or {shutdown, _}. */
+bool otpc__is_crash(otpc_term_t reason);
 
 /* A new buffer holding a copy of t; NULL if out of memory. */
 otpc_buf_t *otpc__term_copy(otpc_term_t t);

@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "otp_int.h"
 #include "otpc/logger.h"
 #include "otpc/supervisor.h"
 
@@ -114,16 +115,6 @@ static bool spec_ok(const otpc_child_spec_t *c) {
 
 /* normal, shutdown and {shutdown, _}: no crash, and no restart for a
  * transient child. */
-static bool is_clean_exit(otpc_term_t reason) {
-  if (otpc_term_is_atom(reason, OTPC_ATOM_NORMAL) ||
-      otpc_term_is_atom(reason, OTPC_ATOM_SHUTDOWN))
-    return true;
-  size_t arity;
-  otpc_term_t first;
-  return otpc_term_get_tuple(reason, &arity, &first) == 0 && arity == 2 &&
-         otpc_term_is_atom(first, OTPC_ATOM_SHUTDOWN);
-}
-
 static const char *restart_name(otpc_restart_t r) {
   return r == OTPC_PERMANENT   ? "permanent"
          : r == OTPC_TRANSIENT ? "transient"
@@ -257,7 +248,7 @@ static bool stop_begin(kid_t *k) {
   if (otpc_receive_fn(is_exit_from, &w, 0, &m) == 0) {
     /* It had ended already: report it as it ended. */
     otpc_term_t reason = otpc_term_tuple_elem(otpc_buf_term(m), 2);
-    if (!is_clean_exit(reason)) report(k, "child_terminated", reason);
+    if (otpc__is_crash(reason)) report(k, "child_terminated", reason);
     otpc_buf_unref(m);
     otpc_demonitor(&w.mon, OTPC_DEMONITOR_FLUSH);
     k->running = false;
@@ -392,15 +383,15 @@ static void restart(sup_t *s, size_t idx, otpc_gs_result_t *r) {
   }
 }
 
-static void on_exit(sup_t *s, otpc_pid_t pid, otpc_term_t reason,
+static void child_exited(sup_t *s, otpc_pid_t pid, otpc_term_t reason,
                     otpc_gs_result_t *r) {
   int i = kid_find_pid(s, pid);
   if (i < 0) return; /* not a child (any more) */
   kid_t *k = &s->kids[i];
-  if (!is_clean_exit(reason)) report(k, "child_terminated", reason);
+  if (otpc__is_crash(reason)) report(k, "child_terminated", reason);
   k->running = false;
   bool again = k->spec.restart == OTPC_PERMANENT ||
-               (k->spec.restart == OTPC_TRANSIENT && !is_clean_exit(reason));
+               (k->spec.restart == OTPC_TRANSIENT && otpc__is_crash(reason));
   if (!again) {
     if (k->spec.restart == OTPC_TEMPORARY ||
         s->strategy == OTPC_SIMPLE_ONE_FOR_ONE) {
@@ -632,7 +623,7 @@ static void sup_info(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
   if (otpc_term_get_tuple(msg, &arity, &e) == 0 && arity == 3 &&
       otpc_term_atom_eq(e, "EXIT", 4) &&
       otpc_term_get_pid(otpc_term_next(e), &pid) == 0)
-    on_exit(*state, pid, otpc_term_next(otpc_term_next(e)), r);
+    child_exited(*state, pid, otpc_term_next(otpc_term_next(e)), r);
 }
 
 static void sup_terminate(void **state, otpc_term_t reason) {

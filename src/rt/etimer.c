@@ -70,6 +70,18 @@ static void link_out(etimer_t *e) {
   atomic_store_explicit(&armed, count, memory_order_relaxed);
 }
 
+/* Every armed timer, taken out of the tables into one list (ref_next). */
+static etimer_t *unlink_all(void) {
+  etimer_t *all = NULL;
+  for (size_t i = 0; i < nbuckets; i++)
+    for (etimer_t *e = by_ref[i], *next; e != NULL; e = next) {
+      next = e->ref_next;
+      e->ref_next = all;
+      all = e;
+    }
+  return all;
+}
+
 /* Makes room for one more (doubling when the load passes 2 per bucket). */
 static int reserve(void) {
   if (count < 2 * nbuckets) return 0;
@@ -80,13 +92,7 @@ static int reserve(void) {
     otpc__free(d);
     return count < 8 * nbuckets ? 0 : OTPC_ENOMEM; /* chains may grow */
   }
-  etimer_t *all = NULL;
-  for (size_t i = 0; i < nbuckets; i++)
-    for (etimer_t *e = by_ref[i], *next; e != NULL; e = next) {
-      next = e->ref_next;
-      e->ref_next = all;
-      all = e;
-    }
+  etimer_t *all = unlink_all();
   otpc__free(by_ref);
   otpc__free(by_dest);
   by_ref = r;
@@ -182,14 +188,7 @@ void otpc__timers_stop(void) {
   pthread_cond_signal(&wake);
   pthread_mutex_unlock(&lock);
   pthread_join(thread, NULL);
-  etimer_t *all = NULL;
-  for (size_t i = 0; i < nbuckets; i++)
-    for (etimer_t *e = by_ref[i], *next; e != NULL; e = next) {
-      next = e->ref_next;
-      e->ref_next = all;
-      all = e;
-    }
-  release(all);
+  release(unlink_all());
   otpc__free(by_ref);
   otpc__free(by_dest);
   by_ref = by_dest = NULL;
