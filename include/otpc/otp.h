@@ -117,7 +117,10 @@ OTPC_API int otpc_gen_server_call_name(otpc_atom_t name, otpc_buf_t *request,
 /* gen_server:cast: sends and returns; never fails for a dead server. */
 OTPC_API int otpc_gen_server_cast(otpc_pid_t server, otpc_buf_t *msg);
 OTPC_API int otpc_gen_server_cast_name(otpc_atom_t name, otpc_buf_t *msg);
-/* gen_server:reply: answers a call later, from any process. */
+/* Whether a call's tag is OTP 24's [alias | Alias], and the alias. */
+OTPC_API bool otpc_tag_alias(otpc_term_t tag, otpc_ref_t *alias);
+/* gen_server:reply: answers a call later, from any process. To the
+ * caller's alias if its tag has one, else to its pid. */
 OTPC_API int otpc_gen_server_reply(const otpc_from_t *from,
                                    otpc_buf_t *reply);
 /* gen_server:stop: asks the server to stop with reason (NULL: normal) and

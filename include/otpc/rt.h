@@ -132,6 +132,12 @@ OTPC_API bool otpc_is_alive(otpc_pid_t pid);
 OTPC_API int otpc_send(otpc_pid_t to, otpc_buf_t *msg);
 /* Sends to a registered name; OTPC_ENONAME (badarg) if nobody has it. */
 OTPC_API int otpc_send_name(otpc_atom_t name, otpc_buf_t *msg);
+/* Sends msg to a process alias (Erlang's Alias ! Msg, OTP 24 and later),
+ * such as the [alias | Alias] tag of a gen_server call from an Erlang
+ * node. An alias of another node goes over distribution (ALIAS_SEND)
+ * when it runs; otpc processes make no aliases of their own yet, so one
+ * of this node delivers nothing. Never an error for an inactive alias. */
+OTPC_API int otpc_send_alias(const otpc_ref_t *alias, otpc_buf_t *msg);
 /* Builds a message from a format (see otpc_build_fmt) and sends it. */
 OTPC_API int otpc_sendf(otpc_pid_t to, const char *fmt, ...);
 

@@ -28,6 +28,7 @@
 
 #include "../rt/rt_int.h"
 #include "otpc/dist.h"
+#include "otpc/otp.h"
 
 #ifndef OTPC_LOG_MODULE
 #define OTPC_LOG_MODULE "dist"

@@ -159,20 +159,19 @@ static void reply(otpc_term_t from, otpc_term_t reply_term) {
   otpc_term_t tag = otpc_term_next(e);
   otpc_buf_t *msg = otpc_term_fmt("{~t, ~t}", tag, reply_term);
   if (msg == NULL) return;
-  otpc_list_iter_t it;
-  otpc_term_t head;
   otpc_ref_t alias;
-  if (otpc_term_list_iter(tag, &it) == 0 && otpc_list_next(&it, &head) &&
-      otpc_term_atom_eq(head, "alias", 5) &&
-      otpc_term_get_ref(otpc_list_tail(&it), &alias) == 0 &&
-      alias.node != otpc__dist.node) {
-    otpc_pid_t self = otpc_self();
-    otpc__dist_enqueue(
-        alias.node, otpc__ctrl_fmt("{33, ~p, ~r}", &self, &alias), msg, self);
-    return;
-  }
-  otpc_send(pid, msg);
+  if (otpc_tag_alias(tag, &alias))
+    otpc_send_alias(&alias, msg);
+  else
+    otpc_send(pid, msg);
   otpc_buf_unref(msg);
+}
+
+/* otpc_send_alias's way out: ALIAS_SEND to the alias's node. */
+static void alias_route(const otpc_ref_t *alias, otpc_buf_t *msg,
+                        otpc_pid_t from) {
+  otpc__dist_enqueue(alias->node, otpc__ctrl_fmt("{33, ~p, ~r}", &from, alias),
+                     msg, from);
 }
 
 static int nk_handle(void *state, otpc_buf_t *msg) {
@@ -312,6 +311,7 @@ static int start(const otpc_dist_opts_t *o) {
     return rc;
   }
   atomic_store(&otpc__remote_route, otpc__dist_route);
+  atomic_store(&otpc__alias_route, alias_route);
   atomic_store(&d->running, 1);
   OTPC_LOG_INFO("distribution up: %s on port %u", d->name, d->port);
   return 0;
@@ -334,6 +334,7 @@ int otpc_dist_stop(void) {
     return OTPC_ESTATE;
   }
   atomic_store(&otpc__remote_route, NULL);
+  atomic_store(&otpc__alias_route, NULL);
   otpc_unregister(otpc_atom("net_kernel"));
   otpc_unregister(otpc_atom("rex"));
   kill_pid(d->net_kernel);

@@ -119,6 +119,14 @@ void otpc_gs_hibernate(otpc_gs_result_t *r) { r->hibernate = true; }
  * Replies and the server's end
  * ------------------------------------------------------------------------ */
 
+bool otpc_tag_alias(otpc_term_t tag, otpc_ref_t *alias) {
+  otpc_list_iter_t it;
+  otpc_term_t head;
+  return otpc_term_list_iter(tag, &it) == 0 && otpc_list_next(&it, &head) &&
+         otpc_term_atom_eq(head, "alias", 5) &&
+         otpc_term_get_ref(otpc_list_tail(&it), alias) == 0;
+}
+
 int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
   if (from == NULL || reply == NULL || from->tag_len == 0 ||
       from->tag_len > OTPC_FROM_TAG_MAX)
@@ -134,7 +142,14 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
   int rc;
   otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
   if (msg == NULL) return rc;
-  rc = otpc_send(from->pid, msg);
+  /* An Erlang caller (OTP 24+) waits on an alias: [alias | Alias]. Sent
+   * there, a reply that comes after the caller gave up is dropped by its
+   * node instead of landing in its mailbox. */
+  otpc_ref_t alias;
+  if (otpc_tag_alias(tag, &alias))
+    rc = otpc_send_alias(&alias, msg);
+  else
+    rc = otpc_send(from->pid, msg);
   otpc_buf_unref(msg);
   return rc;
 }

@@ -219,6 +219,7 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
 }
 
 _Atomic(otpc__route_fn) otpc__remote_route;
+_Atomic(otpc__alias_route_fn) otpc__alias_route;
 
 uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
   if (!otpc__pid_is_local(to)) { /* dist: another node's pid */

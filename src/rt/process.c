@@ -139,6 +139,18 @@ int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
   return 0;
 }
 
+int otpc_send_alias(const otpc_ref_t *alias, otpc_buf_t *msg) {
+  if (alias == NULL || msg == NULL) return OTPC_EINVAL;
+  if (alias->node == otpc__rt.name) return 0; /* no local aliases yet */
+  otpc__alias_route_fn route =
+      atomic_load_explicit(&otpc__alias_route, memory_order_acquire);
+  if (route == NULL) return 0; /* unreachable: dropped, as to a dead pid */
+  otpc__proc_t *self = otpc__current();
+  route(alias, otpc_buf_ref(msg), self ? otpc__proc_pid(self) : undefined_pid());
+  spend(self);
+  return 0;
+}
+
 int otpc_sendf(otpc_pid_t to, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);

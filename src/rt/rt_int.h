@@ -316,6 +316,11 @@ void otpc__stack_thread_init(void);
  * which hands the signal over. */
 typedef void (*otpc__route_fn)(otpc_pid_t to, otpc__sig_t *sig);
 extern _Atomic(otpc__route_fn) otpc__remote_route;
+/* The same for a message to an alias of another node (otpc_send_alias);
+ * takes over msg. */
+typedef void (*otpc__alias_route_fn)(const otpc_ref_t *alias, otpc_buf_t *msg,
+                                     otpc_pid_t from);
+extern _Atomic(otpc__alias_route_fn) otpc__alias_route;
 
 /* ---- proc.c ---- */
 int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts);

@@ -26,6 +26,9 @@
  *   erl_calls_otpc_gen_server  gen_server:call({calc, OtpcNode}, Req)
  *                         into an otpc gen_server (monitor by name, alias
  *                         tag, reply)
+ *   late_reply_to_erl_dropped  a reply that comes after erl's call timed
+ *                         out goes to the caller's alias and is dropped
+ *                         (not left in its mailbox)
  *   otpc_calls_erl_gen_server  otpc_gen_server_call() to an Erlang
  *                         gen_server's pid
  *   rpc_from_erl          rpc:call and erpc:call from erl into a C
@@ -371,21 +374,44 @@ static void check_link_and_monitor(otpc_pid_t peer) {
   otpc_trap_exit(false);
 }
 
-/* An otpc gen_server for erl to call by {calc, Node}: {double, N} -> 2N. */
+/* An otpc gen_server for erl to call by {calc, Node}: {double, N} -> 2N;
+ * {slow, Ms}: answered Ms later (a deferred reply). */
+static otpc_from_t calc_parked;
+
 static void calc_call(void **state, otpc_term_t req, const otpc_from_t *from,
                       otpc_gs_result_t *r) {
   int n;
+  otpc_term_t first;
+  size_t arity;
+  if (otpc_term_get_tuple(req, &arity, &first) == 0 && arity == 2 &&
+      otpc_term_atom_eq(first, "slow", 4) &&
+      otpc_term_get_int(otpc_term_next(first), &n) == 0) {
+    calc_parked = *from;
+    otpc_buf_t *wake = otpc_term_fmt("answer_now");
+    otpc_send_after(n, otpc_self(), wake, NULL);
+    otpc_buf_unref(wake);
+    return; /* noreply */
+  }
   if (otpc_term_get_int(otpc_term_tuple_elem(req, 1), &n) == 0)
     otpc_gs_replyf(r, "{doubled, ~i}", 2 * n);
   else
     otpc_gs_replyf(r, "what");
 }
 
+static void calc_info(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
+  if (!otpc_term_atom_eq(msg, "answer_now", 10)) return;
+  otpc_buf_t *late = otpc_term_fmt("too_late");
+  otpc_gen_server_reply(&calc_parked, late);
+  otpc_buf_unref(late);
+}
+
 static void calc_init(void *arg, void **state, otpc_gs_result_t *r) {}
 
 static void check_gen_server_calls(otpc_pid_t peer) {
-  static const otpc_gen_server_t calc = {
-      .name = "calc", .init = calc_init, .handle_call = calc_call};
+  static const otpc_gen_server_t calc = {.name = "calc",
+                                        .init = calc_init,
+                                        .handle_call = calc_call,
+                                        .handle_info = calc_info};
   otpc_gs_opts_t o = {.name = otpc_atom("calc")};
   otpc_pid_t gs;
   int rc = otpc_gen_server_start(&calc, NULL, &o, &gs, NULL);
@@ -403,6 +429,22 @@ static void check_gen_server_calls(otpc_pid_t peer) {
          "start=%d, gen_server:call({calc, Node}, {double, 21}) = %s", rc,
          shown);
   otpc_buf_unref(want42);
+  otpc_buf_unref(ans);
+  /* Erl gives up after 100 ms; the answer comes at 300 ms, to its alias. */
+  req = otpc_term_fmt("{~p, call_otpc_late, calc, {slow, 300}, 100, 600}", &self);
+  otpc_send(peer, req);
+  otpc_buf_unref(req);
+  ans = recv_match("{late_result, _, _}", 10000, NULL);
+  char lshown[200] = "nothing";
+  bool dropped = false;
+  if (ans) {
+    otpc_term_snprint(lshown, sizeof lshown, otpc_buf_term(ans));
+    otpc_pattern_t *tp = NULL;
+    otpc_pattern_compile("{late_result, {'EXIT', {timeout, _}}, none}", &tp, NULL);
+    dropped = tp && otpc_match(tp, otpc_buf_term(ans)) == 1;
+    otpc_pattern_free(tp);
+  }
+  record("late_reply_to_erl_dropped", dropped, "%s", lshown);
   otpc_buf_unref(ans);
   if (rc == 0) otpc_gen_server_stop(gs, NULL, 5000);
   req = otpc_term_fmt("{~p, start_gs}", &self);

@@ -52,6 +52,13 @@ loop(Node) ->
             From ! {gs, Gs};
         {From, call_otpc, Name, Req} ->
             From ! {call_result, catch gen_server:call({Name, Node}, Req, 5000)};
+        {From, call_otpc_late, Name, Req, Timeout, Wait} ->
+            %% The reply comes after the call gave up: it must not land
+            %% in this mailbox (OTP 24 calls wait on an alias).
+            R = (catch gen_server:call({Name, Node}, Req, Timeout)),
+            timer:sleep(Wait),
+            Stray = receive Any -> {stray, Any} after 0 -> none end,
+            From ! {late_result, R, Stray};
         {From, rpc_tests} ->
             From ! {rpc_results,
                     rpc:call(Node, otpc_math, add, [2, 3]),
