@@ -5,6 +5,7 @@
  *   otpc term decode     ETF on stdin -> Erlang text on stdout (as ~w)
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
  *   otpc demo            a short tour of the term library
+ *   otpc names|ping|rpc  distribution (dist_cmds.c)
  *   otpc version
  *
  * Errors go to stderr and the exit status is 1 (2 for a usage error).
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist_cmds.h"
 #include "otpc.h"
 
 static const char usage[] =
@@ -258,11 +260,19 @@ int main(int argc, char **argv) {
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
     printf("otpc %s\n", OTPC_VERSION_STRING);
     return 0;
+  } else if (argc >= 2 && strcmp(argv[1], "names") == 0) {
+    return otpc__cmd_names(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "ping") == 0) {
+    return otpc__cmd_ping(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "rpc") == 0) {
+    return otpc__cmd_rpc(argc - 2, argv + 2);
   } else if (argc == 2 && (strcmp(argv[1], "help") == 0 ||
                            strcmp(argv[1], "--help") == 0)) {
     fputs(usage, stdout);
+    fputs(otpc__dist_usage, stdout);
     return 0;
   }
   fputs(usage, stderr);
+  fputs(otpc__dist_usage, stderr);
   return 2;
 }
