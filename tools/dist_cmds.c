@@ -121,8 +121,10 @@ static int with_node(const char *cmd, const char *target, job_t *j) {
   const char *host = strchr(node, '@') + 1;
   snprintf(own, sizeof own, "otpc_%d", (int)getpid());
   full_name(j->o->name ? j->o->name : own, host, self, sizeof self);
-  otpc_node_opts_t no = {.name = self, .cookie = j->o->cookie,
-                         .schedulers = 1, .dirty_threads = 1};
+  otpc_node_opts_t no = {.name = self,
+                         .cookie = j->o->cookie,
+                         .schedulers = 1,
+                         .dirty_threads = 1};
   int rc = otpc_node_start(&no);
   if (rc != 0) {
     fprintf(stderr, "otpc %s: starting node %s: %s\n", cmd, self,
