@@ -72,6 +72,11 @@
  *                         net_ticktime (20 s here) ends the connection
  *                         and the same three fire
  *
+ * With --elixir it runs dist_peer.exs in `elixir` instead, which checks
+ * ping, nodes, send, rpc and erpc, monitors by name, GenServer.call into
+ * an otpc gen_server, and otpc calling an Elixir GenServer by pid and by
+ * {Name, Node}.
+ *
  * Prints one line per check and "N passed, N failed"; exit status 0 when
  * all passed, 77 (skipped) without erl.
  */
@@ -1240,6 +1245,39 @@ static void echo_proc(void *arg) {
   }
 }
 
+/* For the Elixir peer: starts `calc`, then calls the Elixir GenServer it
+ * is told of, by pid and by {ex_gs, Node}, and sends back the replies. */
+static void elixir_control(void *arg) {
+  otpc_register(otpc_atom("control"), otpc_self());
+  static const otpc_gen_server_t calc = {.name = "calc",
+                                         .init = calc_init,
+                                         .handle_call = calc_call,
+                                         .handle_info = calc_info};
+  otpc_gs_opts_t o = {.name = otpc_atom("calc")};
+  otpc_gen_server_start(&calc, NULL, &o, NULL, NULL);
+  otpc_term_t t;
+  otpc_buf_t *m = recv_match("{call_me, _, _}", 60000, &t);
+  if (m == NULL) return;
+  otpc_pid_t from, gs;
+  otpc_term_t e = otpc_term_tuple_elem(otpc_buf_term(m), 1);
+  if (otpc_term_get_pid(e, &from) == 0 &&
+      otpc_term_get_pid(otpc_term_next(e), &gs) == 0) {
+    otpc_buf_t *q1 = otpc_term_fmt("by_pid"), *q2 = otpc_term_fmt("by_name");
+    otpc_buf_t *r1 = NULL, *r2 = NULL;
+    otpc_gen_server_call(gs, q1, 5000, &r1);
+    otpc_gen_server_call_remote(otpc_atom("ex_gs"), from.node, q2, 5000, &r2);
+    otpc_buf_t *none = otpc_term_fmt("failed");
+    otpc_sendf(from, "{otpc_called, ~t, ~t}", otpc_buf_term(r1 ? r1 : none),
+               otpc_buf_term(r2 ? r2 : none));
+    otpc_buf_unref(none);
+    otpc_buf_unref(q1);
+    otpc_buf_unref(q2);
+    otpc_buf_unref(r1);
+    otpc_buf_unref(r2);
+  }
+  otpc_buf_unref(m);
+}
+
 static int elixir_main(const char *srcdir) {
   if (system("command -v elixir >/dev/null 2>&1") != 0) {
     printf("SKIP: elixir not found; install Debian's elixir\n");
@@ -1257,6 +1295,7 @@ static int elixir_main(const char *srcdir) {
     return 1;
   }
   otpc_spawn(echo_proc, NULL, NULL, NULL);
+  otpc_spawn(elixir_control, NULL, NULL, NULL);
   char port[16], name[64], script[1200];
   snprintf(port, sizeof port, "%u", epmd_port);
   snprintf(name, sizeof name, "ex_%d@localhost", id);
