@@ -64,6 +64,8 @@
  *   nodeup_nodedown_both_sides  otpc_monitor_node(NONE) and
  *                         net_kernel:monitor_nodes(true) around a
  *                         disconnect and a new connection
+ *   hidden_erl_node       erl -hidden: in nodes(hidden), not nodes(), on
+ *                         both sides
  *   otpc_calls_erl_gen_server_by_name  otpc_gen_server_call_remote:
  *                         reply, noproc, timeout, {nodedown, Node}
  *   kill9_noconnection    a second erl killed with kill -9: link, monitor
@@ -162,6 +164,7 @@ static pid_t start_erl(const char *name, const char *ck, const char *mode,
   argv[n++] = ck;
   argv[n++] = "-start_epmd";
   argv[n++] = "false";
+  if (mode && strcmp(mode, "hidden") == 0) argv[n++] = "-hidden";
   argv[n++] = "-pa";
   argv[n++] = workdir;
   argv[n++] = "-run";
@@ -1142,6 +1145,41 @@ static pid_t erl_os_pid(otpc_pid_t peer) {
   return pid;
 }
 
+/* A hidden erl node: in nodes(hidden) but not nodes() on both sides. */
+static void check_hidden_erl(void) {
+  char log[1200], name[64];
+  snprintf(log, sizeof log, "%s/erl_hidden.log", workdir);
+  snprintf(name, sizeof name, "erl_h%d@localhost", (int)getpid());
+  pid_t h = start_erl(name, cookie, "hidden", log);
+  otpc_term_t t;
+  otpc_buf_t *ready = recv_match("{ready, ~t}", 30000, &t);
+  otpc_pid_t hp;
+  bool up = ready && otpc_term_get_pid(t, &hp) == 0;
+  otpc_buf_unref(ready);
+  otpc_atom_t hn = otpc_atom(name), all[8];
+  bool ours_visible = false, ours_hidden = false, theirs = false;
+  if (up) {
+    size_t n = otpc_nodes(all, 8, false);
+    for (size_t i = 0; i < n && i < 8; i++) ours_visible |= all[i] == hn;
+    n = otpc_nodes(all, 8, true);
+    for (size_t i = 0; i < n && i < 8; i++) ours_hidden |= all[i] == hn;
+    otpc_pid_t self = otpc_self();
+    ask(hp, "{~p, nodes_hidden}", &self);
+    otpc_buf_t *want = otpc_term_fmt("{nodes, [], [~a]}", otpc_name);
+    otpc_buf_t *m = recv_match("{nodes, _, _}", 10000, NULL);
+    theirs = m && otpc_term_equal(otpc_buf_term(m), otpc_buf_term(want));
+    otpc_buf_unref(m);
+    otpc_buf_unref(want);
+    ask(hp, "{~p, stop}", &self);
+    otpc_buf_unref(recv_match("stopped", 5000, NULL));
+  }
+  wait_exit(h, 10);
+  record("hidden_erl_node", up && !ours_visible && ours_hidden && theirs,
+         "in our nodes()=%d in our nodes(hidden)=%d erl's nodes() [] and "
+         "nodes(hidden) [us]=%d",
+         ours_visible, ours_hidden, theirs);
+}
+
 static void control(void *arg) {
   otpc_register(otpc_atom("control"), otpc_self());
   otpc_atom_t enode = otpc_atom(erl_name);
@@ -1205,6 +1243,7 @@ static void control(void *arg) {
   check_erl_monitors_name(peer);
   check_alias_to_erl(peer);
   check_cut_by_erl(peer, enode);
+  check_hidden_erl();
   /* A second erl node, killed with kill -9. */
   char log2[1200];
   snprintf(log2, sizeof log2, "%s/erl_kill9.log", workdir);
@@ -1365,8 +1404,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 33) {
-    printf("FAIL: only %d of 33 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 34) {
+    printf("FAIL: only %d of 34 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);

@@ -23,6 +23,9 @@ main([N, "wrong"]) ->
     R = net_adm:ping(list_to_atom(N)),
     timer:sleep(4000),
     halt(case R of pang -> 0; pong -> 1 end);
+main([N, "hidden"]) ->
+    %% started with -hidden: as below
+    main([N]);
 main([N]) ->
     Node = list_to_atom(N),
     pong = wait_ping(Node, 100),
@@ -96,6 +99,8 @@ loop(Node) ->
             From ! {names, net_adm:names()};
         {From, nodes} ->
             From ! {nodes, nodes()};
+        {From, nodes_hidden} ->
+            From ! {nodes, nodes(), nodes(hidden)};
         {From, link_me} ->
             %% link to From, then exit with a reason when told
             P = spawn(fun() ->

@@ -7,7 +7,7 @@
 #   - otpc names / ping / rpc against echo_node and against a real erl node
 #     (lists:reverse, erlang:node, undef), wrong cookies and unknown nodes;
 #   - echo_node registered with Debian's epmd, long names (-name
-#     x@127.0.0.1), a hidden echo_node (nodes() vs nodes(hidden));
+#     x@127.0.0.1) both ways, a hidden echo_node (nodes() vs nodes(hidden));
 #   - echo_node ends cleanly (exit 0) on SIGTERM and on SIGINT.
 # usage: dist_cli.sh OTPC ECHO_NODE
 set -uo pipefail
@@ -150,6 +150,13 @@ long_names
 false true" "$out" "long names from erl -name; hidden in nodes(hidden) only"
 check "pong" "$("$otpc" ping --cookie "$cookie" "long_$$@127.0.0.1")" "otpc ping a long name"
 stop_echo TERM >/dev/null
+# otpc connects to an erl -name node (its node is named at that host).
+erl -noshell -name "lt_$$@127.0.0.1" -setcookie "$cookie" -start_epmd false \
+  -eval 'timer:sleep(60000), halt().' >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do "$otpc" names 2>/dev/null | grep -q "lt_$$" && break; sleep 0.1; done
+got=$("$otpc" rpc --cookie "$cookie" "lt_$$@127.0.0.1" erlang node '[]')
+check "'lt_$$@127.0.0.1'" "$got" "otpc rpc to erl -name"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
