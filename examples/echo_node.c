@@ -100,10 +100,21 @@ static otpc_buf_t *echo_reverse(otpc_term_t args, void *ctx,
 /* ---- main ------------------------------------------------------------ */
 
 static int start_rc = -1;
+static otpc_pid_t echo_pid;
 
 static void starter(void *arg) {
   otpc_gs_opts_t o = {.name = otpc_atom("echo")};
-  start_rc = otpc_gen_server_start(&echo_server, NULL, &o, NULL, NULL);
+  start_rc = otpc_gen_server_start(&echo_server, NULL, &o, &echo_pid, NULL);
+}
+
+static void stopper(void *arg) { otpc_gen_server_stop(echo_pid, NULL, 5000); }
+
+/* Runs fn in a process and waits until it has ended. */
+static int run_proc(void (*fn)(void *)) {
+  otpc_pid_t p;
+  int rc = otpc_spawn(fn, NULL, NULL, &p);
+  while (rc == 0 && otpc_is_alive(p)) usleep(1000);
+  return rc;
 }
 
 static int usage(void) {
@@ -151,9 +162,7 @@ int main(int argc, char **argv) {
   otpc_rpc_export("echo", "reverse", echo_reverse, NULL);
   otpc_dist_opts_t d = {.hidden = hidden};
   rc = otpc_dist_start(&d);
-  otpc_pid_t p;
-  if (rc == 0) rc = otpc_spawn(starter, NULL, NULL, &p);
-  while (rc == 0 && otpc_is_alive(p)) usleep(1000);
+  if (rc == 0) rc = run_proc(starter);
   if (rc != 0 || start_rc != 0) {
     fprintf(stderr, "echo_node: %s: %s\n", rc ? "distribution" : "echo",
             otpc_strerror(rc ? rc : start_rc));
@@ -166,6 +175,8 @@ int main(int argc, char **argv) {
   int sig;
   sigwait(&stop, &sig);
   printf("echo_node: %s, stopping\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  fflush(stdout);
+  run_proc(stopper); /* terminate runs, as in an orderly shutdown */
   otpc_dist_stop();
   otpc_node_stop();
   return 0;

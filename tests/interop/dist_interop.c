@@ -1293,9 +1293,12 @@ static void elixir_control(void *arg) {
                                          .handle_call = calc_call,
                                          .handle_info = calc_info};
   otpc_gs_opts_t o = {.name = otpc_atom("calc")};
-  otpc_gen_server_start(&calc, NULL, &o, NULL, NULL);
+  otpc_pid_t calc_pid;
+  if (otpc_gen_server_start(&calc, NULL, &o, &calc_pid, NULL) != 0) return;
   otpc_term_t t;
+  /* Elixir calls calc before it asks this (its checks run in order). */
   otpc_buf_t *m = recv_match("{call_me, _, _}", 60000, &t);
+  otpc_gen_server_stop(calc_pid, NULL, 5000);
   if (m == NULL) return;
   otpc_pid_t from, gs;
   otpc_term_t e = otpc_term_tuple_elem(otpc_buf_term(m), 1);
