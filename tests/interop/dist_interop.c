@@ -676,6 +676,10 @@ static void check_wrong_cookie(void) {
     uint16_t port;
     if (otpc__epmd_port_please("localhost", epmd_port, "erl_bad",
                                otpc__deadline(1000), &port) == 0) {
+      /* its attempt first (refused here), so the two do not meet as a
+       * simultaneous connect */
+      for (int k = 0; k < 200 && atomic_load(&cookie_lines_in) == 0; k++)
+        otpc_sleep(50);
       ours = otpc_net_ping(otpc_atom(bad_name), 3000);
       break;
     }
@@ -928,7 +932,7 @@ static void check_exit2(otpc_pid_t peer) {
     otpc_buf_t *k = otpc_term_fmt("kill");
     /* the watcher's monitor is set before the kill goes out */
     ask(peer, "{~p, watch_kill, ~p}", &self, &t2);
-    otpc_sleep(100);
+    otpc_buf_unref(recv_match("watching", 10000, NULL));
     otpc_exit_signal(t2, otpc_buf_term(k));
     otpc_buf_unref(k);
     m = recv_match("{watched, ~t}", 15000, &t);

@@ -165,10 +165,14 @@ loop(Node) ->
                       end),
             T;
         {From, watch_kill, T} ->
-            Ref = erlang:monitor(process, T),
-            receive {'DOWN', Ref, _, _, R} -> From ! {watched, R}
-            after 10000 -> From ! {watched, timeout}
-            end;
+            %% says `watching` once its monitor is set, then the reason
+            spawn(fun() ->
+                          Ref = erlang:monitor(process, T),
+                          From ! watching,
+                          receive {'DOWN', Ref, _, _, R} -> From ! {watched, R}
+                          after 10000 -> From ! {watched, timeout}
+                          end
+                  end);
         {From, exit2, P, Reason} ->
             exit(P, Reason),
             From ! exit2_sent;
