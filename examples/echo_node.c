@@ -107,7 +107,9 @@ static void starter(void *arg) {
   start_rc = otpc_gen_server_start(&echo_server, NULL, &o, &echo_pid, NULL);
 }
 
-static void stopper(void *arg) { otpc_gen_server_stop(echo_pid, NULL, 5000); }
+static void stopper(void *arg) {
+  otpc_gen_server_stop(echo_pid, NULL, 5000);
+}
 
 /* Runs fn in a process and waits until it has ended. */
 static int run_proc(void (*fn)(void *)) {

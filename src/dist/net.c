@@ -19,8 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "dist_int.h"
 #include "../otp/otp_int.h"
+#include "dist_int.h"
 
 otpc__dist_t otpc__dist;
 static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;

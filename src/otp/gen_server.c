@@ -405,9 +405,9 @@ static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
  * ------------------------------------------------------------------------ */
 
 typedef struct waiting {
-  otpc_ref_t ref;  /* the monitor's, the call's tag */
-  otpc_term_t tag; /* the tag as sent, in the request (kept alive) */
-  size_t tag_len;  /* its bytes */
+  otpc_ref_t ref;   /* the monitor's, the call's tag */
+  otpc_term_t tag;  /* the tag as sent, in the request (kept alive) */
+  size_t tag_len;   /* its bytes */
   otpc_atom_t node; /* the server's node, for {nodedown, Node} */
 } waiting_t;
 
