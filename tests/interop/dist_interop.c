@@ -66,6 +66,8 @@
  *                         disconnect and a new connection
  *   hidden_erl_node       erl -hidden: in nodes(hidden), not nodes(), on
  *                         both sides
+ *   ticks_keep_idle_erl   that erl has net_ticktime 8; 12 s without
+ *                         messages, our ticks keep the connection
  *   otpc_calls_erl_gen_server_by_name  otpc_gen_server_call_remote:
  *                         reply, noproc, timeout, {nodedown, Node}
  *   kill9_noconnection    a second erl killed with kill -9: link, monitor
@@ -154,7 +156,7 @@ static pid_t start_erl(const char *name, const char *ck, const char *mode,
     dup2(fd, 1);
     dup2(fd, 2);
   }
-  const char *argv[20];
+  const char *argv[24];
   int n = 0;
   argv[n++] = "erl";
   argv[n++] = "-noshell";
@@ -164,7 +166,14 @@ static pid_t start_erl(const char *name, const char *ck, const char *mode,
   argv[n++] = ck;
   argv[n++] = "-start_epmd";
   argv[n++] = "false";
-  if (mode && strcmp(mode, "hidden") == 0) argv[n++] = "-hidden";
+  if (mode && strcmp(mode, "hidden") == 0) {
+    argv[n++] = "-hidden";
+    /* and a short net_ticktime: our ticks (every 5 s, a quarter of our
+     * 20) must keep it from dropping an idle connection */
+    argv[n++] = "-kernel";
+    argv[n++] = "net_ticktime";
+    argv[n++] = "8";
+  }
   argv[n++] = "-pa";
   argv[n++] = workdir;
   argv[n++] = "-run";
@@ -1161,13 +1170,20 @@ static void check_hidden_erl(void) {
   bool up = ready && otpc_term_get_pid(t, &hp) == 0;
   otpc_buf_unref(ready);
   otpc_atom_t hn = otpc_atom(name), all[8];
-  bool ours_visible = false, ours_hidden = false, theirs = false;
+  bool ours_visible = false, ours_hidden = false, theirs = false,
+       idle_kept = false;
   if (up) {
     size_t n = otpc_nodes(all, 8, false);
     for (size_t i = 0; i < n && i < 8; i++) ours_visible |= all[i] == hn;
     n = otpc_nodes(all, 8, true);
     for (size_t i = 0; i < n && i < 8; i++) ours_hidden |= all[i] == hn;
     otpc_pid_t self = otpc_self();
+    /* Idle for longer than its net_ticktime: only ticks cross. */
+    otpc_monitor_node(hn, true);
+    otpc_buf_t *dn = recv_match("{nodedown, _}", 12000, NULL);
+    idle_kept = dn == NULL;
+    otpc_buf_unref(dn);
+    otpc_monitor_node(hn, false);
     ask(hp, "{~p, nodes_hidden}", &self);
     otpc_buf_t *want = otpc_term_fmt("{nodes, [], [~a]}", otpc_name);
     otpc_buf_t *m = recv_match("{nodes, _, _}", 10000, NULL);
@@ -1182,6 +1198,9 @@ static void check_hidden_erl(void) {
          "in our nodes()=%d in our nodes(hidden)=%d erl's nodes() [] and "
          "nodes(hidden) [us]=%d",
          ours_visible, ours_hidden, theirs);
+  record("ticks_keep_idle_erl", up && idle_kept && theirs,
+         "12 s idle with erl's net_ticktime 8: still connected=%d",
+         idle_kept && theirs);
 }
 
 static void control(void *arg) {
@@ -1411,8 +1430,8 @@ int main(int argc, char **argv) {
            checks[i].note[0] ? ": " : "", checks[i].note);
     checks[i].ok ? passed++ : failed++;
   }
-  if (nchecks < 34) {
-    printf("FAIL: only %d of 34 checks ran (see %s)\n", nchecks, log);
+  if (nchecks < 35) {
+    printf("FAIL: only %d of 35 checks ran (see %s)\n", nchecks, log);
     failed++;
   }
   printf("%d passed, %d failed\n", passed, failed);
