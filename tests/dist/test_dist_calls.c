@@ -1,6 +1,7 @@
 /*
  * test_dist_calls.c: otpc_gen_server_call_remote() between two otpc nodes
- * (the second a forked child): the reply, noproc for a name nobody has,
+ * (the second a forked child): the reply (from a gen_server and, with
+ * otpc_gen_statem_call_remote, a gen_statem), noproc for a name nobody has,
  * a timeout, {nodedown, Node} for a node that cannot be reached and for
  * one killed (SIGKILL) during the call, and the server's exit reason when
  * it dies during the call. gs and gs2 are the peer's servers.
@@ -41,7 +42,25 @@ static void gs_call(void **state, otpc_term_t req, const otpc_from_t *from,
 static const otpc_gen_server_t gs_cb = {
     .name = "gs", .init = gs_init, .handle_call = gs_call};
 
+/* And `sm`, a gen_statem in state `idle` that answers {sm_says, Req}. */
+static void sm_idle(const otpc_sm_event_t *ev, void **data,
+                    otpc_sm_result_t *r) {
+  if (ev->type == OTPC_SM_CALL)
+    otpc_sm_replyf(r, ev->from, "{sm_says, ~t}", ev->content);
+  otpc_sm_keep_state(r);
+}
+
+static void sm_init(void *arg, void **data, otpc_sm_result_t *r) {
+  otpc_sm_next_state(r, "idle");
+}
+
+static const otpc_sm_state_t sm_states[] = {{"idle", sm_idle}};
+static const otpc_gen_statem_t sm_cb = {
+    .name = "sm", .init = sm_init, .states = sm_states, .nstates = 1};
+
 static void peer_start(void *arg) {
+  otpc_sm_opts_t so = {.name = otpc_atom("sm")};
+  otpc_gen_statem_start(&sm_cb, NULL, &so, NULL, NULL);
   otpc_gs_opts_t o = {.name = otpc_atom("gs")}, o2 = {.name = otpc_atom("gs2")};
   otpc_gen_server_start(&gs_cb, NULL, &o, NULL, NULL);
   otpc_gen_server_start(&gs_cb, NULL, &o2, NULL, NULL);
@@ -61,7 +80,7 @@ static pid_t peer(const char *name, uint16_t epmd) {
 
 typedef struct calls {
   pid_t child;
-  int ok, noproc, timeout, unreachable, died, nodedown;
+  int ok, statem, noproc, timeout, unreachable, died, nodedown;
 } calls_t;
 
 static int call(otpc_atom_t name, otpc_atom_t node, const char *req, int64_t ms,
@@ -96,6 +115,12 @@ static void calls_main(void *arg) {
   }
   c->ok = rc == 0 && reply_is(r, "{ok, {hello, [1, 2]}}");
   otpc_buf_unref(r);
+  otpc_buf_t *q = otpc_term_fmt("[to, sm]");
+  c->statem =
+      otpc_gen_statem_call_remote(otpc_atom("sm"), b, q, 2000, &r) == 0 &&
+      reply_is(r, "{sm_says, [to, sm]}");
+  otpc_buf_unref(q);
+  otpc_buf_unref(r);
   c->noproc = call(otpc_atom("nobody"), b, "x", 2000, &r) == OTPC_ENOPROC;
   otpc_buf_unref(r);
   c->timeout = call(gs, b, "slow", 200, &r) == OTPC_ETIMEDOUT && r == NULL;
@@ -123,6 +148,7 @@ TEST(gen_server_call_remote_results) {
   otpc_spawn(calls_main, &c, NULL, &p);
   for (int i = 0; i < 600 && otpc_is_alive(p); i++) usleep(50000);
   CHECK_INT_EQ(c.ok, 1);
+  CHECK_INT_EQ(c.statem, 1);
   CHECK_INT_EQ(c.noproc, 1);
   CHECK_INT_EQ(c.timeout, 1);
   CHECK_INT_EQ(c.unreachable, 1);
