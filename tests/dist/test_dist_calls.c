@@ -1,10 +1,11 @@
 /*
  * test_dist_calls.c: otpc_gen_server_call_remote() between two otpc nodes
  * (the second a forked child): the reply (from a gen_server and, with
- * otpc_gen_statem_call_remote, a gen_statem), noproc for a name nobody has,
- * a timeout, {nodedown, Node} for a node that cannot be reached and for
- * one killed (SIGKILL) during the call, and the server's exit reason when
- * it dies during the call. gs and gs2 are the peer's servers.
+ * otpc_gen_statem_call_remote, a gen_statem), noproc for a name nobody
+ * has, a timeout, {nodedown, Node} for a node that cannot be reached (by
+ * name, and by pid with otpc_gen_server_call) and for one killed
+ * (SIGKILL) during the call, and the server's exit reason when it dies
+ * during the call. gs, gs2 and sm are the peer's servers.
  */
 #include <signal.h>
 #include <sys/prctl.h>
@@ -127,6 +128,14 @@ static void calls_main(void *arg) {
   otpc_atom_t far = otpc_atom("not_running@localhost");
   c->unreachable = call(gs, far, "x", 5000, &r) == OTPC_EEXITED &&
                    reply_is(r, "{nodedown, 'not_running@localhost'}");
+  otpc_buf_unref(r);
+  /* by pid, the same */
+  otpc_pid_t far_pid = {far, 1, 0, 1};
+  otpc_buf_t *x = otpc_term_fmt("x");
+  c->unreachable &=
+      otpc_gen_server_call(far_pid, x, 5000, &r) == OTPC_EEXITED &&
+      reply_is(r, "{nodedown, 'not_running@localhost'}");
+  otpc_buf_unref(x);
   otpc_buf_unref(r);
   c->died = call(gs, b, "die", 2000, &r) == OTPC_EEXITED && reply_is(r, "bye");
   otpc_buf_unref(r);
