@@ -9,10 +9,12 @@
  *     (anything else fails with badarg).
  *
  *   echo_node --name echo@localhost --cookie secret [--hidden]
+ *             [--ticktime SECONDS]
  *
  * A name without '@' gets this host's short name, as `erl -sname` does;
  * without --cookie it is ~/.erlang.cookie. The node registers with the
- * host's epmd ($ERL_EPMD_PORT, else 4369), or runs an embedded one. It
+ * host's epmd ($ERL_EPMD_PORT, else 4369), or runs an embedded one;
+ * --ticktime is its net_ticktime (default 60, as Erlang's). It
  * prints "echo_node: NAME up" once it can be reached and runs until
  * SIGTERM or SIGINT, then stops distribution and the node and exits 0.
  */
@@ -121,13 +123,15 @@ static int run_proc(void (*fn)(void *)) {
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: echo_node --name NAME [--cookie COOKIE] [--hidden]\n");
+          "usage: echo_node --name NAME [--cookie COOKIE] [--hidden]\n"
+          "                 [--ticktime SECONDS]\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
   const char *name = NULL, *cookie = NULL;
   bool hidden = false;
+  unsigned ticktime = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
       name = argv[++i];
@@ -135,6 +139,9 @@ int main(int argc, char **argv) {
       cookie = argv[++i];
     else if (strcmp(argv[i], "--hidden") == 0)
       hidden = true;
+    else if (strcmp(argv[i], "--ticktime") == 0 && i + 1 < argc &&
+             atoi(argv[i + 1]) > 0)
+      ticktime = (unsigned)atoi(argv[++i]);
     else
       return usage();
   }
@@ -162,7 +169,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   otpc_rpc_export("echo", "reverse", echo_reverse, NULL);
-  otpc_dist_opts_t d = {.hidden = hidden};
+  otpc_dist_opts_t d = {.hidden = hidden, .net_ticktime = ticktime};
   rc = otpc_dist_start(&d);
   if (rc == 0) rc = run_proc(starter);
   if (rc != 0 || start_rc != 0) {

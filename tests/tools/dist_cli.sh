@@ -50,8 +50,9 @@ stop_echo() {
 # erl -eval EXPR with a node name; prints what EXPR prints.
 erl_eval() {
   local mode=$1 name=$2 ck=$3 expr=$4
+  shift 4
   timeout 60 erl -noshell "$mode" "$name" -setcookie "$ck" -start_epmd false \
-    -eval "$expr, halt()." 2>&1
+    "$@" -eval "$expr, halt()." 2>&1
 }
 
 # ---- echo_node from erl (its embedded epmd) -------------------------------
@@ -149,6 +150,15 @@ check "pong
 long_names
 false true" "$out" "long names from erl -name; hidden in nodes(hidden) only"
 check "pong" "$("$otpc" ping --cookie "$cookie" "long_$$@127.0.0.1")" "otpc ping a long name"
+stop_echo TERM >/dev/null
+# --ticktime 8 against an erl with net_ticktime 8: 12 s idle, still
+# connected (with echo_node's default of 60 erl drops it after about 8).
+start_echo --name "tick_$$@localhost" --cookie "$cookie" --ticktime 8 || exit 1
+out=$(erl_eval -sname "tk_$$@localhost" "$cookie" "
+  N = 'tick_$$@localhost',
+  pong = net_adm:ping(N), timer:sleep(12000),
+  io:format(\"~p~n\", [lists:member(N, nodes())])" -kernel net_ticktime 8)
+check "true" "$out" "echo_node --ticktime 8 keeps an idle link to erl (net_ticktime 8)"
 stop_echo TERM >/dev/null
 # otpc connects to an erl -name node (its node is named at that host).
 erl -noshell -name "lt_$$@127.0.0.1" -setcookie "$cookie" -start_epmd false \
