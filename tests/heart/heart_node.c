@@ -1,0 +1,146 @@
+/*
+ * heart_node.c: the node program that tests/heart/heart_test.sh runs under
+ * `otpc heart`. Each mode behaves one way on purpose, and leaves files in
+ * DIR for the script to read:
+ *
+ *   DIR/pid    its pid, written once its node runs
+ *   DIR/alive  written after eight beat intervals (two watchdog timeouts),
+ *              which it can only outlive by beating
+ *   DIR/got    what otpc_heart_get_cmd answered (setcmd mode)
+ *
+ *   hang    one scheduler; a process spins forever without yielding
+ *   run     runs, healthy, until killed
+ *   stop    runs a while, then its node stops cleanly (otpc_main returns)
+ *   exit    runs a while, then exits without stopping its node
+ *   setcmd CMD   sets, reads, clears and sets CMD with the heart API (from
+ *                a plain thread and from a process), then dies
+ *   plain   not meant to run under heart: reports otpc_heart_enabled()
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "otpc.h"
+
+static const char *dir;
+static const char *cmd;
+static int64_t beat_ms = 250;
+
+static void put(const char *name, const char *text) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  char tmp[4100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "w");
+  if (f == NULL) {
+    perror(tmp);
+    exit(1);
+  }
+  fputs(text, f);
+  fclose(f);
+  rename(tmp, path); /* the script never sees half a file */
+}
+
+static void put_pid(void) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+  put("pid", buf);
+}
+
+/* Outlives two watchdog timeouts: only a beating node gets here. */
+static void live_a_while(void) {
+  otpc_sleep(8 * beat_ms);
+  put("alive", "yes\n");
+}
+
+static void hang(void *arg) {
+  put_pid();
+  live_a_while();
+  /* The one scheduler is held from here on: no probe runs, no beat. */
+  volatile uint64_t spins = 0;
+  for (;;) spins++;
+}
+
+static void run(void *arg) {
+  put_pid();
+  for (;;) otpc_sleep(100);
+}
+
+static void stop(void *arg) {
+  put_pid();
+  live_a_while();
+}
+
+static void exit_unclean(void *arg) {
+  put_pid();
+  live_a_while();
+  _exit(0); /* the node is not stopped: the watchdog takes it as died */
+}
+
+static void fail(const char *what, int rc) {
+  fprintf(stderr, "heart_node: %s: %s\n", what, otpc_strerror(rc));
+  _exit(1);
+}
+
+/* The API from a process (the exchange runs as dirty work). */
+static void setcmd(void *arg) {
+  put_pid();
+  char got[OTPC_HEART_MAX_CMD + 1];
+  int rc = otpc_heart_get_cmd(got, sizeof got);
+  if (rc < 0 || strcmp(got, "from a thread") != 0)
+    fail("get_cmd in a process did not see the thread's command", rc);
+  if ((rc = otpc_heart_clear_cmd()) != 0) fail("clear_cmd", rc);
+  if ((rc = otpc_heart_get_cmd(got, sizeof got)) != 0 || got[0] != '\0')
+    fail("get_cmd after clear_cmd is not empty", rc);
+  if ((rc = otpc_heart_set_cmd(cmd)) != 0) fail("set_cmd", rc);
+  rc = otpc_heart_get_cmd(got, sizeof got);
+  if (rc != (int)strlen(cmd)) fail("get_cmd length", rc);
+  /* A short buffer gets a cut, terminated copy and the full length. */
+  char small[4];
+  if (otpc_heart_get_cmd(small, sizeof small) != rc || strlen(small) != 3)
+    fail("get_cmd into a short buffer", OTPC_EINVAL);
+  char big[OTPC_HEART_MAX_CMD + 2];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  if (otpc_heart_set_cmd(big) != OTPC_EINVAL)
+    fail("set_cmd of a too long command", OTPC_EINVAL);
+  put("got", got);
+  live_a_while();
+  _exit(1); /* dies: the watchdog runs the command set above */
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) {
+    fprintf(stderr, "usage: heart_node MODE DIR [CMD]\n");
+    return 2;
+  }
+  const char *mode = argv[1];
+  dir = argv[2];
+  cmd = argc > 3 ? argv[3] : "";
+  const char *b = getenv("OTPC_HEART_BEAT_MS");
+  if (b != NULL && atoll(b) > 0) beat_ms = atoll(b);
+  otpc_node_opts_t opts = {.schedulers = 2};
+
+  if (strcmp(mode, "plain") == 0) {
+    printf("enabled=%d set_cmd=%s\n", otpc_heart_enabled(),
+           otpc_err_name(otpc_heart_set_cmd("x")));
+    return 0;
+  }
+  if (strcmp(mode, "hang") == 0) {
+    opts.schedulers = 1;
+    return otpc_main(&opts, hang, NULL);
+  }
+  if (strcmp(mode, "run") == 0) return otpc_main(&opts, run, NULL);
+  if (strcmp(mode, "stop") == 0) return otpc_main(&opts, stop, NULL);
+  if (strcmp(mode, "exit") == 0) return otpc_main(&opts, exit_unclean, NULL);
+  if (strcmp(mode, "setcmd") == 0) {
+    /* From a plain thread, before any node runs. */
+    int rc = otpc_heart_set_cmd("from a thread");
+    if (rc != 0) fail("set_cmd from a thread", rc);
+    return otpc_main(&opts, setcmd, NULL);
+  }
+  fprintf(stderr, "heart_node: unknown mode %s\n", mode);
+  return 2;
+}

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# `otpc heart` with real processes: a node that hangs on purpose is killed
+# and its restart command runs; a node killed with -9 is restarted (the
+# command starts a new watched node, Erlang's model); a node that stops
+# cleanly is not restarted; otpc_heart_set_cmd replaces the command; bad
+# input gets a clear error. Restart commands leave marker files, which is
+# what the checks read. Timeouts are 1 s; the only time bounds are the
+# generous ones that end a run that went wrong (`timeout 60`).
+set -uo pipefail
+otpc=${1:?path to otpc}
+node=${2:?path to heart_node}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fail=$((fail + 1)); }
+check() { if [ "$1" = "$2" ]; then ok; else bad "$3: want '$1', got '$2'"; fi; }
+has() { if grep -q -- "$2" "$1"; then ok; else bad "$3: no '$2' in $(cat "$1")"; fi; }
+# Waits for a file, at most 60 s (a bound for a broken run, not a check).
+await() { for _ in $(seq 600); do [ -e "$1" ] && return 0; sleep 0.1; done; return 1; }
+fresh() { rm -rf "$tmp/$1"; mkdir -p "$tmp/$1"; echo "$tmp/$1"; }
+
+# 1. A node that hangs (a process spins without yielding on its only
+# scheduler) is killed with SIGKILL and the restart command runs. It first
+# outlives two timeouts by beating (the alive file).
+d=$(fresh hang)
+timeout 60 "$otpc" heart --timeout 1 --cmd "echo \$OTPC_HEART_REASON \$OTPC_HEART_NODE_PID > $d/marker" \
+  -- "$node" hang "$d" 2> "$d/err"
+check 3 $? "hung node: exit status"
+check "hung $(cat "$d/pid" 2>/dev/null)" "$(cat "$d/marker" 2>/dev/null)" "hung node: restart command ran"
+check yes "$(cat "$d/alive" 2>/dev/null)" "hung node: beat before it hung"
+has "$d/err" "sent no beat for 1 s: killed it" "hung node: message"
+pid=$(cat "$d/pid" 2>/dev/null)
+if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then ok; else bad "hung node still runs"; fi
+
+# 2. kill -9: the node dies; the command starts a new node under its own
+# watchdog (as Erlang's HEART_COMMAND does), which stops cleanly.
+d=$(fresh kill9)
+mkdir -p "$d/second"
+timeout 60 "$otpc" heart --timeout 1 \
+  --cmd "echo \$OTPC_HEART_REASON > $d/marker; exec '$otpc' heart --timeout 1 -- '$node' stop '$d/second'" \
+  -- "$node" run "$d" 2> "$d/err" &
+watchdog=$!
+if await "$d/pid"; then
+  kill -9 "$(cat "$d/pid")"
+else
+  bad "kill -9: the node never started"
+fi
+wait "$watchdog"
+check 4 $? "killed node: exit status"
+check died "$(cat "$d/marker" 2>/dev/null)" "killed node: restart command ran"
+check yes "$(cat "$d/second/alive" 2>/dev/null)" "killed node: the new node ran"
+has "$d/err" "was killed by signal 9" "killed node: message"
+
+# 3. A node that stops cleanly is not restarted; its exit status passes
+# through.
+d=$(fresh stop)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" stop "$d" 2> "$d/err"
+check 0 $? "clean stop: exit status"
+check yes "$(cat "$d/alive" 2>/dev/null)" "clean stop: ran past the timeout"
+[ -e "$d/marker" ] && bad "clean stop: restart command ran" || ok
+
+# 4. Exiting without stopping the node counts as died, whatever the status.
+d=$(fresh exit)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" exit "$d" 2> "$d/err"
+check 4 $? "exit without stop: exit status"
+[ -e "$d/marker" ] && ok || bad "exit without stop: restart command did not run"
+has "$d/err" "exited with status 0 without stopping its node" "exit without stop: message"
+
+# 5. set_cmd, get_cmd, clear_cmd: the node's command replaces --cmd.
+d=$(fresh setcmd)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/wrong" \
+  -- "$node" setcmd "$d" "echo \$OTPC_HEART_REASON > $d/marker" 2> "$d/err"
+check 4 $? "set_cmd: exit status"
+check "echo \$OTPC_HEART_REASON > $d/marker" "$(cat "$d/got" 2>/dev/null)" "set_cmd: get_cmd"
+check died "$(cat "$d/marker" 2>/dev/null)" "set_cmd: the node's command ran"
+[ -e "$d/wrong" ] && bad "set_cmd: --cmd ran instead" || ok
+grep -q "^heart_node:" "$d/err" && bad "set_cmd: $(cat "$d/err")" || ok
+
+# 6. No restart command: nothing restarts, the status says what happened.
+d=$(fresh nocmd)
+env -u HEART_COMMAND timeout 60 "$otpc" heart --timeout 1 -- "$node" exit "$d" 2> "$d/err"
+check 4 $? "no command: exit status"
+has "$d/err" "no restart command" "no command: message"
+
+# 7. A program that never starts a node never beats: it is hung.
+d=$(fresh sleeper)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- sleep 30 2> "$d/err"
+check 3 $? "never beats: exit status"
+[ -e "$d/marker" ] && ok || bad "never beats: restart command did not run"
+
+# 8. SIGTERM to the watchdog goes to the node, and then nothing restarts.
+d=$(fresh term)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" run "$d" 2> "$d/err" &
+watchdog=$!
+await "$d/pid" || bad "SIGTERM: the node never started"
+kill -TERM "$watchdog"
+wait "$watchdog"
+check 143 $? "SIGTERM: exit status (the node's, killed by SIGTERM)"
+[ -e "$d/marker" ] && bad "SIGTERM: restart command ran" || ok
+
+# 9. A failing restart command is reported.
+d=$(fresh cmdfail)
+timeout 60 "$otpc" heart --timeout 1 --cmd "exit 9" -- "$node" exit "$d" 2> "$d/err"
+check 5 $? "failing command: exit status"
+has "$d/err" "restart command exited with status 9" "failing command: message"
+
+# 10. Bad input: usage errors, a program that does not exist, a stale
+# channel variable in a program not run by heart.
+"$otpc" heart > /dev/null 2>&1; check 2 $? "no program"
+"$otpc" heart --timeout 0 -- true > /dev/null 2>&1; check 2 $? "zero timeout"
+"$otpc" heart --timeout abc -- true > /dev/null 2>&1; check 2 $? "bad timeout"
+"$otpc" heart --bogus -- true > /dev/null 2>&1; check 2 $? "unknown option"
+HEART_BEAT_TIMEOUT=x "$otpc" heart -- true > /dev/null 2>&1; check 2 $? "bad HEART_BEAT_TIMEOUT"
+"$otpc" heart -- "$tmp/no-such-program" 2> "$tmp/err"; check 1 $? "missing program"
+has "$tmp/err" "cannot run" "missing program: message"
+out=$(OTPC_HEART_FD=0 OTPC_HEART_PID=1 "$node" plain "$tmp" 2> "$tmp/err")
+check "enabled=0 set_cmd=ENOPROC" "$out" "stale OTPC_HEART_FD"
+has "$tmp/err" "not a socket" "stale OTPC_HEART_FD: message"
+out=$("$node" plain "$tmp" 2>&1)
+check "enabled=0 set_cmd=ENOPROC" "$out" "no heart"
+
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
