@@ -232,7 +232,7 @@ static void reply(watch_t *w, char op, const char *seq, const char *data,
   buf[0] = op;
   memcpy(buf + 1, seq, OTPC__HEART_HDR - 1);
   if (len > sizeof buf - OTPC__HEART_HDR) len = sizeof buf - OTPC__HEART_HDR;
-  memcpy(buf + OTPC__HEART_HDR, data, len);
+  if (len > 0) memcpy(buf + OTPC__HEART_HDR, data, len);
   /* The node waits for this; if it cannot take it now it has given up. */
   send(w->sock, buf, OTPC__HEART_HDR + len, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
