@@ -100,6 +100,13 @@ OTPC_API int otpc_heart_clear_cmd(void);
  * buf, NUL-terminated and cut to size - 1 bytes, and returns its full
  * length, as snprintf does. */
 OTPC_API int otpc_heart_get_cmd(char *buf, size_t size);
+/* heart:set_callback/2: check(arg) runs in the probe process before each
+ * beat, and the beat is sent only if it returns true; false, an exit, or a
+ * check that does not return within the timeout all count as a hung node.
+ * It may call servers (it runs in a process), but runs once per beat
+ * interval, so keep it short. NULL removes it (heart:remove_callback/0).
+ * OTPC_ENOPROC when not run under a watchdog. */
+OTPC_API int otpc_heart_set_check(bool (*check)(void *arg), void *arg);
 
 /* ------------------------------------------------------------------------
  * Spawning

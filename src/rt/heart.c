@@ -19,7 +19,8 @@
  * beating, and the watchdog kills it. A probe that fails to spawn (the
  * process table is full) gives no beat either: such a node cannot do its
  * work. The probe is a plain process that lives a few microseconds; it is
- * the only process this file makes.
+ * the only process this file makes. It also runs the user's health check
+ * (otpc_heart_set_check), if any, and proves nothing when that fails.
  *
  * Concurrency: `chan`, `beat_ms` are written once under pthread_once and
  * read-only after. `gone` is atomic. The beat thread alone touches
@@ -165,8 +166,27 @@ static int send_packet(int fd, char op, uint32_t seq, const char *data,
  * Beats
  * ------------------------------------------------------------------------ */
 
+/* otpc_heart_set_check's callback; both under check_lock. */
+static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool (*check_fn)(void *);
+static void *check_arg;
+
 static void probe(void *arg) {
+  pthread_mutex_lock(&check_lock);
+  bool (*fn)(void *) = check_fn;
+  void *fn_arg = check_arg;
+  pthread_mutex_unlock(&check_lock);
+  if (fn != NULL && !fn(fn_arg)) return; /* unhealthy: no beat */
   atomic_store(&probe_ran, (uint64_t)(uintptr_t)arg);
+}
+
+int otpc_heart_set_check(bool (*check)(void *arg), void *arg) {
+  if (channel() < 0) return OTPC_ENOPROC;
+  pthread_mutex_lock(&check_lock);
+  check_fn = check;
+  check_arg = check ? arg : NULL;
+  pthread_mutex_unlock(&check_lock);
+  return 0;
 }
 
 static void spawn_probe(void) {

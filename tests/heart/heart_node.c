@@ -14,6 +14,8 @@
  *   exit    runs a while, then exits without stopping its node
  *   setcmd CMD   sets, reads, clears and sets CMD with the heart API (from
  *                a plain thread and from a process), then dies
+ *   check   healthy, but its health check (otpc_heart_set_check) fails
+ *           from its ninth call on, and writes DIR/sick then
  *   plain   not meant to run under heart: reports otpc_heart_enabled()
  */
 #include <stdatomic.h>
@@ -111,6 +113,22 @@ static void setcmd(void *arg) {
   _exit(1); /* dies: the watchdog runs the command set above */
 }
 
+/* Healthy for eight beats, then sick for good. Runs in the probe
+ * process, one call at a time. */
+static bool health(void *arg) {
+  _Atomic int *calls = arg;
+  if (atomic_fetch_add(calls, 1) < 8) return true;
+  put("sick", "yes\n");
+  return false;
+}
+
+static void checked(void *arg) {
+  static _Atomic int calls;
+  int rc = otpc_heart_set_check(health, &calls);
+  if (rc != 0) fail("set_check", rc);
+  run(NULL); /* the node itself stays well */
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: heart_node MODE DIR [CMD]\n");
@@ -124,8 +142,9 @@ int main(int argc, char **argv) {
   otpc_node_opts_t opts = {.schedulers = 2};
 
   if (strcmp(mode, "plain") == 0) {
-    printf("enabled=%d set_cmd=%s\n", otpc_heart_enabled(),
-           otpc_err_name(otpc_heart_set_cmd("x")));
+    printf("enabled=%d set_cmd=%s set_check=%s\n", otpc_heart_enabled(),
+           otpc_err_name(otpc_heart_set_cmd("x")),
+           otpc_err_name(otpc_heart_set_check(health, NULL)));
     return 0;
   }
   if (strcmp(mode, "hang") == 0) {
@@ -133,6 +152,7 @@ int main(int argc, char **argv) {
     return otpc_main(&opts, hang, NULL);
   }
   if (strcmp(mode, "run") == 0) return otpc_main(&opts, run, NULL);
+  if (strcmp(mode, "check") == 0) return otpc_main(&opts, checked, NULL);
   if (strcmp(mode, "stop") == 0) return otpc_main(&opts, stop, NULL);
   if (strcmp(mode, "exit") == 0) return otpc_main(&opts, exit_unclean, NULL);
   if (strcmp(mode, "setcmd") == 0) {

@@ -106,7 +106,15 @@ timeout 60 "$otpc" heart --timeout 1 --cmd "exit 9" -- "$node" exit "$d" 2> "$d/
 check 5 $? "failing command: exit status"
 has "$d/err" "restart command exited with status 9" "failing command: message"
 
-# 10. Bad input: usage errors, a program that does not exist, a stale
+# 10. A failing health check (heart:set_callback) stops the beats of a
+# node that is otherwise well: it is taken as hung.
+d=$(fresh check)
+timeout 60 "$otpc" heart --timeout 1 --cmd "echo \$OTPC_HEART_REASON > $d/marker" -- "$node" check "$d" 2> "$d/err"
+check 3 $? "failing check: exit status"
+check yes "$(cat "$d/sick" 2>/dev/null)" "failing check: the check failed"
+check hung "$(cat "$d/marker" 2>/dev/null)" "failing check: restart command ran"
+
+# 11. Bad input: usage errors, a program that does not exist, a stale
 # channel variable in a program not run by heart.
 "$otpc" heart > /dev/null 2>&1; check 2 $? "no program"
 "$otpc" heart --timeout 0 -- true > /dev/null 2>&1; check 2 $? "zero timeout"
@@ -116,10 +124,10 @@ HEART_BEAT_TIMEOUT=x "$otpc" heart -- true > /dev/null 2>&1; check 2 $? "bad HEA
 "$otpc" heart -- "$tmp/no-such-program" 2> "$tmp/err"; check 1 $? "missing program"
 has "$tmp/err" "cannot run" "missing program: message"
 out=$(OTPC_HEART_FD=0 OTPC_HEART_PID=1 "$node" plain "$tmp" 2> "$tmp/err")
-check "enabled=0 set_cmd=ENOPROC" "$out" "stale OTPC_HEART_FD"
+check "enabled=0 set_cmd=ENOPROC set_check=ENOPROC" "$out" "stale OTPC_HEART_FD"
 has "$tmp/err" "not a socket" "stale OTPC_HEART_FD: message"
 out=$("$node" plain "$tmp" 2>&1)
-check "enabled=0 set_cmd=ENOPROC" "$out" "no heart"
+check "enabled=0 set_cmd=ENOPROC set_check=ENOPROC" "$out" "no heart"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
