@@ -73,8 +73,8 @@ OTPC_API otpc_atom_t otpc_node_name(void);
  * environment (OTPC_HEART_FD). While a node runs, it beats on it, but only
  * when its schedulers prove alive: each beat is sent once a probe process
  * spawned after the previous beat has run, so a node whose schedulers are
- * all stuck (a process that never yields, on every scheduler) stops beating
- * and the watchdog kills it and runs its restart command. otpc_node_stop
+ * stuck (a process that never yields holds one) stops beating and the
+ * watchdog kills it and runs its restart command. otpc_node_stop
  * tells the watchdog that the exit to come is clean. Without the variable
  * nothing here does anything, and the functions below return OTPC_ENOPROC,
  * as Erlang's heart:set_cmd/1 fails with noproc when heart is not running.

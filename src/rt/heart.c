@@ -15,8 +15,11 @@
  * it spawned one interval ago has run; only then does it send a beat, and
  * it spawns the next probe. So a beat proves that a scheduler took new
  * work within the last interval, not merely that some thread is alive: a
- * node whose every scheduler is held by a process that never yields stops
- * beating, and the watchdog kills it. A probe that fails to spawn (the
+ * node whose scheduler is held by a process that never yields stops
+ * beating, and the watchdog kills it. (Probes spawned from this thread go
+ * to the schedulers in turn, and a busy scheduler's queue is not taken
+ * over, so one stuck scheduler among several also stops the beats, within
+ * a round of probes: see docs/heart.md.) A probe that fails to spawn (the
  * process table is full) gives no beat either: such a node cannot do its
  * work. The probe is a plain process that lives a few microseconds; it is
  * the only process this file makes. It also runs the user's health check
