@@ -226,76 +226,101 @@ static int restart(watch_t *w, const char *reason, const char *how, int code) {
  * The channel
  * ------------------------------------------------------------------------ */
 
-static void reply(watch_t *w, char op, const char *seq, const char *data,
-                  size_t len) {
+/* Answers a request on the socket it brought, then closes that. */
+static void reply(int rfd, char op, const char *data, size_t len) {
   char buf[OTPC__HEART_PACKET_MAX];
   buf[0] = op;
-  memcpy(buf + 1, seq, OTPC__HEART_HDR - 1);
-  if (len > sizeof buf - OTPC__HEART_HDR) len = sizeof buf - OTPC__HEART_HDR;
-  if (len > 0) memcpy(buf + OTPC__HEART_HDR, data, len);
+  if (len > sizeof buf - 1) len = sizeof buf - 1;
+  if (len > 0) memcpy(buf + 1, data, len);
   /* The node waits for this; if it cannot take it now it has given up. */
-  send(w->sock, buf, OTPC__HEART_HDR + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  send(rfd, buf, 1 + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  close(rfd);
 }
 
-static void request(watch_t *w, const char *buf, size_t n) {
-  const char *seq = buf + 1;
-  const char *arg = buf + OTPC__HEART_HDR;
-  size_t len = n - OTPC__HEART_HDR;
+static void request(watch_t *w, const char *buf, size_t n, int rfd) {
+  const char *arg = buf + 1;
+  size_t len = n - 1;
   switch (buf[0]) {
     case OTPC__HEART_SET_CMD:
       if (memchr(arg, '\0', len) != NULL) {
         static const char bad[] = "the command holds a NUL byte";
-        reply(w, OTPC__HEART_ERROR, seq, bad, sizeof bad - 1);
+        reply(rfd, OTPC__HEART_ERROR, bad, sizeof bad - 1);
         return;
       }
       memcpy(w->tmp_cmd, arg, len);
       w->tmp_cmd[len] = '\0';
-      reply(w, OTPC__HEART_OK, seq, NULL, 0);
+      reply(rfd, OTPC__HEART_OK, NULL, 0);
       return;
     case OTPC__HEART_CLEAR_CMD:
       w->tmp_cmd[0] = '\0';
-      reply(w, OTPC__HEART_OK, seq, NULL, 0);
+      reply(rfd, OTPC__HEART_OK, NULL, 0);
       return;
     case OTPC__HEART_GET_CMD:
-      reply(w, OTPC__HEART_OK, seq, w->tmp_cmd, strlen(w->tmp_cmd));
+      reply(rfd, OTPC__HEART_OK, w->tmp_cmd, strlen(w->tmp_cmd));
       return;
   }
   static const char unknown[] = "unknown request";
-  reply(w, OTPC__HEART_ERROR, seq, unknown, sizeof unknown - 1);
+  reply(rfd, OTPC__HEART_ERROR, unknown, sizeof unknown - 1);
 }
 
-static void packet(watch_t *w, const char *buf, ssize_t n) {
+/* One packet; rfd is the descriptor that came with it, or -1. */
+static void packet(watch_t *w, const char *buf, ssize_t n, int rfd) {
   switch (buf[0]) {
     case OTPC__HEART_HELLO:
       w->stopping = false;
       w->watching = true;
       w->deadline = now_ms() + w->timeout_ms;
-      return;
+      break;
     case OTPC__HEART_BEAT:
-      if (w->stopping) return; /* a stopped node does not beat */
+      if (w->stopping) break; /* a stopped node does not beat */
       w->watching = true;
       w->deadline = now_ms() + w->timeout_ms;
-      return;
+      break;
     case OTPC__HEART_STOPPING:
       w->stopping = true;
       w->watching = false;
-      return;
+      break;
+    default:
+      if (rfd >= 0) {
+        request(w, buf, (size_t)n, rfd);
+        return;
+      }
+      fprintf(stderr,
+              "otpc heart: ignored a request without a reply socket from "
+              "the node (op %d)\n",
+              (unsigned char)buf[0]);
   }
-  if (n >= OTPC__HEART_HDR && n <= OTPC__HEART_PACKET_MAX) {
-    request(w, buf, (size_t)n);
-    return;
-  }
-  fprintf(stderr,
-          "otpc heart: ignored a malformed packet from the node "
-          "(op %d, %zd bytes)\n",
-          (unsigned char)buf[0], n);
+  if (rfd >= 0) close(rfd);
+}
+
+/* recv of one packet and the descriptor that may come with it (-1 if
+ * none); MSG_TRUNC: the length returned is the packet's, whatever fits. */
+static ssize_t recv_packet(int sock, char *buf, size_t size, int *rfd) {
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct iovec iov = {.iov_base = buf, .iov_len = size};
+  struct msghdr m = {.msg_iov = &iov,
+                     .msg_iovlen = 1,
+                     .msg_control = ctl.space,
+                     .msg_controllen = sizeof ctl.space};
+  *rfd = -1;
+  ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
+  if (n < 0) return n;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+      memcpy(rfd, CMSG_DATA(c), sizeof *rfd);
+  return n;
 }
 
 /* Takes in every packet waiting on the socket. */
 static void read_packets(watch_t *w) {
   char buf[OTPC__HEART_PACKET_MAX];
   while (w->sock >= 0) {
-    ssize_t n = recv(w->sock, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+    int rfd;
+    ssize_t n = recv_packet(w->sock, buf, sizeof buf, &rfd);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) { /* the node's end is closed: no more beats */
@@ -308,9 +333,10 @@ static void read_packets(watch_t *w) {
               "otpc heart: ignored a packet of %zd bytes from the "
               "node (at most %zu)\n",
               n, sizeof buf);
+      if (rfd >= 0) close(rfd);
       continue;
     }
-    packet(w, buf, n);
+    packet(w, buf, n, rfd);
   }
 }
 

@@ -90,8 +90,8 @@ OTPC_API bool otpc_heart_enabled(void);
  * watchdog's own (--cmd, HEART_COMMAND) if the node fails from now on.
  * An empty cmd is clear_cmd. OTPC_EINVAL if longer than
  * OTPC_HEART_MAX_CMD; OTPC_EIO or OTPC_ETIMEDOUT if the watchdog does not
- * answer. Waits for the watchdog's answer; in a process it waits as dirty
- * work, so no scheduler blocks. */
+ * answer. Waits for the watchdog's answer; a process waits through the
+ * runtime (as otpc_wait_fd), so no scheduler blocks. */
 OTPC_API int otpc_heart_set_cmd(const char *cmd);
 /* heart:clear_cmd/0: drops the temporary command; the watchdog's own is
  * used again. */

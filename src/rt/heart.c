@@ -28,12 +28,13 @@
  * Concurrency: `chan`, `beat_ms` are written once under pthread_once and
  * read-only after. `gone` is atomic. The beat thread alone touches
  * probe_sent and probe_pending; probes store probe_ran. Requests (set_cmd
- * and friends) may come from any thread at once: req_lock makes them one
- * at a time, since only requesters read the socket and each waits for the
- * reply with its own sequence number. Beats are sent without that lock
- * (a SEQPACKET send is one whole packet). The thread's start and stop run
- * inside otpc_node_start/stop, which the node's state keeps from
- * overlapping.
+ * and friends) may come from any thread or process at once, with no lock:
+ * each brings its own reply socket (heart_proto.h), and a SEQPACKET send
+ * is one whole packet, so they and the beats never interleave. A process
+ * waits for its reply through the runtime (otpc_wait_fd) and owns its
+ * reply socket, so a process killed while it waits leaks nothing. The
+ * thread's start and stop run inside otpc_node_start/stop, which the
+ * node's state keeps from overlapping.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -55,9 +56,6 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int chan = -1;     /* the node's end, or -1: not watched */
 static int beat_ms;       /* how often to beat */
 static _Atomic bool gone; /* the watchdog closed its end */
-
-static pthread_mutex_t req_lock = PTHREAD_MUTEX_INITIALIZER;
-static uint32_t req_seq; /* under req_lock */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond; /* CLOCK_MONOTONIC; made in find_channel */
@@ -135,24 +133,34 @@ bool otpc_heart_enabled(void) {
   return channel() >= 0;
 }
 
-/* Sends one packet; 0 or OTPC_EIO. A watchdog that went away makes the
- * node unwatched, said once. */
-static int send_packet(int fd, char op, uint32_t seq, const char *data,
-                       size_t len, int flags) {
+/* Sends one packet, with the descriptor `pass` attached if >= 0; 0 or
+ * OTPC_EIO. A watchdog that went away makes the node unwatched, said
+ * once. */
+static int send_packet(int fd, char op, const char *data, size_t len, int pass,
+                       int flags) {
   char buf[OTPC__HEART_PACKET_MAX];
-  size_t n = 1;
+  if (len > sizeof buf - 1) return OTPC_EINVAL;
   buf[0] = op;
-  if (op != OTPC__HEART_HELLO && op != OTPC__HEART_BEAT &&
-      op != OTPC__HEART_STOPPING) {
-    memcpy(buf + 1, &seq, sizeof seq);
-    n = OTPC__HEART_HDR;
+  if (len > 0) memcpy(buf + 1, data, len);
+  struct iovec iov = {.iov_base = buf, .iov_len = 1 + len};
+  union {
+    char space[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctl;
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+  if (pass >= 0) {
+    memset(&ctl, 0, sizeof ctl);
+    m.msg_control = ctl.space;
+    m.msg_controllen = sizeof ctl.space;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass, sizeof pass);
   }
-  if (len > sizeof buf - n) return OTPC_EINVAL;
-  if (len > 0) memcpy(buf + n, data, len);
-  n += len;
   for (;;) {
-    ssize_t w = send(fd, buf, n, MSG_NOSIGNAL | flags);
-    if (w == (ssize_t)n) return 0;
+    ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL | flags);
+    if (w == (ssize_t)(1 + len)) return 0;
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return OTPC_EIO;
     break;
@@ -205,14 +213,14 @@ static void spawn_probe(void) {
 static void beat_round(int fd) {
   if (probe_pending && atomic_load(&probe_ran) == probe_sent) {
     probe_pending = false;
-    send_packet(fd, OTPC__HEART_BEAT, 0, NULL, 0, MSG_DONTWAIT);
+    send_packet(fd, OTPC__HEART_BEAT, NULL, 0, -1, MSG_DONTWAIT);
   }
   if (!probe_pending) spawn_probe();
 }
 
 static void *beat_loop(void *arg) {
   int fd = (int)(intptr_t)arg;
-  send_packet(fd, OTPC__HEART_HELLO, 0, NULL, 0, 0);
+  send_packet(fd, OTPC__HEART_HELLO, NULL, 0, -1, 0);
   spawn_probe();
   pthread_mutex_lock(&lock);
   while (!stop) {
@@ -259,7 +267,7 @@ void otpc__heart_pause(void) {
 
 void otpc__heart_stopped(void) {
   int fd = channel();
-  if (fd >= 0) send_packet(fd, OTPC__HEART_STOPPING, 0, NULL, 0, 0);
+  if (fd >= 0) send_packet(fd, OTPC__HEART_STOPPING, NULL, 0, -1, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -274,55 +282,60 @@ typedef struct request {
   size_t outsize;
 } request_t;
 
-/* Waits for the reply to seq; its payload length, or an error. */
-static int await_reply(int fd, uint32_t seq, request_t *r) {
+/* Waits for the reply on the request's own socket; its payload length,
+ * or an error. */
+static int await_reply(int rfd, bool in_process, request_t *r) {
   char buf[OTPC__HEART_PACKET_MAX + 1];
   int64_t deadline = otpc_now_ms() + REQUEST_WAIT_MS;
+  ssize_t got;
   for (;;) {
+    got = recv(rfd, buf, sizeof buf, MSG_DONTWAIT);
+    if (got >= 0 || (errno != EAGAIN && errno != EINTR)) break;
     int64_t left = deadline - otpc_now_ms();
     if (left <= 0) return OTPC_ETIMEDOUT;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    int n = poll(&p, 1, (int)left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return OTPC_EIO;
-    if (n == 0) return OTPC_ETIMEDOUT;
-    ssize_t got = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (got <= 0) return OTPC_EIO; /* 0: the watchdog closed its end */
-    uint32_t s;
-    if (got < OTPC__HEART_HDR) continue;
-    memcpy(&s, buf + 1, sizeof s);
-    if (s != seq) continue; /* the late answer to a request that gave up */
-    if (buf[0] == OTPC__HEART_ERROR) return OTPC_EINVAL;
-    if (buf[0] != OTPC__HEART_OK) return OTPC_EIO;
-    size_t len = (size_t)got - OTPC__HEART_HDR;
-    if (r->outsize > 0) {
-      size_t c = len < r->outsize - 1 ? len : r->outsize - 1;
-      memcpy(r->out, buf + OTPC__HEART_HDR, c);
-      r->out[c] = '\0';
+    if (in_process) {
+      int rc = otpc_wait_fd(rfd, OTPC_FD_READ, left);
+      if (rc < 0) return rc;
+    } else {
+      struct pollfd p = {.fd = rfd, .events = POLLIN};
+      if (poll(&p, 1, (int)left) < 0 && errno != EINTR) return OTPC_EIO;
     }
-    return (int)len;
   }
+  if (got <= 0) return OTPC_EIO; /* 0: closed without an answer */
+  if (buf[0] == OTPC__HEART_ERROR) return OTPC_EINVAL;
+  if (buf[0] != OTPC__HEART_OK) return OTPC_EIO;
+  size_t len = (size_t)got - 1;
+  if (r->outsize > 0) {
+    size_t c = len < r->outsize - 1 ? len : r->outsize - 1;
+    memcpy(r->out, buf + 1, c);
+    r->out[c] = '\0';
+  }
+  return (int)len;
 }
 
-static intptr_t run_request(void *arg) {
-  request_t *r = arg;
+/* One request and its reply. A process owns its reply socket while it
+ * waits (otpc_own_fd), so it is closed however the process ends. */
+static int request(request_t *r) {
   int fd = channel();
   if (fd < 0) return OTPC_ENOPROC;
-  pthread_mutex_lock(&req_lock);
-  uint32_t seq = ++req_seq;
-  int rc = send_packet(fd, r->op, seq, r->data, r->len, 0);
-  if (rc == 0) rc = await_reply(fd, seq, r);
-  pthread_mutex_unlock(&req_lock);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return OTPC_EIO;
+  bool in_process = otpc__current() != NULL;
+  int rc = in_process ? otpc_own_fd(sv[0]) : 0;
+  if (rc != 0) {
+    close(sv[0]);
+    close(sv[1]);
+    return rc;
+  }
+  rc = send_packet(fd, r->op, r->data, r->len, sv[1], MSG_DONTWAIT);
+  close(sv[1]);
+  if (rc == 0) rc = await_reply(sv[0], in_process, r);
+  if (in_process)
+    otpc_close_fd(sv[0]);
+  else
+    close(sv[0]);
   return rc;
-}
-
-static int request(request_t *r) {
-  if (channel() < 0) return OTPC_ENOPROC;
-  /* A scheduler must not wait on the watchdog: a process hands the
-   * exchange to the dirty pool. */
-  if (otpc__current() != NULL) return (int)otpc_dirty(run_request, r);
-  return (int)run_request(r);
 }
 
 int otpc_heart_set_cmd(const char *cmd) {

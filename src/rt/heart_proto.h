@@ -14,20 +14,22 @@
  *   OTPC_HEART_BEAT_MS  how often the node beats
  *
  * Each packet is one message (the socket keeps the boundaries): an op
- * byte, then for requests and replies a 32-bit sequence number in host
- * order (both ends are on one machine), then the payload.
+ * byte, then the payload.
  *
  *   node -> watchdog, no reply:
  *     HELLO     a node started (otpc_node_start); beats are due from now
  *     BEAT      the schedulers ran the beat probe (see heart.c)
  *     STOPPING  otpc_node_stop finished: the exit that follows is clean
- *   node -> watchdog, one reply each, carrying the same sequence number:
- *     SET_CMD   seq, command bytes (no NUL; empty means clear)
- *     CLEAR_CMD seq
- *     GET_CMD   seq
- *   watchdog -> node:
- *     OK        seq, payload (GET_CMD: the temporary command, maybe empty)
- *     ERROR     seq, a message
+ *   node -> watchdog, each with one descriptor attached (SCM_RIGHTS): one
+ *   end of a fresh socket pair, on which the watchdog sends the one reply
+ *   and which it then closes. So requests from many threads and processes
+ *   never share a reader, and a requester that dies leaves nothing behind.
+ *     SET_CMD   command bytes (no NUL; empty means clear)
+ *     CLEAR_CMD
+ *     GET_CMD
+ *   watchdog -> node, on the attached socket:
+ *     OK        payload (GET_CMD: the temporary command, maybe empty)
+ *     ERROR     a message
  */
 #ifndef OTPC_RT_HEART_PROTO_H
 #define OTPC_RT_HEART_PROTO_H
@@ -41,10 +43,8 @@
 #define OTPC__HEART_OK 'A'
 #define OTPC__HEART_ERROR 'E'
 
-/* op byte + sequence number */
-#define OTPC__HEART_HDR 5
-/* The largest packet either side sends or accepts. */
-#define OTPC__HEART_PACKET_MAX (OTPC__HEART_HDR + OTPC_HEART_MAX_CMD)
+/* The largest packet either side sends or accepts: op byte, command. */
+#define OTPC__HEART_PACKET_MAX (1 + OTPC_HEART_MAX_CMD)
 
 #define OTPC__HEART_ENV_FD "OTPC_HEART_FD"
 #define OTPC__HEART_ENV_PID "OTPC_HEART_PID"

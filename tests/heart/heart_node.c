@@ -16,8 +16,11 @@
  *                a plain thread and from a process), then dies
  *   check   healthy, but its health check (otpc_heart_set_check) fails
  *           from its ninth call on, and writes DIR/sick then
+ *   many CMD     64 processes and 2 threads set and read commands at
+ *                once, 20 times each; then CMD is set and it dies
  *   plain   not meant to run under heart: reports otpc_heart_enabled()
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +116,53 @@ static void setcmd(void *arg) {
   _exit(1); /* dies: the watchdog runs the command set above */
 }
 
+/* Sets "echo N-I" and reads back a command of that shape (another
+ * requester's, maybe: they race), count times. */
+static void hammer(long n, int count) {
+  for (int i = 0; i < count; i++) {
+    char mine[64], got[64];
+    snprintf(mine, sizeof mine, "echo %ld-%d", n, i);
+    int rc = otpc_heart_set_cmd(mine);
+    if (rc != 0) fail("many: set_cmd", rc);
+    rc = otpc_heart_get_cmd(got, sizeof got);
+    if (rc <= 0 || strncmp(got, "echo ", 5) != 0)
+      fail("many: get_cmd", rc < 0 ? rc : OTPC_EINVAL);
+  }
+}
+
+static void hammer_proc(void *arg) {
+  hammer((long)(intptr_t)arg, 20);
+}
+
+static void *hammer_thread(void *arg) {
+  hammer((long)(intptr_t)arg, 20);
+  return NULL;
+}
+
+static void many(void *arg) {
+  put_pid();
+  pthread_t t[2];
+  for (long i = 0; i < 2; i++)
+    pthread_create(&t[i], NULL, hammer_thread, (void *)(intptr_t)(1000 + i));
+  otpc_ref_t refs[64];
+  for (long i = 0; i < 64; i++) {
+    otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &refs[i]};
+    int rc = otpc_spawn(hammer_proc, (void *)(intptr_t)i, &o, NULL);
+    if (rc != 0) fail("many: spawn", rc);
+  }
+  for (int i = 0; i < 64; i++) { /* each ends normally, or fail() exits */
+    otpc_buf_t *down;
+    int rc = otpc_receive(NULL, OTPC_INFINITY, &down);
+    if (rc != 0) fail("many: receive", rc);
+    otpc_buf_unref(down);
+  }
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  int rc = otpc_heart_set_cmd(cmd);
+  if (rc != 0) fail("many: set_cmd", rc);
+  put("alive", "yes\n");
+  _exit(1);
+}
+
 /* Healthy for eight beats, then sick for good. Runs in the probe
  * process, one call at a time. */
 static bool health(void *arg) {
@@ -152,6 +202,7 @@ int main(int argc, char **argv) {
     return otpc_main(&opts, hang, NULL);
   }
   if (strcmp(mode, "run") == 0) return otpc_main(&opts, run, NULL);
+  if (strcmp(mode, "many") == 0) return otpc_main(&opts, many, NULL);
   if (strcmp(mode, "check") == 0) return otpc_main(&opts, checked, NULL);
   if (strcmp(mode, "stop") == 0) return otpc_main(&opts, stop, NULL);
   if (strcmp(mode, "exit") == 0) return otpc_main(&opts, exit_unclean, NULL);

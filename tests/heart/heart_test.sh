@@ -78,6 +78,14 @@ check died "$(cat "$d/marker" 2>/dev/null)" "set_cmd: the node's command ran"
 [ -e "$d/wrong" ] && bad "set_cmd: --cmd ran instead" || ok
 grep -q "^heart_node:" "$d/err" && bad "set_cmd: $(cat "$d/err")" || ok
 
+# 5b. Requests from 64 processes and 2 threads at once.
+d=$(fresh many)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/wrong" \
+  -- "$node" many "$d" "echo \$OTPC_HEART_REASON > $d/marker" 2> "$d/err"
+check 4 $? "many requesters: exit status"
+check died "$(cat "$d/marker" 2>/dev/null)" "many requesters: the last command ran"
+grep -q "^heart_node:" "$d/err" && bad "many requesters: $(cat "$d/err")" || ok
+
 # 6. No restart command: nothing restarts, the status says what happened.
 d=$(fresh nocmd)
 env -u HEART_COMMAND timeout 60 "$otpc" heart --timeout 1 -- "$node" exit "$d" 2> "$d/err"
@@ -128,6 +136,13 @@ check "enabled=0 set_cmd=ENOPROC set_check=ENOPROC" "$out" "stale OTPC_HEART_FD"
 has "$tmp/err" "not a socket" "stale OTPC_HEART_FD: message"
 out=$("$node" plain "$tmp" 2>&1)
 check "enabled=0 set_cmd=ENOPROC set_check=ENOPROC" "$out" "no heart"
+
+# Under ASan or TSan builds: no sanitizer report in any run's stderr.
+if grep -l "Sanitizer" "$tmp"/*/err "$tmp/err" 2>/dev/null; then
+  bad "sanitizer reports (files above)"
+else
+  ok
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
