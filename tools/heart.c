@@ -16,11 +16,12 @@
  *             WATCHING; the child's exit is clean.
  *
  * Outcomes, checked in this order:
- *   - the child exited after STOPPING, or after the watchdog passed on a
- *     terminating signal to it: clean; the watchdog exits with the child's
- *     status and restarts nothing.
- *   - the child exited otherwise (a crash, kill -9, exit without stopping
- *     the node): "died".
+ *   - the child exited with status 0 after STOPPING, or ended in any way
+ *     after the watchdog passed on a terminating signal to it: clean; the
+ *     watchdog exits with the child's status and restarts nothing.
+ *   - the child ended otherwise (a crash, kill -9, an exit without
+ *     stopping the node, or a failure status after stopping it, as
+ *     otpc_main returns when its first process failed): "died".
  *   - no beat by the deadline: "hung"; the child gets SIGKILL (a hung node
  *     may not act on SIGTERM) and is reaped.
  * For died and hung the restart command runs (the node's temporary one set
@@ -29,7 +30,7 @@
  * command is what starts a new node (and its new watchdog). With no
  * command nothing is restarted.
  *
- * Exit status: the child's own after a clean stop; 3 hung, 4 died (the
+ * Exit status: the child's own (0) after a clean stop; 3 hung, 4 died (the
  * command, if any, ran and succeeded); 5 the restart command failed; 1 the
  * program could not be started; 2 a usage error.
  */
@@ -347,13 +348,17 @@ static void read_packets(watch_t *w) {
 /* The child ended with status: clean, or died. */
 static int child_ended(watch_t *w, int status) {
   read_packets(w); /* a STOPPING sent just before the exit */
-  if (w->stopping || w->forwarded) {
+  bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if ((w->stopping && ok) || w->forwarded) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   }
-  char how[96];
+  char how[128];
   describe(status, how, sizeof how);
-  strncat(how, " without stopping its node", sizeof how - strlen(how) - 1);
+  strncat(
+      how,
+      w->stopping ? " after stopping its node" : " without stopping its node",
+      sizeof how - strlen(how) - 1);
   return restart(w, "died", how, EXIT_DIED);
 }
 

@@ -12,6 +12,7 @@
  *   run     runs, healthy, until killed
  *   stop    runs a while, then its node stops cleanly (otpc_main returns)
  *   exit    runs a while, then exits without stopping its node
+ *   crash   its first process fails: otpc_main stops the node, returns 1
  *   setcmd CMD   sets, reads, clears and sets CMD with the heart API (from
  *                a plain thread and from a process), then dies
  *   check   healthy, but its health check (otpc_heart_set_check) fails
@@ -76,6 +77,12 @@ static void run(void *arg) {
 static void stop(void *arg) {
   put_pid();
   live_a_while();
+}
+
+static void crash(void *arg) {
+  put_pid();
+  live_a_while();
+  otpc_exit_atom(otpc_atom("boom"));
 }
 
 static void exit_unclean(void *arg) {
@@ -205,6 +212,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "many") == 0) return otpc_main(&opts, many, NULL);
   if (strcmp(mode, "check") == 0) return otpc_main(&opts, checked, NULL);
   if (strcmp(mode, "stop") == 0) return otpc_main(&opts, stop, NULL);
+  if (strcmp(mode, "crash") == 0) return otpc_main(&opts, crash, NULL);
   if (strcmp(mode, "exit") == 0) return otpc_main(&opts, exit_unclean, NULL);
   if (strcmp(mode, "setcmd") == 0) {
     /* From a plain thread, before any node runs. */

@@ -53,8 +53,8 @@ check died "$(cat "$d/marker" 2>/dev/null)" "killed node: restart command ran"
 check yes "$(cat "$d/second/alive" 2>/dev/null)" "killed node: the new node ran"
 has "$d/err" "was killed by signal 9" "killed node: message"
 
-# 3. A node that stops cleanly is not restarted; its exit status passes
-# through.
+# 3. A node that stops cleanly (otpc_node_stop, then exit 0) is not
+# restarted.
 d=$(fresh stop)
 timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" stop "$d" 2> "$d/err"
 check 0 $? "clean stop: exit status"
@@ -67,6 +67,15 @@ timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" exit "$d
 check 4 $? "exit without stop: exit status"
 [ -e "$d/marker" ] && ok || bad "exit without stop: restart command did not run"
 has "$d/err" "exited with status 0 without stopping its node" "exit without stop: message"
+
+# 4b. A node that stops but exits with a failure (otpc_main's first
+# process crashed) died too, as an Erlang node whose permanent
+# application ends is restarted.
+d=$(fresh crash)
+timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" crash "$d" 2> "$d/err"
+check 4 $? "failed after stop: exit status"
+[ -e "$d/marker" ] && ok || bad "failed after stop: restart command did not run"
+has "$d/err" "exited with status 1 after stopping its node" "failed after stop: message"
 
 # 5. set_cmd, get_cmd, clear_cmd: the node's command replaces --cmd.
 d=$(fresh setcmd)
