@@ -116,6 +116,7 @@ static void default_signals(void) {
        i++)
     signal(forwarded_signals[i], SIG_DFL);
   signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL); /* ignored here; an exec would keep that */
 }
 
 /* Forks and execs the program with the node's end of the channel; 0, or
@@ -178,6 +179,11 @@ static int run_command(const char *cmd, const char *reason, pid_t node) {
     default_signals();
     char p[24];
     snprintf(p, sizeof p, "%ld", (long)node);
+    /* Only the watched program has a channel (this may be a watchdog
+     * started by a watched node). */
+    unsetenv(OTPC__HEART_ENV_FD);
+    unsetenv(OTPC__HEART_ENV_PID);
+    unsetenv(OTPC__HEART_ENV_BEAT);
     setenv("OTPC_HEART_REASON", reason, 1);
     setenv("OTPC_HEART_NODE_PID", p, 1);
     execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
@@ -509,6 +515,8 @@ static int install_signals(int *sig_read) {
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  /* A closed stderr must not kill the watchdog and orphan the node. */
+  signal(SIGPIPE, SIG_IGN);
   if (sigaction(SIGCHLD, &sa, NULL) != 0) return -1;
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof *forwarded_signals;
        i++)
