@@ -7,6 +7,9 @@
 # what the checks read. Timeouts are 1 s; the only time bounds are the
 # generous ones that end a run that went wrong (`timeout 60`).
 set -uo pipefail
+# A TSan build sleeps 1 s at exit by default, which a 1 s timeout takes
+# for a hang.
+export TSAN_OPTIONS="atexit_sleep_ms=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 otpc=${1:?path to otpc}
 node=${2:?path to heart_node}
 tmp=$(mktemp -d)
