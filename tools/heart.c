@@ -23,7 +23,8 @@
  *     stopping the node, or a failure status after stopping it, as
  *     otpc_main returns when its first process failed): "died".
  *   - no beat by the deadline: "hung"; the child gets SIGKILL (a hung node
- *     may not act on SIGTERM) and is reaped.
+ *     may not act on SIGTERM; HEART_KILL_SIGNAL=SIGABRT for a core dump,
+ *     HEART_NO_KILL=TRUE to leave it to the command) and is reaped.
  * For died and hung the restart command runs (the node's temporary one set
  * with otpc_heart_set_cmd, else --cmd, else HEART_COMMAND) through
  * /bin/sh -c, and the watchdog exits when it finishes: as in Erlang, the
@@ -73,10 +74,12 @@ typedef struct watch {
   char tmp_cmd[OTPC_HEART_MAX_CMD + 1]; /* the node's set_cmd; "" if none */
   char **argv;                          /* the program and its arguments */
   pid_t child;
-  int sock;       /* our end; -1 once the node's end is closed */
-  bool watching;  /* a beat is due by deadline */
-  bool stopping;  /* the node said STOPPING */
-  bool forwarded; /* a terminating signal was passed on to the child */
+  int sock;        /* our end; -1 once the node's end is closed */
+  bool watching;   /* a beat is due by deadline */
+  bool stopping;   /* the node said STOPPING */
+  bool forwarded;  /* a terminating signal was passed on to the child */
+  int kill_signal; /* for a hung node: SIGKILL, or SIGABRT */
+  bool no_kill;    /* HEART_NO_KILL=TRUE: the command deals with it */
   int64_t deadline;
 } watch_t;
 
@@ -368,14 +371,34 @@ static int child_ended(watch_t *w, int status) {
   return restart(w, "died", how, EXIT_DIED);
 }
 
-static int hung(watch_t *w) {
-  kill(w->child, SIGKILL);
-  int status;
-  while (waitpid(w->child, &status, 0) < 0 && errno == EINTR) {
+/* Kills the hung child with sig and reaps it. A SIGABRT the child
+ * catches or ignores gets SIGKILL after one more timeout. */
+static void kill_child(watch_t *w, int sig) {
+  kill(w->child, sig);
+  for (int64_t waited = 0; sig != SIGKILL; waited += 10) {
+    if (waitpid(w->child, NULL, WNOHANG) == w->child) return;
+    if (waited >= w->timeout_ms) {
+      kill(w->child, SIGKILL);
+      break;
+    }
+    struct timespec ten = {0, 10 * 1000000};
+    nanosleep(&ten, NULL);
   }
-  char how[96];
-  snprintf(how, sizeof how, "sent no beat for %.3g s: killed it",
-           (double)w->timeout_ms / 1000);
+  while (waitpid(w->child, NULL, 0) < 0 && errno == EINTR) {
+  }
+}
+
+static int hung(watch_t *w) {
+  char how[128];
+  int n = snprintf(how, sizeof how,
+                   "sent no beat for %.3g s: ", (double)w->timeout_ms / 1000);
+  if (w->no_kill) {
+    snprintf(how + n, sizeof how - n, "left running (HEART_NO_KILL)");
+  } else {
+    snprintf(how + n, sizeof how - n, "killed it with %s",
+             w->kill_signal == SIGABRT ? "SIGABRT" : "SIGKILL");
+    kill_child(w, w->kill_signal);
+  }
   if (w->forwarded) { /* it was asked to stop: kill it, restart nothing */
     fprintf(stderr, "otpc heart: %s (pid %ld) %s\n", w->argv[0], (long)w->child,
             how);
@@ -460,6 +483,12 @@ static int parse_args(watch_t *w, int argc, char **argv) {
   const char *timeout = getenv("HEART_BEAT_TIMEOUT");
   const char *from = "HEART_BEAT_TIMEOUT";
   w->cmd = getenv("HEART_COMMAND");
+  /* Erlang's: SIGABRT for a core dump, anything else is SIGKILL; and only
+   * TRUE turns killing off. */
+  const char *ks = getenv("HEART_KILL_SIGNAL");
+  w->kill_signal = ks && strcmp(ks, "SIGABRT") == 0 ? SIGABRT : SIGKILL;
+  const char *nk = getenv("HEART_NO_KILL");
+  w->no_kill = nk && strcmp(nk, "TRUE") == 0;
   int i = 0;
   for (; i < argc; i++) {
     const char *a = argv[i];

@@ -33,9 +33,26 @@ timeout 60 "$otpc" heart --timeout 1 --cmd "echo \$OTPC_HEART_REASON \$OTPC_HEAR
 check 3 $? "hung node: exit status"
 check "hung $(cat "$d/pid" 2>/dev/null)" "$(cat "$d/marker" 2>/dev/null)" "hung node: restart command ran"
 check yes "$(cat "$d/alive" 2>/dev/null)" "hung node: beat before it hung"
-has "$d/err" "sent no beat for 1 s: killed it" "hung node: message"
+has "$d/err" "sent no beat for 1 s: killed it with SIGKILL" "hung node: message"
 pid=$(cat "$d/pid" 2>/dev/null)
 if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then ok; else bad "hung node still runs"; fi
+
+# 1b. HEART_KILL_SIGNAL=SIGABRT (for a core dump; none is written here)
+# and HEART_NO_KILL=TRUE (the command kills it), as in Erlang.
+ulimit -c 0
+d=$(fresh abort)
+HEART_KILL_SIGNAL=SIGABRT timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" \
+  -- "$node" hang "$d" 2> "$d/err"
+check 3 $? "SIGABRT: exit status"
+has "$d/err" "killed it with SIGABRT" "SIGABRT: message"
+[ -e "$d/marker" ] && ok || bad "SIGABRT: restart command did not run"
+d=$(fresh nokill)
+HEART_NO_KILL=TRUE timeout 60 "$otpc" heart --timeout 1 \
+  --cmd "kill -0 \$OTPC_HEART_NODE_PID && echo running > $d/marker; kill -9 \$OTPC_HEART_NODE_PID" \
+  -- "$node" hang "$d" 2> "$d/err"
+check 3 $? "HEART_NO_KILL: exit status"
+check running "$(cat "$d/marker" 2>/dev/null)" "HEART_NO_KILL: the command found the node running"
+has "$d/err" "left running (HEART_NO_KILL)" "HEART_NO_KILL: message"
 
 # 2. kill -9: the node dies; the command starts a new node under its own
 # watchdog (as Erlang's HEART_COMMAND does), which stops cleanly.
