@@ -4,8 +4,8 @@
  * DIR for the script to read:
  *
  *   DIR/pid    its pid, written once its node runs
- *   DIR/alive  written after eight beat intervals (two watchdog timeouts),
- *              which it can only outlive by beating
+ *   DIR/alive  written after six beat intervals (a watchdog timeout and a
+ *              half), which it can only outlive by beating
  *   DIR/got    what otpc_heart_get_cmd answered (setcmd mode)
  *
  *   hang    one scheduler; a process spins forever without yielding
@@ -55,9 +55,9 @@ static void put_pid(void) {
   put("pid", buf);
 }
 
-/* Outlives two watchdog timeouts: only a beating node gets here. */
+/* Outlives a watchdog timeout and a half: only a beating node gets here. */
 static void live_a_while(void) {
-  otpc_sleep(8 * beat_ms);
+  otpc_sleep(6 * beat_ms);
   put("alive", "yes\n");
 }
 

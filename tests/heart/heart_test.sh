@@ -4,13 +4,17 @@
 # command starts a new watched node, Erlang's model); a node that stops
 # cleanly is not restarted; otpc_heart_set_cmd replaces the command; bad
 # input gets a clear error. Restart commands leave marker files, which is
-# what the checks read. Timeouts are 1 s; the only time bounds are the
+# what the checks read. Timeouts are 2 s; the only time bounds are the
 # generous ones that end a run that went wrong (`timeout 60`).
 set -uo pipefail
-# A TSan build sleeps 1 s at exit by default, which a 1 s timeout takes
+# A TSan build sleeps 1 s at exit by default, which a short timeout takes
 # for a hang.
 export TSAN_OPTIONS="atexit_sleep_ms=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 otpc=${1:?path to otpc}
+# The watchdog's timeout in these tests: short, yet long enough that a
+# healthy node on a loaded machine (sanitizer builds, parallel jobs) does
+# not miss it.
+T=2
 node=${2:?path to heart_node}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -26,14 +30,14 @@ fresh() { rm -rf "$tmp/$1"; mkdir -p "$tmp/$1"; echo "$tmp/$1"; }
 
 # 1. A node that hangs (a process spins without yielding on its only
 # scheduler) is killed with SIGKILL and the restart command runs. It first
-# outlives two timeouts by beating (the alive file).
+# outlives a timeout and a half by beating (the alive file).
 d=$(fresh hang)
-timeout 60 "$otpc" heart --timeout 1 --cmd "echo \$OTPC_HEART_REASON \$OTPC_HEART_NODE_PID > $d/marker" \
+timeout 60 "$otpc" heart --timeout $T --cmd "echo \$OTPC_HEART_REASON \$OTPC_HEART_NODE_PID > $d/marker" \
   -- "$node" hang "$d" 2> "$d/err"
 check 3 $? "hung node: exit status"
 check "hung $(cat "$d/pid" 2>/dev/null)" "$(cat "$d/marker" 2>/dev/null)" "hung node: restart command ran"
 check yes "$(cat "$d/alive" 2>/dev/null)" "hung node: beat before it hung"
-has "$d/err" "sent no beat for 1 s: killed it with SIGKILL" "hung node: message"
+has "$d/err" "sent no beat for $T s: killed it with SIGKILL" "hung node: message"
 pid=$(cat "$d/pid" 2>/dev/null)
 if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then ok; else bad "hung node still runs"; fi
 
@@ -41,13 +45,13 @@ if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then ok; else bad "hung node s
 # and HEART_NO_KILL=TRUE (the command kills it), as in Erlang.
 ulimit -c 0
 d=$(fresh abort)
-HEART_KILL_SIGNAL=SIGABRT timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" \
+HEART_KILL_SIGNAL=SIGABRT timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" \
   -- "$node" hang "$d" 2> "$d/err"
 check 3 $? "SIGABRT: exit status"
 has "$d/err" "killed it with SIGABRT" "SIGABRT: message"
 [ -e "$d/marker" ] && ok || bad "SIGABRT: restart command did not run"
 d=$(fresh nokill)
-HEART_NO_KILL=TRUE timeout 60 "$otpc" heart --timeout 1 \
+HEART_NO_KILL=TRUE timeout 60 "$otpc" heart --timeout $T \
   --cmd "kill -0 \$OTPC_HEART_NODE_PID && echo running > $d/marker; kill -9 \$OTPC_HEART_NODE_PID" \
   -- "$node" hang "$d" 2> "$d/err"
 check 3 $? "HEART_NO_KILL: exit status"
@@ -58,8 +62,8 @@ has "$d/err" "left running (HEART_NO_KILL)" "HEART_NO_KILL: message"
 # watchdog (as Erlang's HEART_COMMAND does), which stops cleanly.
 d=$(fresh kill9)
 mkdir -p "$d/second"
-timeout 60 "$otpc" heart --timeout 1 \
-  --cmd "echo \$OTPC_HEART_REASON > $d/marker; exec '$otpc' heart --timeout 1 -- '$node' stop '$d/second'" \
+timeout 60 "$otpc" heart --timeout $T \
+  --cmd "echo \$OTPC_HEART_REASON > $d/marker; exec '$otpc' heart --timeout $T -- '$node' stop '$d/second'" \
   -- "$node" run "$d" 2> "$d/err" &
 watchdog=$!
 if await "$d/pid"; then
@@ -76,14 +80,14 @@ has "$d/err" "was killed by signal 9" "killed node: message"
 # 3. A node that stops cleanly (otpc_node_stop, then exit 0) is not
 # restarted.
 d=$(fresh stop)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" stop "$d" 2> "$d/err"
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" -- "$node" stop "$d" 2> "$d/err"
 check 0 $? "clean stop: exit status"
 check yes "$(cat "$d/alive" 2>/dev/null)" "clean stop: ran past the timeout"
 [ -e "$d/marker" ] && bad "clean stop: restart command ran" || ok
 
 # 4. Exiting without stopping the node counts as died, whatever the status.
 d=$(fresh exit)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" exit "$d" 2> "$d/err"
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" -- "$node" exit "$d" 2> "$d/err"
 check 4 $? "exit without stop: exit status"
 [ -e "$d/marker" ] && ok || bad "exit without stop: restart command did not run"
 has "$d/err" "exited with status 0 without stopping its node" "exit without stop: message"
@@ -92,14 +96,14 @@ has "$d/err" "exited with status 0 without stopping its node" "exit without stop
 # process crashed) died too, as an Erlang node whose permanent
 # application ends is restarted.
 d=$(fresh crash)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" crash "$d" 2> "$d/err"
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" -- "$node" crash "$d" 2> "$d/err"
 check 4 $? "failed after stop: exit status"
 [ -e "$d/marker" ] && ok || bad "failed after stop: restart command did not run"
 has "$d/err" "exited with status 1 after stopping its node" "failed after stop: message"
 
 # 5. set_cmd, get_cmd, clear_cmd: the node's command replaces --cmd.
 d=$(fresh setcmd)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/wrong" \
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/wrong" \
   -- "$node" setcmd "$d" "echo \$OTPC_HEART_REASON > $d/marker" 2> "$d/err"
 check 4 $? "set_cmd: exit status"
 check "echo \$OTPC_HEART_REASON > $d/marker" "$(cat "$d/got" 2>/dev/null)" "set_cmd: get_cmd"
@@ -109,7 +113,7 @@ grep -q "^heart_node:" "$d/err" && bad "set_cmd: $(cat "$d/err")" || ok
 
 # 5b. Requests from 64 processes and 2 threads at once.
 d=$(fresh many)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/wrong" \
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/wrong" \
   -- "$node" many "$d" "echo \$OTPC_HEART_REASON > $d/marker" 2> "$d/err"
 check 4 $? "many requesters: exit status"
 check died "$(cat "$d/marker" 2>/dev/null)" "many requesters: the last command ran"
@@ -117,19 +121,19 @@ grep -q "^heart_node:" "$d/err" && bad "many requesters: $(cat "$d/err")" || ok
 
 # 6. No restart command: nothing restarts, the status says what happened.
 d=$(fresh nocmd)
-env -u HEART_COMMAND timeout 60 "$otpc" heart --timeout 1 -- "$node" exit "$d" 2> "$d/err"
+env -u HEART_COMMAND timeout 60 "$otpc" heart --timeout $T -- "$node" exit "$d" 2> "$d/err"
 check 4 $? "no command: exit status"
 has "$d/err" "no restart command" "no command: message"
 
 # 7. A program that never starts a node never beats: it is hung.
 d=$(fresh sleeper)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- sleep 30 2> "$d/err"
+timeout 60 "$otpc" heart --timeout 0.5 --cmd "touch $d/marker" -- sleep 30 2> "$d/err"
 check 3 $? "never beats: exit status"
 [ -e "$d/marker" ] && ok || bad "never beats: restart command did not run"
 
 # 8. SIGTERM to the watchdog goes to the node, and then nothing restarts.
 d=$(fresh term)
-timeout 60 "$otpc" heart --timeout 1 --cmd "touch $d/marker" -- "$node" run "$d" 2> "$d/err" &
+timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" -- "$node" run "$d" 2> "$d/err" &
 watchdog=$!
 await "$d/pid" || bad "SIGTERM: the node never started"
 kill -TERM "$watchdog"
@@ -139,14 +143,14 @@ check 143 $? "SIGTERM: exit status (the node's, killed by SIGTERM)"
 
 # 9. A failing restart command is reported.
 d=$(fresh cmdfail)
-timeout 60 "$otpc" heart --timeout 1 --cmd "exit 9" -- "$node" exit "$d" 2> "$d/err"
+timeout 60 "$otpc" heart --timeout $T --cmd "exit 9" -- "$node" exit "$d" 2> "$d/err"
 check 5 $? "failing command: exit status"
 has "$d/err" "restart command exited with status 9" "failing command: message"
 
 # 10. A failing health check (heart:set_callback) stops the beats of a
 # node that is otherwise well: it is taken as hung.
 d=$(fresh check)
-timeout 60 "$otpc" heart --timeout 1 --cmd "echo \$OTPC_HEART_REASON > $d/marker" -- "$node" check "$d" 2> "$d/err"
+timeout 60 "$otpc" heart --timeout $T --cmd "echo \$OTPC_HEART_REASON > $d/marker" -- "$node" check "$d" 2> "$d/err"
 check 3 $? "failing check: exit status"
 check yes "$(cat "$d/sick" 2>/dev/null)" "failing check: the check failed"
 check hung "$(cat "$d/marker" 2>/dev/null)" "failing check: restart command ran"
