@@ -4,6 +4,7 @@
  *
  *   otpc term decode     ETF on stdin -> Erlang text on stdout (as ~w)
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
+ *   otpc heart ...       run a node under a watchdog (heart.c)
  *   otpc demo            a short tour of the term library
  *   otpc version
  *
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heart.h"
 #include "otpc.h"
 
 static const char usage[] =
@@ -24,6 +26,10 @@ static const char usage[] =
     "                               from stdin, print it as io:format(\"~w~n\")\n"
     "  term encode [--compressed]   read one Erlang term (ending with '.')\n"
     "                               from stdin, write its ETF to stdout\n"
+    "  heart [--timeout S] [--cmd C] -- PROGRAM [ARGS...]\n"
+    "                               run PROGRAM (a node) under a watchdog:\n"
+    "                               hung or dead, it is restarted with C\n"
+    "                               (docs/heart.md)\n"
     "  demo                         a short tour of the term library\n"
     "  version                      print the version\n";
 
@@ -253,6 +259,8 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "term") == 0) {
     if (strcmp(argv[2], "decode") == 0) return term_decode(argc - 3, argv + 3);
     if (strcmp(argv[2], "encode") == 0) return term_encode(argc - 3, argv + 3);
+  } else if (argc >= 2 && strcmp(argv[1], "heart") == 0) {
+    return otpc__tool_heart(argc - 2, argv + 2);
   } else if (argc == 2 && strcmp(argv[1], "demo") == 0) {
     return demo();
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
