@@ -151,7 +151,7 @@ static int with_node(const char *cmd, const char *target, job_t *j) {
 
 /* ---- names ------------------------------------------------------------ */
 
-int otpc__cmd_names(int argc, char **argv) {
+int otpc__tool_names(int argc, char **argv) {
   if (argc != 0) {
     fprintf(stderr, "otpc names: takes no arguments\n");
     return 2;
@@ -180,7 +180,7 @@ static int ping_run(job_t *j) {
   return pong == 1 ? 0 : 1;
 }
 
-int otpc__cmd_ping(int argc, char **argv) {
+int otpc__tool_ping(int argc, char **argv) {
   cmd_opts_t o;
   if (parse_opts("ping", argc, argv, 1, &o) != 0) return 2;
   job_t j = {.run = ping_run, .o = &o};
@@ -213,7 +213,7 @@ static int rpc_run(job_t *j) {
   return rc == 0 && !bad ? 0 : 1;
 }
 
-int otpc__cmd_rpc(int argc, char **argv) {
+int otpc__tool_rpc(int argc, char **argv) {
   cmd_opts_t o;
   if (parse_opts("rpc", argc, argv, 4, &o) != 0) return 2;
   /* ARGS: one term, the final '.' optional. */

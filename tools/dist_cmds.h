@@ -9,8 +9,8 @@
 /* The usage lines of the three, for the tool's help. */
 extern const char otpc__dist_usage[];
 
-int otpc__cmd_names(int argc, char **argv);
-int otpc__cmd_ping(int argc, char **argv);
-int otpc__cmd_rpc(int argc, char **argv);
+int otpc__tool_names(int argc, char **argv);
+int otpc__tool_ping(int argc, char **argv);
+int otpc__tool_rpc(int argc, char **argv);
 
 #endif /* OTPC_TOOLS_DIST_CMDS_H */

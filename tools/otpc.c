@@ -4,6 +4,7 @@
  *
  *   otpc term decode     ETF on stdin -> Erlang text on stdout (as ~w)
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
+ *   otpc heart ...       run a node under a watchdog (heart.c)
  *   otpc demo            a short tour of the term library
  *   otpc names|ping|rpc  distribution (dist_cmds.c)
  *   otpc version
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "dist_cmds.h"
+#include "heart.h"
 #include "otpc.h"
 
 static const char usage[] =
@@ -26,6 +28,10 @@ static const char usage[] =
     "                               from stdin, print it as io:format(\"~w~n\")\n"
     "  term encode [--compressed]   read one Erlang term (ending with '.')\n"
     "                               from stdin, write its ETF to stdout\n"
+    "  heart [--timeout S] [--cmd C] -- PROGRAM [ARGS...]\n"
+    "                               run PROGRAM (a node) under a watchdog:\n"
+    "                               hung or dead, it is restarted with C\n"
+    "                               (docs/heart.md)\n"
     "  demo                         a short tour of the term library\n"
     "  version                      print the version\n";
 
@@ -255,17 +261,19 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "term") == 0) {
     if (strcmp(argv[2], "decode") == 0) return term_decode(argc - 3, argv + 3);
     if (strcmp(argv[2], "encode") == 0) return term_encode(argc - 3, argv + 3);
+  } else if (argc >= 2 && strcmp(argv[1], "heart") == 0) {
+    return otpc__tool_heart(argc - 2, argv + 2);
   } else if (argc == 2 && strcmp(argv[1], "demo") == 0) {
     return demo();
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
     printf("otpc %s\n", OTPC_VERSION_STRING);
     return 0;
   } else if (argc >= 2 && strcmp(argv[1], "names") == 0) {
-    return otpc__cmd_names(argc - 2, argv + 2);
+    return otpc__tool_names(argc - 2, argv + 2);
   } else if (argc >= 2 && strcmp(argv[1], "ping") == 0) {
-    return otpc__cmd_ping(argc - 2, argv + 2);
+    return otpc__tool_ping(argc - 2, argv + 2);
   } else if (argc >= 2 && strcmp(argv[1], "rpc") == 0) {
-    return otpc__cmd_rpc(argc - 2, argv + 2);
+    return otpc__tool_rpc(argc - 2, argv + 2);
   } else if (argc == 2 && (strcmp(argv[1], "help") == 0 ||
                            strcmp(argv[1], "--help") == 0)) {
     fputs(usage, stdout);
