@@ -6,6 +6,7 @@
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
  *   otpc heart ...       run a node under a watchdog (heart.c)
  *   otpc demo            a short tour of the term library
+ *   otpc names|ping|rpc  distribution (dist_cmds.c)
  *   otpc version
  *
  * Errors go to stderr and the exit status is 1 (2 for a usage error).
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist_cmds.h"
 #include "heart.h"
 #include "otpc.h"
 
@@ -266,11 +268,19 @@ int main(int argc, char **argv) {
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {
     printf("otpc %s\n", OTPC_VERSION_STRING);
     return 0;
+  } else if (argc >= 2 && strcmp(argv[1], "names") == 0) {
+    return otpc__tool_names(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "ping") == 0) {
+    return otpc__tool_ping(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "rpc") == 0) {
+    return otpc__tool_rpc(argc - 2, argv + 2);
   } else if (argc == 2 && (strcmp(argv[1], "help") == 0 ||
                            strcmp(argv[1], "--help") == 0)) {
     fputs(usage, stdout);
+    fputs(otpc__dist_usage, stdout);
     return 0;
   }
   fputs(usage, stderr);
+  fputs(otpc__dist_usage, stderr);
   return 2;
 }

@@ -88,6 +88,24 @@ OTPC_API size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden);
 OTPC_API int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node,
                                  otpc_ref_t *ref);
 
+/* gen_server:call({Name, Node}, Request, Timeout): monitors {Name, Node}
+ * (connecting if needed), sends the call and waits, as Erlang's gen:call
+ * does. Returns as otpc_gen_server_call(): 0 and *reply; OTPC_ENOPROC if
+ * nobody has the name there; OTPC_ETIMEDOUT (a late reply is dropped);
+ * OTPC_EEXITED with *reply {nodedown, Node} if the node cannot be reached
+ * or goes away during the call, or with the server's exit reason if it
+ * dies. For this node it is otpc_gen_server_call_name(). In a process.
+ * The _statem one is the same call (gen_statem:call speaks the same
+ * protocol). */
+OTPC_API int otpc_gen_server_call_remote(otpc_atom_t name, otpc_atom_t node,
+                                         otpc_buf_t *request,
+                                         int64_t timeout_ms,
+                                         otpc_buf_t **reply);
+OTPC_API int otpc_gen_statem_call_remote(otpc_atom_t name, otpc_atom_t node,
+                                         otpc_buf_t *request,
+                                         int64_t timeout_ms,
+                                         otpc_buf_t **reply);
+
 /* erlang:monitor_node(Node, Flag): the calling process gets {nodeup, Node}
  * and {nodedown, Node} messages for node (OTPC_ATOM_NONE: every node, as
  * net_kernel:monitor_nodes/1). As in Erlang, monitoring a node that is not

@@ -189,7 +189,8 @@ OTPC_API int otpc_gen_statem_start(const otpc_gen_statem_t *cb, void *arg,
  * OTPC_ENOPROC if there is no such machine; OTPC_EEXITED if it died
  * during the call (*reply holds its exit reason); OTPC_ETIMEDOUT if no
  * reply came in time (a late reply is dropped, never delivered). In a
- * process.
+ * process. A machine by {Name, Node}: otpc_gen_statem_call_remote()
+ * (otpc/dist.h).
  */
 OTPC_API int otpc_gen_statem_call(otpc_pid_t sm, otpc_buf_t *request,
                                   int64_t timeout_ms, otpc_buf_t **reply);

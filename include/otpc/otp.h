@@ -106,8 +106,10 @@ OTPC_API int otpc_gen_server_start(const otpc_gen_server_t *cb, void *arg,
  * gen_server:call: sends Request and waits for the reply (timeout in ms,
  * OTPC_INFINITY for none). 0 and *reply (release it); OTPC_ENOPROC if
  * there is no such server; OTPC_EEXITED if it died during the call (*reply
- * then holds its exit reason); OTPC_ETIMEDOUT if no reply came in time (a
- * reply that comes later is dropped, never delivered). In a process.
+ * then holds its exit reason, or {nodedown, Node} if the server's node
+ * went away, as gen:call exits); OTPC_ETIMEDOUT if no reply came in time
+ * (a reply that comes later is dropped, never delivered). In a process.
+ * A server by {Name, Node}: otpc_gen_server_call_remote() (otpc/dist.h).
  */
 OTPC_API int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *request,
                                   int64_t timeout_ms, otpc_buf_t **reply);

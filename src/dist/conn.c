@@ -704,6 +704,7 @@ static void bond_incoming(conn_t *c, const otpc__dmsg_t *m, otpc_pid_t local) {
     case DOP_MONITOR_P:
       op.add = true;
       op.b.kind = B_MON_IN;
+      op.b.name = m->to_name; /* its DOWN names it, as Erlang's does */
       break;
     case DOP_DEMONITOR_P: op.b.kind = B_MON_IN; break;
     case DOP_MONITOR_P_EXIT:
@@ -1202,16 +1203,17 @@ static bool real_pid(otpc_pid_t p) {
   return p.node != OTPC_ATOM_UNDEFINED;
 }
 
-/* The name a monitor of ours by name was set up with (B_MON_OUT), or
- * none. */
-static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref) {
+/* The name a monitor by name was set up with (B_MON_OUT: ours, B_MON_IN:
+ * the peer's on one of ours), or none. */
+static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref,
+                             int kind) {
   otpc_atom_t name = OTPC_ATOM_NONE;
   pthread_mutex_lock(&tab_lock);
   conn_t *c = find(node);
   if (c != NULL) {
     pthread_mutex_lock(&c->lock);
     for (size_t i = 0; i < c->nbonds; i++)
-      if (c->bonds[i].kind == B_MON_OUT && otpc_ref_eq(&c->bonds[i].ref, ref))
+      if (c->bonds[i].kind == kind && otpc_ref_eq(&c->bonds[i].ref, ref))
         name = c->bonds[i].name;
     pthread_mutex_unlock(&c->lock);
   }
@@ -1295,23 +1297,32 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
       ctrl = otpc__ctrl_fmt("{19, ~p, ~p, ~r}", &from, &to, &sig->ref);
       break;
     case SIG_DEMONITOR: {
-      otpc_atom_t name = bond_name(to.node, &sig->ref);
+      otpc_atom_t name = bond_name(to.node, &sig->ref, B_MON_OUT);
       if (name != OTPC_ATOM_NONE)
         ctrl = otpc__ctrl_fmt("{20, ~p, ~A, ~r}", &from, name, &sig->ref);
       else
         ctrl = otpc__ctrl_fmt("{20, ~p, ~p, ~r}", &from, &to, &sig->ref);
       break;
     }
-    case SIG_DOWN:
+    case SIG_DOWN: {
+      /* A monitor the peer set by name: FromProc is the name (Erlang's
+       * DOWN then shows {Name, OurNode}). */
+      otpc_atom_t name = bond_name(to.node, &sig->ref, B_MON_IN);
       if (payload_exit) {
-        ctrl = otpc__ctrl_fmt("{28, ~p, ~p, ~r}", &from, &to, &sig->ref);
+        ctrl = name != OTPC_ATOM_NONE
+                   ? otpc__ctrl_fmt("{28, ~A, ~p, ~r}", name, &to, &sig->ref)
+                   : otpc__ctrl_fmt("{28, ~p, ~p, ~r}", &from, &to, &sig->ref);
         payload = sig->buf;
         sig->buf = NULL;
       } else {
-        ctrl = otpc__ctrl_fmt("{21, ~p, ~p, ~r, ~t}", &from, &to, &sig->ref,
-                              otpc_buf_term(sig->buf));
+        ctrl = name != OTPC_ATOM_NONE
+                   ? otpc__ctrl_fmt("{21, ~A, ~p, ~r, ~t}", name, &to,
+                                    &sig->ref, otpc_buf_term(sig->buf))
+                   : otpc__ctrl_fmt("{21, ~p, ~p, ~r, ~t}", &from, &to,
+                                    &sig->ref, otpc_buf_term(sig->buf));
       }
       break;
+    }
     default: break;
   }
   otpc__sig_free(sig);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../otp/otp_int.h"
 #include "dist_int.h"
 
 otpc__dist_t otpc__dist;
@@ -484,6 +485,44 @@ int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
     return 0;
   }
   return otpc__monitor_remote_name(otpc__proc_pid(p), name, node, &r);
+}
+
+/* ------------------------------------------------------------------------
+ * gen_server:call({Name, Node}, Request)
+ * ------------------------------------------------------------------------ */
+
+typedef struct named {
+  otpc_atom_t name, node;
+} named_t;
+
+static int send_named(void *ctx, otpc_buf_t *msg) {
+  named_t *n = ctx;
+  return otpc_send_remote(n->name, n->node, msg);
+}
+
+/* As gen:call does: monitor {Name, Node} (which connects), send the call
+ * by name, wait for the reply or the DOWN (noproc, noconnection, or the
+ * server's exit reason). */
+int otpc_gen_server_call_remote(otpc_atom_t name, otpc_atom_t node,
+                                otpc_buf_t *req, int64_t timeout_ms,
+                                otpc_buf_t **reply) {
+  if (req == NULL || reply == NULL) return OTPC_EINVAL;
+  *reply = NULL;
+  if (otpc__current() == NULL) return OTPC_ENOTPROC;
+  if (node == otpc_node_name())
+    return otpc_gen_server_call_name(name, req, timeout_ms, reply);
+  otpc_ref_t mon;
+  int rc = otpc_monitor_remote(name, node, &mon);
+  if (rc != 0) return rc;
+  named_t to = {name, node};
+  return otpc__gen_request(&mon, node, send_named, &to, otpc_atom("$gen_call"),
+                           otpc_buf_term(req), timeout_ms, reply, false);
+}
+
+int otpc_gen_statem_call_remote(otpc_atom_t name, otpc_atom_t node,
+                                otpc_buf_t *req, int64_t timeout_ms,
+                                otpc_buf_t **reply) {
+  return otpc_gen_server_call_remote(name, node, req, timeout_ms, reply);
 }
 
 /* ------------------------------------------------------------------------

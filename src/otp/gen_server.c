@@ -405,9 +405,10 @@ static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
  * ------------------------------------------------------------------------ */
 
 typedef struct waiting {
-  otpc_ref_t ref;  /* the monitor's, the call's tag */
-  otpc_term_t tag; /* the tag as sent, in the request (kept alive) */
-  size_t tag_len;  /* its bytes */
+  otpc_ref_t ref;   /* the monitor's, the call's tag */
+  otpc_term_t tag;  /* the tag as sent, in the request (kept alive) */
+  size_t tag_len;   /* its bytes */
+  otpc_atom_t node; /* the server's node, for {nodedown, Node} */
 } waiting_t;
 
 
@@ -461,21 +462,30 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
     }
     otpc_term_t reason = otpc_term_tuple_elem(otpc_buf_term(got), 4);
     bool noproc = otpc_term_is_atom(reason, OTPC_ATOM_NOPROC);
-    *reply = noproc ? NULL : otpc__term_copy(reason);
+    if (noproc)
+      *reply = NULL;
+    else if (otpc_term_is_atom(reason, OTPC_ATOM_NOCONNECTION) && !want_down)
+      *reply = otpc_term_fmt("{nodedown, ~A}", w->node); /* as gen:call */
+    else
+      *reply = otpc__term_copy(reason);
     otpc_buf_unref(got);
     return noproc ? OTPC_ENOPROC : OTPC_EEXITED;
   }
 }
 
-/* Sends {Label, {Self, Ref}, Request} to a monitored server and waits for
- * {Ref, Reply} or its DOWN. */
-static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
-                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
+static int send_to_pid(void *ctx, otpc_buf_t *msg) {
+  return otpc_send(*(otpc_pid_t *)ctx, msg);
+}
+
+/* Sends {Label, {Self, Mon}, Request} with send(ctx, Msg) to a server that
+ * *mon monitors, and waits for {Mon, Reply} or the monitor's DOWN. */
+int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
+                      int (*send)(void *ctx, otpc_buf_t *msg), void *ctx,
+                      otpc_atom_t label, otpc_term_t req, int64_t timeout_ms,
+                      otpc_buf_t **reply, bool want_down) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
-  waiting_t w;
-  int rc = otpc_monitor(server, &w.ref);
-  if (rc != 0) return rc;
+  waiting_t w = {.ref = *mon, .node = node};
   otpc_pid_t self = otpc__proc_pid(p);
   otpc_builder_t b;
   otpc_builder_init(&b);
@@ -485,6 +495,7 @@ static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
   otpc_build_pid(&b, &self);
   otpc_build_ref(&b, &w.ref);
   otpc_build_term(&b, req);
+  int rc;
   otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
   if (msg == NULL) {
     otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
@@ -493,10 +504,21 @@ static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
   /* {Label, {Self, Ref}, Request}: the tag's bytes are in msg. */
   w.tag = otpc_term_tuple_elem(otpc_term_tuple_elem(otpc_buf_term(msg), 1), 1);
   w.tag_len = otpc_term_size(w.tag);
-  otpc_send(server, msg);
+  send(ctx, msg);
   rc = await(p, &w, timeout_ms, reply, want_down);
   otpc_buf_unref(msg);
   return rc;
+}
+
+/* The same to a pid, monitored here. */
+static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
+                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
+  if (otpc__current() == NULL) return OTPC_ENOTPROC;
+  otpc_ref_t mon;
+  int rc = otpc_monitor(server, &mon);
+  if (rc != 0) return rc;
+  return otpc__gen_request(&mon, server.node, send_to_pid, &server, label, req,
+                           timeout_ms, reply, want_down);
 }
 
 int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *req,

@@ -15,6 +15,7 @@
 
 %% A gen_server for otpc to call.
 init([]) -> {ok, 0}.
+handle_call({sleep, Ms}, _From, N) -> timer:sleep(Ms), {reply, slept, N};
 handle_call(Req, _From, N) -> {reply, {erl_says, Req, N}, N + 1}.
 handle_cast(_, N) -> {noreply, N}.
 
@@ -22,12 +23,26 @@ main([N, "wrong"]) ->
     R = net_adm:ping(list_to_atom(N)),
     timer:sleep(4000),
     halt(case R of pang -> 0; pong -> 1 end);
+main([N, "hidden"]) ->
+    %% started with -hidden: as below
+    main([N]);
 main([N]) ->
     Node = list_to_atom(N),
     pong = wait_ping(Node, 100),
     register(peer, self()),
     {control, Node} ! {ready, self()},
     loop(Node).
+
+node_events(Node, Acc) when length(Acc) < 2 ->
+    receive
+        {nodeup, Node} -> node_events(Node, [nodeup | Acc]);
+        {nodedown, Node} -> node_events(Node, [nodedown | Acc]);
+        {nodeup, _} -> node_events(Node, Acc);
+        {nodedown, _} -> node_events(Node, Acc)
+    after 20000 -> node_events(Node, [timeout | Acc])
+    end;
+node_events(_Node, Acc) ->
+    receive {F, events} -> F ! {events, lists:reverse(Acc)} end.
 
 wait_ping(_, 0) -> pang;
 wait_ping(Node, K) ->
@@ -48,7 +63,7 @@ loop(Node) ->
             spawn(fun() -> From ! {big_from_erl, Bin} end),
             spawn(fun() -> [From ! {small, I} || I <- lists:seq(1, 20)] end);
         {From, start_gs} ->
-            {ok, Gs} = gen_server:start(?MODULE, [], []),
+            {ok, Gs} = gen_server:start({local, erl_gs}, ?MODULE, [], []),
             From ! {gs, Gs};
         {From, call_otpc, Name, Req} ->
             From ! {call_result, catch gen_server:call({Name, Node}, Req, 5000)};
@@ -84,6 +99,8 @@ loop(Node) ->
             From ! {names, net_adm:names()};
         {From, nodes} ->
             From ! {nodes, nodes()};
+        {From, nodes_hidden} ->
+            From ! {nodes, nodes(), nodes(hidden)};
         {From, link_me} ->
             %% link to From, then exit with a reason when told
             P = spawn(fun() ->
@@ -98,6 +115,104 @@ loop(Node) ->
                     {control, Node} ! {down_seen, Reason}
             after 10000 -> {control, Node} ! {down_seen, timeout}
             end;
+        {From, os_pid} ->
+            From ! {os_pid, list_to_integer(os:getpid())};
+        {From, subscribe} ->
+            %% net_kernel:monitor_nodes/1: keeps Node's nodeup/nodedown
+            %% events until asked for two of them.
+            S = spawn(fun() ->
+                              ok = net_kernel:monitor_nodes(true),
+                              From ! {subscribed, self()},
+                              node_events(Node, [])
+                      end),
+            S;
+        {From, unlink_peer} ->
+            %% E answers with its links, and dies when told.
+            E = spawn(fun Loop() ->
+                              receive
+                                  {F, links} ->
+                                      {links, L} = process_info(self(), links),
+                                      F ! {links, L},
+                                      Loop();
+                                  die -> exit(erl_gone)
+                              end
+                      end),
+            From ! {unlink_peer, E};
+        {From, kill_and_wait, E} ->
+            Ref = erlang:monitor(process, E),
+            E ! die,
+            receive {'DOWN', Ref, _, _, _} -> ok end,
+            From ! e_dead;
+        {From, link_then_exit, P, Unlink} ->
+            %% links P (an otpc process), unlinks it if asked, exits with
+            %% erl_gone2; P is told once that exit has gone out.
+            E = spawn(fun() ->
+                              link(P),
+                              Unlink andalso unlink(P),
+                              P ! linked_done,
+                              exit(erl_gone2)
+                      end),
+            Ref = erlang:monitor(process, E),
+            receive {'DOWN', Ref, _, _, _} -> ok end,
+            P ! e2_dead,
+            From ! {link_then_exit, done};
+        {From, trapper} ->
+            %% traps exits and reports the first EXIT (or its own death).
+            T = spawn(fun() ->
+                              process_flag(trap_exit, true),
+                              From ! {trapper, self()},
+                              receive {'EXIT', P, R} -> From ! {trapped, P, R} end
+                      end),
+            T;
+        {From, watch_kill, T} ->
+            %% says `watching` once its monitor is set, then the reason
+            spawn(fun() ->
+                          Ref = erlang:monitor(process, T),
+                          From ! watching,
+                          receive {'DOWN', Ref, _, _, R} -> From ! {watched, R}
+                          after 10000 -> From ! {watched, timeout}
+                          end
+                  end);
+        {From, exit2, P, Reason} ->
+            exit(P, Reason),
+            From ! exit2_sent;
+        {From, monitor_name, Name} ->
+            R1 = erlang:monitor(process, {Name, Node}),
+            R2 = erlang:monitor(process, {nobody_otpc, Node}),
+            Missing = receive {'DOWN', R2, process, O2, W2} -> {O2, W2}
+                      after 10000 -> none end,
+            From ! monitors_set,
+            Named = receive {'DOWN', R1, process, O1, W1} -> {O1, W1}
+                    after 10000 -> none end,
+            From ! {name_downs, Named, Missing};
+        {From, alias_test} ->
+            A = alias(),
+            From ! {alias, A},
+            First = receive {via_alias, 1} -> got after 10000 -> none end,
+            unalias(A),
+            From ! unaliased,
+            %% the barrier comes after the second alias send, from the
+            %% same sender: anything sent to the alias is here by then
+            receive {_, alias_barrier} -> ok after 10000 -> ok end,
+            Stray = receive {via_alias, 2} -> stray after 0 -> none end,
+            From ! {alias_result, First, Stray};
+        {From, cut_prep, X} ->
+            %% W watches X (monitor and link) across the connection that
+            %% is cut next, and reports what it saw when asked.
+            W = spawn(fun() ->
+                              process_flag(trap_exit, true),
+                              Ref = erlang:monitor(process, X),
+                              link(X),
+                              From ! {w, self()},
+                              D = receive {'DOWN', Ref, _, _, R1} -> R1
+                                  after 30000 -> none end,
+                              E = receive {'EXIT', X, R2} -> R2
+                                  after 30000 -> none end,
+                              receive {F, report} -> F ! {w_saw, D, E} end
+                      end),
+            W;
+        {_From, cut_now} ->
+            true = erlang:disconnect_node(Node);
         {From, stop} ->
             From ! stopped,
             timer:sleep(200),
