@@ -15,6 +15,12 @@
  * reference as the call's tag, as OTP does; a reply that comes after a
  * timeout is dropped by the runtime (otpc__forget_reply).
  *
+ * Hot code: a server started from a loaded module (src/code) carries a
+ * binding. Before each dispatch it asks the binding whether a newer
+ * version of its module is current; if so it moves there first, through
+ * the new table's code_change (see move_code). System messages
+ * (suspend, resume, change_code, terminate) are sys.c's.
+ *
  * Calls are the hot path: the protocol's atoms are interned once, and the
  * client knows its reply by the bytes of the tag it sent before it decodes
  * anything. An idle server costs its control block and a small gs_t: what
@@ -37,6 +43,7 @@ typedef struct gs_timeout {
 typedef struct gs {
   const otpc_gen_server_t *cb;
   void *state;           /* the user's */
+  otpc__code_bind_t *bind; /* the module version it runs; NULL: none */
   gs_timeout_t *timeout; /* NULL until a timeout is first armed */
   /* The starter, always a local process: its number and serial are
    * enough (a whole pid would make an idle server 16 bytes bigger). */
@@ -71,6 +78,7 @@ static otpc_atom_t atom_system(void) {
 typedef struct start_ctx {
   otpc__start_t st; /* filled by otpc__start_handler */
   const otpc_gen_server_t *cb;
+  otpc__code_bind_t *bind; /* NULL: not from a module */
   void *arg;
 } start_ctx_t;
 
@@ -274,13 +282,17 @@ static int gs_init(void *arg, void **state) {
   otpc__start_t st = c->st;
   const otpc_gen_server_t *cb = c->cb;
   void *init_arg = c->arg;
+  otpc__code_bind_t *bind = c->bind;
   otpc__free(c); /* ours (proc_lib.c): copied out, nothing else in it */
+  if (bind != NULL && !bind->ops->attach(bind, otpc_self())) return -1;
   gs_t *g = otpc__calloc(1, sizeof *g);
   if (g == NULL) {
+    if (bind != NULL) bind->ops->release(bind);
     otpc__start_ack(&st, "{error, enomem}");
     return -1;
   }
   g->cb = cb;
+  g->bind = bind;
   g->parent_id = st.starter.id;
   g->parent_serial = st.starter.serial;
   g->linked = st.link;
@@ -311,11 +323,76 @@ static int gs_init(void *arg, void **state) {
   return OTPC_CONTINUE;
 }
 
+/* ------------------------------------------------------------------------
+ * Hot code and system messages
+ * ------------------------------------------------------------------------ */
+
+/* Moves a bound server to its module's current version: the new table's
+ * code_change(OldVsn, State, Extra), OldVsn being the running version's
+ * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved
+ * or runs the current version already; else it keeps the version it
+ * runs and the result says why. */
+static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
+  const void *next;
+  otpc_buf_t *running_vsn = NULL;
+  int rc = g->bind->ops->begin(g->bind, &next, &running_vsn);
+  if (rc != 0) return rc > 0 ? 0 : rc;
+  const otpc_gen_server_t *cb = next;
+  otpc_buf_t *undef = NULL;
+  if (extra.kind == 0) {
+    undef = otpc__atom_buf(OTPC_ATOM_UNDEFINED);
+    extra = otpc_buf_term(undef);
+  }
+  if (old_vsn.kind == 0) old_vsn = otpc_buf_term(running_vsn);
+  if (cb->code_change != NULL)
+    CALLBACK(g, rc = cb->code_change(old_vsn, &g->state, extra));
+  g->bind->ops->finish(g->bind, rc == 0);
+  if (rc == 0) g->cb = cb;
+  otpc_buf_unref(undef);
+  otpc_buf_unref(running_vsn);
+  return rc;
+}
+
+static int gs_sys_change_code(void *self, otpc_atom_t module,
+                              otpc_term_t old_vsn, otpc_term_t extra,
+                              otpc_buf_t **why) {
+  gs_t *g = self;
+  if (g->bind != NULL && g->bind->ops->module(g->bind) == module &&
+      g->bind->ops->stale(g->bind))
+    return move_code(g, old_vsn, extra);
+  /* The code it runs is current: its own code_change, as sys calls it. */
+  int rc = 0;
+  if (g->cb->code_change != NULL)
+    CALLBACK(g, rc = g->cb->code_change(old_vsn, &g->state, extra));
+  return rc;
+}
+
+static void gs_sys_terminate(void *self, otpc_buf_t *reason) {
+  stop_server(self, reason);
+}
+
+static bool gs_is_parent_exit(void *self, otpc_term_t msg) {
+  gs_t *g = self;
+  otpc_pid_t who;
+  return g->linked &&
+         otpc_term_get_pid(otpc_term_tuple_elem(msg, 1), &who) == 0 &&
+         who.id == g->parent_id && who.serial == g->parent_serial &&
+         who.node == otpc_node_name();
+}
+
+static const otpc__sys_ops_t gs_sys_ops = {gs_sys_change_code,
+                                           gs_sys_terminate, gs_is_parent_exit};
+
 static int gs_handle(void *state, otpc_buf_t *msg) {
   gs_t *g = state;
   otpc_term_t t = otpc_buf_term(msg), e1, e2;
   size_t arity = 0;
   otpc_gs_result_t r = {.timeout = -1};
+  /* A newer version of its module: move before this message. */
+  if (g->bind != NULL && g->bind->ops->stale(g->bind)) {
+    otpc_term_t none = {NULL, 0, 0};
+    move_code(g, none, none);
+  }
   otpc_term_get_tuple(t, &arity, &e1);
   e2 = arity >= 2 ? otpc_term_next(e1) : e1;
 
@@ -349,21 +426,9 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
     return OTPC_CONTINUE;
   }
   if (arity == 3 && otpc_term_atom_eq(e1, "system", 6)) {
-    /* {system, From, {terminate, Reason}}: sys:terminate, gen_server:stop */
-    otpc_term_t req = otpc_term_next(e2), op;
-    size_t ra;
-    otpc_from_t from;
-    if (otpc_term_get_tuple(req, &ra, &op) == 0 && ra == 2 &&
-        otpc_term_atom_eq(op, "terminate", 9) && otpc__from_take(e2, &from)) {
-      otpc_buf_t *ok = otpc__atom_buf(OTPC_ATOM_OK);
-      otpc_gen_server_reply(&from, ok);
-      otpc_buf_unref(ok);
-      otpc_builder_t b;
-      otpc_builder_init(&b);
-      otpc_build_term(&b, otpc_term_next(op));
-      stop_server(g, otpc_builder_finish(&b, NULL));
-    }
-    return OTPC_CONTINUE; /* other system messages: not yet */
+    /* sys: suspend, resume, change_code, terminate (gen_server:stop) */
+    otpc__sys_handle(&gs_sys_ops, g, e2, otpc_term_next(e2));
+    return OTPC_CONTINUE;
   }
   if (arity == 3 && otpc_term_atom_eq(e1, "EXIT", 4) && g->linked) {
     /* The parent's exit, while trapping: terminate with its reason. */
@@ -394,6 +459,7 @@ static void gs_cleanup(void *state, otpc_term_t reason) {
     crash_report(g, reason);
     if (g->cb->terminate) g->cb->terminate(&g->state, reason);
   }
+  if (g->bind != NULL) g->bind->ops->release(g->bind);
   otpc__free(g->timeout);
   otpc__free(g);
 }
@@ -545,11 +611,19 @@ int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
 int otpc_gen_server_start(const otpc_gen_server_t *cb, void *arg,
                           const otpc_gs_opts_t *opts, otpc_pid_t *pid,
                           otpc_buf_t **reason) {
+  return otpc__gen_server_start_bound(cb, NULL, arg, opts, pid, reason);
+}
+
+int otpc__gen_server_start_bound(const otpc_gen_server_t *cb,
+                                 otpc__code_bind_t *bind, void *arg,
+                                 const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                                 otpc_buf_t **reason) {
   if (reason) *reason = NULL;
   if (cb == NULL || cb->init == NULL) return OTPC_EINVAL;
   start_ctx_t *c = otpc__calloc(1, sizeof *c);
   if (c == NULL) return OTPC_ENOMEM;
   c->cb = cb;
+  c->bind = bind;
   c->arg = arg;
   return otpc__start_handler(&gs_handler, c, &c->st, opts, cb->name, pid,
                              reason);
