@@ -4,6 +4,8 @@
  *
  *   otpc term decode     ETF on stdin -> Erlang text on stdout (as ~w)
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
+ *   otpc node ...        run a node (otpc_node.c)
+ *   otpc load ...        load a module on a running node (otpc_node.c)
  *   otpc demo            a short tour of the term library
  *   otpc version
  *
@@ -15,6 +17,7 @@
 #include <string.h>
 
 #include "otpc.h"
+#include "otpc_cmds.h"
 
 static const char usage[] =
     "usage: otpc <command> [options]\n"
@@ -24,6 +27,12 @@ static const char usage[] =
     "                               from stdin, print it as io:format(\"~w~n\")\n"
     "  term encode [--compressed]   read one Erlang term (ending with '.')\n"
     "                               from stdin, write its ETF to stdout\n"
+    "  node --name NAME@HOST [--cookie C] [--config sys.config]\n"
+    "       [--load mod.so ...] [--app APP ...]\n"
+    "                               run a node: load the modules, start the\n"
+    "                               applications; SIGTERM stops them, exit 0\n"
+    "  load NODE@HOST mod.so [--cookie C] [--name N] [--purge]\n"
+    "                               load or upgrade a module on a running node\n"
     "  demo                         a short tour of the term library\n"
     "  version                      print the version\n";
 
@@ -253,6 +262,10 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "term") == 0) {
     if (strcmp(argv[2], "decode") == 0) return term_decode(argc - 3, argv + 3);
     if (strcmp(argv[2], "encode") == 0) return term_encode(argc - 3, argv + 3);
+  } else if (argc >= 2 && strcmp(argv[1], "node") == 0) {
+    return otpc_cmd_node(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "load") == 0) {
+    return otpc_cmd_load(argc - 2, argv + 2);
   } else if (argc == 2 && strcmp(argv[1], "demo") == 0) {
     return demo();
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {

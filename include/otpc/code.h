@@ -228,10 +228,12 @@ OTPC_API int otpc_sys_change_code(otpc_pid_t pid, const char *module,
  * Exports the code server's functions for rpc (dist layer), so that
  * another node, `otpc load` among them, can upgrade this one:
  *
- *   otpc_code:load(Path)        soft purge, then load: ok | {error, Why}
- *                               (Why: not_purged, badfile, ...) with
- *                               the message as a string in
- *                               {error, Why, Text}
+ *   otpc_code:load(Path)        soft purge of unused old code, then
+ *                               load: ok | {error, Why, Text}, Why one
+ *                               of not_purged, badfile, enoent, failed
+ *                               and Text the message (a string)
+ *   otpc_code:load(Path, purge) the same after a purge (kills processes
+ *                               that still run old code)
  *   otpc_code:purge(Module)     {ok, Killed} | {error, Why}
  *   otpc_code:soft_purge(Mod)   true | false
  *   otpc_code:which(Module)     {Vsn, OldVsn | none} | non_existing

@@ -73,9 +73,11 @@ mod_t *otpc__code_mod(const char *name, bool create);
 void otpc__code_lock(mod_t *m);
 void otpc__code_unlock(mod_t *m);
 
-/* otpc_code_load, with a soft purge first of an old version that nobody
- * runs (what otpc_code:load/1 does). */
-int otpc__code_load_soft(const char *path, otpc_code_error_t *err);
+/* otpc_code_load (STRICT), with a soft purge first of an old version
+ * that nobody runs (SOFT: what otpc_code:load/1 does), or with a purge
+ * first (PURGE: otpc_code:load(Path, purge)). */
+enum { OTPC__LOAD_STRICT, OTPC__LOAD_SOFT, OTPC__LOAD_PURGE };
+int otpc__code_load_mode(const char *path, int mode, otpc_code_error_t *err);
 
 /* Drops one user of v (m->lock held). */
 void otpc__code_unuse(ver_t *v);

@@ -311,8 +311,15 @@ static otpc_buf_t *rpc_load(otpc_term_t args, void *ctx, otpc_buf_t **reason) {
   }
   otpc_code_error_t err;
   err.message[0] = '\0';
-  /* As c:l does, but soft: an old version nobody runs goes first. */
-  int rc = otpc__code_load_soft(path, &err);
+  /* As c:l does, but soft: an old version nobody runs goes first;
+   * with purge, as c:l: processes that run it are killed. */
+  otpc_list_iter_t it;
+  otpc_term_t first, second;
+  bool purge = otpc_term_list_iter(args, &it) == 0 &&
+               otpc_list_next(&it, &first) && otpc_list_next(&it, &second) &&
+               otpc_term_atom_eq(second, "purge", 5);
+  int rc = otpc__code_load_mode(path, purge ? OTPC__LOAD_PURGE : OTPC__LOAD_SOFT,
+                                &err);
   if (rc == 0) return otpc__atom_buf(OTPC_ATOM_OK);
   return otpc_term_fmt("{error, ~a, ~s}", error_atom(rc), err.message);
 }

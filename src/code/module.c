@@ -229,7 +229,7 @@ static int open_version(const char *path, ver_t **out, otpc_code_error_t *err) {
 
 static ver_t *detach_old(mod_t *m, ver_t *expect);
 
-static int load(const char *path, bool soft, otpc_code_error_t *err) {
+static int load(const char *path, int mode, otpc_code_error_t *err) {
   if (err != NULL) err->message[0] = '\0';
   if (path == NULL) return otpc__code_fail(err, OTPC_EINVAL, "no path");
   ver_t *v;
@@ -240,8 +240,14 @@ static int load(const char *path, bool soft, otpc_code_error_t *err) {
     ver_free(v);
     return otpc__code_fail(err, OTPC_ENOMEM, "out of memory");
   }
+  if (mode == OTPC__LOAD_PURGE && otpc_code_purge(m->name) < 0) {
+    ver_free(v);
+    return otpc__code_fail(err, OTPC_ENOTPURGED,
+                           "module %s: its old code could not be purged",
+                           m->name);
+  }
   otpc__code_lock(m);
-  ver_t *purged = soft ? detach_old(m, m->old) : NULL;
+  ver_t *purged = mode != OTPC__LOAD_STRICT ? detach_old(m, m->old) : NULL;
   if (m->old != NULL) {
     otpc__code_unlock(m);
     ver_free(v);
@@ -273,11 +279,11 @@ static int load(const char *path, bool soft, otpc_code_error_t *err) {
 }
 
 int otpc_code_load(const char *path, otpc_code_error_t *err) {
-  return load(path, false, err);
+  return load(path, OTPC__LOAD_STRICT, err);
 }
 
-int otpc__code_load_soft(const char *path, otpc_code_error_t *err) {
-  return load(path, true, err);
+int otpc__code_load_mode(const char *path, int mode, otpc_code_error_t *err) {
+  return load(path, mode, err);
 }
 
 /* Takes m's old version out if it has no users; returns it (to unload

@@ -18,6 +18,15 @@
 
 #define COUNTER_CLIENTS 64
 
+/* States live in the process's own memory (otpc_palloc): freed when the
+ * process ends however it ends, killed by a purge included, where no
+ * terminate runs. */
+static inline void *pzalloc(size_t n) {
+  void *p = otpc_palloc(n);
+  if (p != NULL) memset(p, 0, n);
+  return p;
+}
+
 typedef struct counter_v1 {
   int64_t total;
   int64_t casts;

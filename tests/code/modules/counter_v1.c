@@ -6,7 +6,7 @@
 #include "counter.h"
 
 static void srv_init(void *arg, void **state, otpc_gs_result_t *r) {
-  counter_v1_t *s = calloc(1, sizeof *s);
+  counter_v1_t *s = pzalloc(sizeof *s);
   if (s == NULL) otpc_gs_stop(r, otpc_term_fmt("enomem"));
   *state = s;
 }
@@ -38,7 +38,7 @@ static void srv_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
 }
 
 static void srv_terminate(void **state, otpc_term_t reason) {
-  free(*state);
+  otpc_pfree(*state);
 }
 
 /* From version 2: its fields back into version 1's layout. */
@@ -49,14 +49,14 @@ static int srv_code_change(otpc_term_t old_vsn, void **state,
   if (from == 1) return 0; /* sys:change_code on the same version */
   counter_v2_t *o = *state;
   if (from != 2 || o->magic != COUNTER_V2_MAGIC) return OTPC_EINVAL;
-  counter_v1_t *s = calloc(1, sizeof *s);
+  counter_v1_t *s = pzalloc(sizeof *s);
   if (s == NULL) return OTPC_ENOMEM;
   s->total = o->total;
   s->casts = o->casts;
   for (size_t i = 0; i < o->nclients && i < COUNTER_CLIENTS; i++)
     s->per_client[i] = o->per_client[i];
-  free(o->per_client);
-  free(o);
+  otpc_pfree(o->per_client);
+  otpc_pfree(o);
   *state = s;
   return 0;
 }
@@ -70,7 +70,7 @@ static const otpc_gen_server_t server = {.name = "counter_server",
 
 /* counter_fsm: off <-> on; toggle replies {NewState, Toggles, Vsn}. */
 static void fsm_init(void *arg, void **data, otpc_sm_result_t *r) {
-  *data = calloc(1, sizeof(fsm_v1_t));
+  *data = pzalloc(sizeof(fsm_v1_t));
   otpc_sm_next_state(r, "off");
 }
 
@@ -94,7 +94,7 @@ static void fsm_on(const otpc_sm_event_t *ev, void **data,
 }
 
 static void fsm_terminate(otpc_term_t reason, otpc_term_t state, void **data) {
-  free(*data);
+  otpc_pfree(*data);
 }
 
 static int fsm_code_change(otpc_term_t old_vsn, otpc_buf_t **state, void **data,
@@ -104,10 +104,10 @@ static int fsm_code_change(otpc_term_t old_vsn, otpc_buf_t **state, void **data,
   if (from == 1) return 0;
   fsm_v2_t *o = *data;
   if (from != 2 || o->magic != COUNTER_V2_MAGIC) return OTPC_EINVAL;
-  fsm_v1_t *d = calloc(1, sizeof *d);
+  fsm_v1_t *d = pzalloc(sizeof *d);
   if (d == NULL) return OTPC_ENOMEM;
   d->toggles = o->toggles;
-  free(o);
+  otpc_pfree(o);
   *data = d;
   return 0;
 }

@@ -7,11 +7,11 @@
 #include "counter.h"
 
 static counter_v2_t *state_new(size_t nclients) {
-  counter_v2_t *s = calloc(1, sizeof *s);
+  counter_v2_t *s = pzalloc(sizeof *s);
   if (s == NULL) return NULL;
-  s->per_client = calloc(nclients, sizeof *s->per_client);
+  s->per_client = pzalloc(nclients * sizeof *s->per_client);
   if (s->per_client == NULL) {
-    free(s);
+    otpc_pfree(s);
     return NULL;
   }
   s->magic = COUNTER_V2_MAGIC;
@@ -52,8 +52,8 @@ static void srv_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
 
 static void srv_terminate(void **state, otpc_term_t reason) {
   counter_v2_t *s = *state;
-  if (s != NULL) free(s->per_client);
-  free(s);
+  if (s != NULL) otpc_pfree(s->per_client);
+  otpc_pfree(s);
 }
 
 /* From version 1: its fields into version 2's layout. */
@@ -70,7 +70,7 @@ static int srv_code_change(otpc_term_t old_vsn, void **state,
   s->casts = o->casts;
   memcpy(s->per_client, o->per_client, sizeof o->per_client);
   s->upgrades = 1;
-  free(o);
+  otpc_pfree(o);
   *state = s;
   return 0;
 }
@@ -83,7 +83,7 @@ static const otpc_gen_server_t server = {.name = "counter_server",
                                          .code_change = srv_code_change};
 
 static void fsm_init(void *arg, void **data, otpc_sm_result_t *r) {
-  fsm_v2_t *d = calloc(1, sizeof *d);
+  fsm_v2_t *d = pzalloc(sizeof *d);
   if (d != NULL) d->magic = COUNTER_V2_MAGIC;
   *data = d;
   otpc_sm_next_state(r, "off");
@@ -111,7 +111,7 @@ static void fsm_off(const otpc_sm_event_t *ev, void **data,
 }
 
 static void fsm_terminate(otpc_term_t reason, otpc_term_t state, void **data) {
-  free(*data);
+  otpc_pfree(*data);
 }
 
 static int fsm_code_change(otpc_term_t old_vsn, otpc_buf_t **state, void **data,
@@ -121,12 +121,12 @@ static int fsm_code_change(otpc_term_t old_vsn, otpc_buf_t **state, void **data,
   if (from == 2) return 0;
   if (from != 1) return OTPC_EINVAL;
   fsm_v1_t *o = *data;
-  fsm_v2_t *d = calloc(1, sizeof *d);
+  fsm_v2_t *d = pzalloc(sizeof *d);
   if (d == NULL) return OTPC_ENOMEM;
   d->magic = COUNTER_V2_MAGIC;
   d->toggles = o->toggles;
   d->upgrades = 1;
-  free(o);
+  otpc_pfree(o);
   *data = d;
   return 0;
 }
