@@ -3,7 +3,8 @@
  * purge, purge.
  *
  * Loading, step by step; any failure before step 5 leaves everything as
- * it was:
+ * it was (steps 1 to 3 run on the dirty pool when called from a process,
+ * as dlclose does, so no scheduler blocks on the disk or the loader):
  *
  *   1. the file is read and must start with the ELF magic;
  *   2. it is copied to a private temporary file, which is dlopen'ed
@@ -173,9 +174,18 @@ static int check_desc(const otpc_module_t *d, const char *path,
   return 0;
 }
 
+static intptr_t dlclose_work(void *handle) { return dlclose(handle); }
+
+/* Unloads a version. dlclose runs the object's destructors and unmaps
+ * it: from a process, on the dirty pool, so no scheduler waits for it. */
 static void ver_free(ver_t *v) {
   if (v == NULL) return;
-  if (v->handle != NULL) dlclose(v->handle);
+  if (v->handle != NULL) {
+    if (otpc__current() != NULL)
+      otpc_dirty(dlclose_work, v->handle);
+    else
+      dlclose(v->handle);
+  }
   otpc_buf_unref(v->vsn);
   otpc__free(v);
 }
@@ -223,6 +233,19 @@ static int open_version(const char *path, ver_t **out, otpc_code_error_t *err) {
   return 0;
 }
 
+typedef struct open_job {
+  const char *path;
+  ver_t **out;
+  otpc_code_error_t *err;
+  int rc;
+} open_job_t;
+
+static intptr_t open_work(void *arg) {
+  open_job_t *j = arg;
+  j->rc = open_version(j->path, j->out, j->err);
+  return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Load, purge
  * ------------------------------------------------------------------------ */
@@ -233,7 +256,14 @@ static int load(const char *path, int mode, otpc_code_error_t *err) {
   if (err != NULL) err->message[0] = '\0';
   if (path == NULL) return otpc__code_fail(err, OTPC_EINVAL, "no path");
   ver_t *v;
-  int rc = open_version(path, &v, err);
+  int rc;
+  if (otpc__current() != NULL) { /* file copy, dlopen: blocking work */
+    open_job_t job = {path, &v, err, 0};
+    otpc_dirty(open_work, &job);
+    rc = job.rc;
+  } else {
+    rc = open_version(path, &v, err);
+  }
   if (rc != 0) return rc;
   mod_t *m = otpc__code_mod(v->desc->name, true);
   if (m == NULL) {

@@ -329,14 +329,14 @@ static int gs_init(void *arg, void **state) {
 
 /* Moves a bound server to its module's current version: the new table's
  * code_change(OldVsn, State, Extra), OldVsn being the running version's
- * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved
- * or runs the current version already; else it keeps the version it
+ * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved,
+ * 1 if it runs the current version already; else it keeps the version it
  * runs and the result says why. */
 static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
   const void *next;
   otpc_buf_t *running_vsn = NULL;
   int rc = g->bind->ops->begin(g->bind, &next, &running_vsn);
-  if (rc != 0) return rc > 0 ? 0 : rc;
+  if (rc != 0) return rc; /* 1: it runs the current version */
   const otpc_gen_server_t *cb = next;
   otpc_buf_t *undef = NULL;
   if (extra.kind == 0) {
@@ -357,9 +357,12 @@ static int gs_sys_change_code(void *self, otpc_atom_t module,
                               otpc_term_t old_vsn, otpc_term_t extra,
                               otpc_buf_t **why) {
   gs_t *g = self;
-  if (g->bind != NULL && g->bind->ops->module(g->bind) == module &&
-      g->bind->ops->stale(g->bind))
-    return move_code(g, old_vsn, extra);
+  /* Bound to module: move to its current version, even one whose
+   * code_change failed at a dispatch before (sys retries it). */
+  if (g->bind != NULL && g->bind->ops->module(g->bind) == module) {
+    int rc = move_code(g, old_vsn, extra);
+    if (rc != 1) return rc;
+  }
   /* The code it runs is current: its own code_change, as sys calls it. */
   int rc = 0;
   if (g->cb->code_change != NULL)

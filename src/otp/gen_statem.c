@@ -932,13 +932,14 @@ static int sm_init(void *arg, void **state) {
 
 /* Moves a bound machine to its module's current version: the new table's
  * code_change(OldVsn, State, Data, Extra), OldVsn being the running
- * version's vsn unless old_vsn is given (kind 0: not). 0 if it moved or
- * runs the current version already; else it keeps the version it runs. */
+ * version's vsn unless old_vsn is given (kind 0: not). 0 if it moved, 1
+ * if it runs the current version already; else it keeps the version it
+ * runs. */
 static int move_code(sm_t *m, otpc_term_t old_vsn, otpc_term_t extra) {
   const void *next;
   otpc_buf_t *running_vsn = NULL;
   int rc = m->bind->ops->begin(m->bind, &next, &running_vsn);
-  if (rc != 0) return rc > 0 ? 0 : rc;
+  if (rc != 0) return rc; /* 1: it runs the current version */
   const otpc_gen_statem_t *cb = next;
   if (!table_ok(cb) || cb->callback_mode != m->cb->callback_mode) rc = OTPC_EINVAL;
   otpc_buf_t *undef = NULL;
@@ -966,9 +967,12 @@ static int sm_sys_change_code(void *self, otpc_atom_t module,
                               otpc_term_t old_vsn, otpc_term_t extra,
                               otpc_buf_t **why) {
   sm_t *m = self;
-  if (m->bind != NULL && m->bind->ops->module(m->bind) == module &&
-      m->bind->ops->stale(m->bind))
-    return move_code(m, old_vsn, extra);
+  /* Bound to module: move to its current version, even one whose
+   * code_change failed at a dispatch before (sys retries it). */
+  if (m->bind != NULL && m->bind->ops->module(m->bind) == module) {
+    int rc = move_code(m, old_vsn, extra);
+    if (rc != 1) return rc;
+  }
   int rc = 0;
   if (m->cb->code_change != NULL) {
     m->flags |= SM_IN_CALLBACK;

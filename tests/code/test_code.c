@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "otpc.h"
+#include "otpc/logger.h"
 #include "test.h"
 
 #define V1 OTPC_TEST_MODULES "/counter_v1.so"
@@ -419,3 +420,44 @@ static void supervised(void *arg) {
 TEST(code_supervised_child_restarts_on_current_version) {
   run(supervised);
 }
+
+/* ---- a code_change that fails ---------------------------------------------- */
+
+static void refused(void *arg) {
+  otpc_logger_set_primary_level(OTPC_LEVEL_NONE); /* the warning is expected */
+  load_ok(V1);
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_code_start_gen_server("counter", "counter_server", NULL,
+                                          NULL, &s, NULL),
+               0);
+  otpc_buf_t *incr = otpc_term_fmt("{incr, 0}");
+  int64_t r[3];
+  CHECK_INT_EQ(call_ints(s, incr, r, 3), 0);
+  load_ok(OTPC_TEST_MODULES "/counter_v3.so");
+  /* Its code_change fails: the server goes on with version 1 and its
+   * state, and does not try again at every message. */
+  for (int i = 2; i <= 4; i++) {
+    CHECK_INT_EQ(call_ints(s, incr, r, 3), 0);
+    CHECK_INT_EQ(r[1], i);
+    CHECK_INT_EQ(r[2], 1);
+  }
+  CHECK_INT_EQ(otpc_code_soft_purge("counter"), OTPC_EINUSE);
+  /* The explicit path says why. */
+  otpc_term_t none = {NULL, 0, 0};
+  otpc_buf_t *one = otpc_term_fmt("1"), *why = NULL;
+  CHECK_INT_EQ(otpc_sys_suspend(s, 5000), 0);
+  CHECK_INT_EQ(otpc_sys_change_code(s, "counter", otpc_buf_term(one), none,
+                                    5000, &why),
+               OTPC_ESTOPPED);
+  CHECK(why != NULL);
+  otpc_buf_unref(why);
+  otpc_buf_unref(one);
+  CHECK_INT_EQ(otpc_sys_resume(s, 5000), 0);
+  CHECK_INT_EQ(call_ints(s, incr, r, 3), 0);
+  CHECK_INT_EQ(r[1], 5);
+  otpc_buf_unref(incr);
+  CHECK_INT_EQ(otpc_code_purge("counter"), 1);
+  CHECK(!otpc_is_alive(s));
+}
+
+TEST(code_failed_code_change_keeps_old_version) { run(refused); }

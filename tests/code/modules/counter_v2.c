@@ -3,6 +3,9 @@
  * Same behaviours as version 1, a new state layout, and replies that say
  * vsn 2; its code_change turns version 1's state into its own and counts
  * the upgrades it has been through.
+ *
+ * Built a second time with COUNTER_REFUSE as counter_v3.so: vsn 3, whose
+ * code_change refuses version 1's state, so a server stays on version 1.
  */
 #include "counter.h"
 
@@ -63,6 +66,9 @@ static int srv_code_change(otpc_term_t old_vsn, void **state,
   otpc_term_get_int(old_vsn, &from);
   if (from == 2) return 0; /* sys:change_code on the same version */
   if (from != 1) return OTPC_EINVAL;
+#ifdef COUNTER_REFUSE
+  return OTPC_EINVAL;
+#endif
   counter_v1_t *o = *state;
   counter_v2_t *s = state_new(COUNTER_CLIENTS);
   if (s == NULL) return OTPC_ENOMEM;
@@ -146,7 +152,12 @@ static otpc_buf_t *rpc_vsn(otpc_term_t args, otpc_buf_t **reason) {
 
 static const otpc_module_export_t exports[] = {{"vsn", rpc_vsn}, {NULL, NULL}};
 
-OTPC_MODULE(.name = "counter", .vsn = "2",
+#ifdef COUNTER_REFUSE
+#define COUNTER_VSN "3"
+#else
+#define COUNTER_VSN "2"
+#endif
+OTPC_MODULE(.name = "counter", .vsn = COUNTER_VSN,
             .gen_servers = (const otpc_gen_server_t *const[]){&server, NULL},
             .gen_statems = (const otpc_gen_statem_t *const[]){&fsm, NULL},
             .exports = exports);
