@@ -318,8 +318,8 @@ static otpc_buf_t *rpc_load(otpc_term_t args, void *ctx, otpc_buf_t **reason) {
   bool purge = otpc_term_list_iter(args, &it) == 0 &&
                otpc_list_next(&it, &first) && otpc_list_next(&it, &second) &&
                otpc_term_atom_eq(second, "purge", 5);
-  int rc = otpc__code_load_mode(path, purge ? OTPC__LOAD_PURGE : OTPC__LOAD_SOFT,
-                                &err);
+  int rc = otpc__code_load_mode(
+      path, purge ? OTPC__LOAD_PURGE : OTPC__LOAD_SOFT, &err);
   if (rc == 0) return otpc__atom_buf(OTPC_ATOM_OK);
   return otpc_term_fmt("{error, ~a, ~s}", error_atom(rc), err.message);
 }

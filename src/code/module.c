@@ -174,7 +174,9 @@ static int check_desc(const otpc_module_t *d, const char *path,
   return 0;
 }
 
-static intptr_t dlclose_work(void *handle) { return dlclose(handle); }
+static intptr_t dlclose_work(void *handle) {
+  return dlclose(handle);
+}
 
 /* Unloads a version. dlclose runs the object's destructors and unmaps
  * it: from a process, on the dirty pool, so no scheduler waits for it. */

@@ -33,23 +33,25 @@
 #include "otpc/logger.h"
 #include "otpc/otp.h"
 
-/* A pending timeout ({timeout, Ms} results); allocated when first armed. */
-typedef struct gs_timeout {
-  otpc_ref_t timer; /* the timer, to cancel */
-  otpc_ref_t tag;   /* in its message {'$gen_timeout', Tag} */
-} gs_timeout_t;
+/* What only some servers need, allocated on first use: a pending timeout
+ * ({timeout, Ms} results), and the binding of a server started from a
+ * loaded module (from its init). */
+typedef struct gs_ext {
+  otpc_ref_t timer;        /* the timeout's timer, to cancel */
+  otpc_ref_t tag;          /* in its message {'$gen_timeout', Tag} */
+  otpc__code_bind_t *bind; /* the module version it runs; NULL: none */
+} gs_ext_t;
 
 /* A server's state; only its own process touches it. */
 typedef struct gs {
   const otpc_gen_server_t *cb;
-  void *state;           /* the user's */
-  otpc__code_bind_t *bind; /* the module version it runs; NULL: none */
-  gs_timeout_t *timeout; /* NULL until a timeout is first armed */
+  void *state;   /* the user's */
+  gs_ext_t *ext; /* NULL until a timeout is first armed or a binding set */
   /* The starter, always a local process: its number and serial are
    * enough (a whole pid would make an idle server 16 bytes bigger). */
   uint32_t parent_id, parent_serial;
   bool linked;
-  bool timer_armed; /* timeout->timer runs */
+  bool timer_armed; /* ext->timer runs */
   bool in_callback; /* a user callback is running */
   bool terminated;  /* terminate has been called */
 } gs_t;
@@ -173,18 +175,18 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
 
 static void cancel_timeout(gs_t *g) {
   if (!g->timer_armed) return;
-  otpc_cancel_timer(&g->timeout->timer);
+  otpc_cancel_timer(&g->ext->timer);
   g->timer_armed = false;
 }
 
 /* Arms the timeout of a result: 'timeout' comes as info after ms unless
  * another message comes first. Out of memory: no timeout. */
 static void arm_timeout(gs_t *g, int64_t ms) {
-  if (g->timeout == NULL) {
-    g->timeout = otpc__calloc(1, sizeof *g->timeout);
-    if (g->timeout == NULL) return;
+  if (g->ext == NULL) {
+    g->ext = otpc__calloc(1, sizeof *g->ext);
+    if (g->ext == NULL) return;
   }
-  gs_timeout_t *t = g->timeout;
+  gs_ext_t *t = g->ext;
   t->tag = otpc_make_ref();
   otpc_buf_t *msg = otpc_term_fmt("{'$gen_timeout', ~r}", &t->tag);
   if (msg != NULL && otpc_send_after(ms, otpc_self(), msg, &t->timer) == 0)
@@ -286,13 +288,18 @@ static int gs_init(void *arg, void **state) {
   otpc__free(c); /* ours (proc_lib.c): copied out, nothing else in it */
   if (bind != NULL && !bind->ops->attach(bind, otpc_self())) return -1;
   gs_t *g = otpc__calloc(1, sizeof *g);
+  if (g != NULL && bind != NULL &&
+      (g->ext = otpc__calloc(1, sizeof *g->ext)) == NULL) {
+    otpc__free(g);
+    g = NULL;
+  }
   if (g == NULL) {
     if (bind != NULL) bind->ops->release(bind);
     otpc__start_ack(&st, "{error, enomem}");
     return -1;
   }
   g->cb = cb;
-  g->bind = bind;
+  if (bind != NULL) g->ext->bind = bind;
   g->parent_id = st.starter.id;
   g->parent_serial = st.starter.serial;
   g->linked = st.link;
@@ -332,10 +339,16 @@ static int gs_init(void *arg, void **state) {
  * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved,
  * 1 if it runs the current version already; else it keeps the version it
  * runs and the result says why. */
+/* The server's binding, or NULL. */
+static otpc__code_bind_t *bound(const gs_t *g) {
+  return g->ext != NULL ? g->ext->bind : NULL;
+}
+
 static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
   const void *next;
   otpc_buf_t *running_vsn = NULL;
-  int rc = g->bind->ops->begin(g->bind, &next, &running_vsn);
+  otpc__code_bind_t *b = bound(g);
+  int rc = b->ops->begin(b, &next, &running_vsn);
   if (rc != 0) return rc; /* 1: it runs the current version */
   const otpc_gen_server_t *cb = next;
   otpc_buf_t *undef = NULL;
@@ -346,7 +359,7 @@ static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
   if (old_vsn.kind == 0) old_vsn = otpc_buf_term(running_vsn);
   if (cb->code_change != NULL)
     CALLBACK(g, rc = cb->code_change(old_vsn, &g->state, extra));
-  g->bind->ops->finish(g->bind, rc == 0);
+  b->ops->finish(b, rc == 0);
   if (rc == 0) g->cb = cb;
   otpc_buf_unref(undef);
   otpc_buf_unref(running_vsn);
@@ -359,7 +372,8 @@ static int gs_sys_change_code(void *self, otpc_atom_t module,
   gs_t *g = self;
   /* Bound to module: move to its current version, even one whose
    * code_change failed at a dispatch before (sys retries it). */
-  if (g->bind != NULL && g->bind->ops->module(g->bind) == module) {
+  otpc__code_bind_t *b = bound(g);
+  if (b != NULL && b->ops->module(b) == module) {
     int rc = move_code(g, old_vsn, extra);
     if (rc != 1) return rc;
   }
@@ -392,7 +406,8 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
   size_t arity = 0;
   otpc_gs_result_t r = {.timeout = -1};
   /* A newer version of its module: move before this message. */
-  if (g->bind != NULL && g->bind->ops->stale(g->bind)) {
+  otpc__code_bind_t *bind = bound(g);
+  if (bind != NULL && bind->ops->stale(bind)) {
     otpc_term_t none = {NULL, 0, 0};
     move_code(g, none, none);
   }
@@ -403,7 +418,7 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
   if (arity == 2 && otpc_term_atom_eq(e1, "$gen_timeout", 12)) {
     otpc_ref_t tag;
     if (!g->timer_armed || otpc_term_get_ref(e2, &tag) != 0 ||
-        !otpc_ref_eq(&tag, &g->timeout->tag))
+        !otpc_ref_eq(&tag, &g->ext->tag))
       return OTPC_CONTINUE; /* stale */
     g->timer_armed = false;
     otpc_buf_t *timeout = otpc__atom_buf(OTPC_ATOM_TIMEOUT);
@@ -462,8 +477,8 @@ static void gs_cleanup(void *state, otpc_term_t reason) {
     crash_report(g, reason);
     if (g->cb->terminate) g->cb->terminate(&g->state, reason);
   }
-  if (g->bind != NULL) g->bind->ops->release(g->bind);
-  otpc__free(g->timeout);
+  if (bound(g) != NULL) g->ext->bind->ops->release(g->ext->bind);
+  otpc__free(g->ext);
   otpc__free(g);
 }
 

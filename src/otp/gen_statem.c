@@ -125,7 +125,9 @@ typedef struct sm {
   evq_t postponed;            /* oldest first */
   tmr_t *timers;              /* armed timeouts */
   otpc_sm_result_t *active;   /* the result being filled or carried out */
-  otpc_pid_t parent;
+  /* The starter, always a local process: its number and serial are
+   * enough (and keep the record at 104 bytes with the binding). */
+  uint32_t parent_id, parent_serial;
   otpc__code_bind_t *bind;    /* the module version it runs; NULL: none */
   uint32_t seq;               /* the last timeout's number */
   int32_t state_ix;           /* state functions: the state's entry; -1 */
@@ -888,7 +890,8 @@ static int sm_init(void *arg, void **state) {
   }
   m->cb = cb;
   m->bind = bind;
-  m->parent = st.starter;
+  m->parent_id = st.starter.id;
+  m->parent_serial = st.starter.serial;
   m->state_ix = -1;
   m->flags = (st.link ? SM_LINKED : 0) | SM_IN_INIT;
   *state = m;
@@ -987,12 +990,17 @@ static void sm_sys_terminate(void *self, otpc_buf_t *reason) {
   stop_machine(self, reason);
 }
 
+static bool is_parent(const sm_t *m, otpc_pid_t who) {
+  return who.id == m->parent_id && who.serial == m->parent_serial &&
+         who.node == otpc_node_name();
+}
+
 static bool sm_is_parent_exit(void *self, otpc_term_t msg) {
   sm_t *m = self;
   otpc_pid_t who;
   return (m->flags & SM_LINKED) &&
          otpc_term_get_pid(otpc_term_tuple_elem(msg, 1), &who) == 0 &&
-         otpc_pid_eq(who, m->parent);
+         is_parent(m, who);
 }
 
 static const otpc__sys_ops_t sm_sys_ops = {sm_sys_change_code,
@@ -1008,7 +1016,7 @@ static bool system_message(sm_t *m, otpc_term_t tag, otpc_term_t e2) {
   if (otpc_term_is_atom(tag, OTPC_ATOM_EXIT) && (m->flags & SM_LINKED)) {
     /* The parent's exit, while trapping: terminate with its reason. */
     otpc_pid_t who;
-    if (otpc_term_get_pid(e2, &who) == 0 && otpc_pid_eq(who, m->parent))
+    if (otpc_term_get_pid(e2, &who) == 0 && is_parent(m, who))
       stop_machine(m, otpc__term_copy(otpc_term_next(e2)));
   }
   return false;
