@@ -59,5 +59,13 @@ wait "$pid"
 check 0 $? "exit status after SIGINT"
 pid=
 check 1 "$(grep -c 'exited: stopped' "$tmp/log")" "the application was stopped"
+# A node whose module does not load does not start: exit 1, and why.
+echo "not a module" > "$tmp/bad.so"
+"$otpc" node --name "bad_$node" --cookie "$cookie" --load "$tmp/bad.so" \
+  > "$tmp/out" 2>&1
+check 1 $? "otpc node with a bad module exits 1"
+check 1 "$(grep -c 'not a shared object' "$tmp/out")" "its message: $(cat "$tmp/out")"
+"$otpc" node --cookie "$cookie" > "$tmp/out" 2>&1
+check 2 $? "otpc node without --name is a usage error"
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
