@@ -327,8 +327,19 @@ static ver_t *detach_old(mod_t *m, ver_t *expect) {
   return old;
 }
 
+/* The module of that name if a version of it was ever loaded (a record
+ * can exist before: otpc_code_child makes one), else NULL. */
+static mod_t *loaded_mod(const char *name) {
+  mod_t *m = name != NULL ? otpc__code_mod(name, false) : NULL;
+  if (m == NULL) return NULL;
+  otpc__code_lock(m);
+  bool loaded = m->loads > 0;
+  otpc__code_unlock(m);
+  return loaded ? m : NULL;
+}
+
 int otpc_code_soft_purge(const char *module) {
-  mod_t *m = module ? otpc__code_mod(module, false) : NULL;
+  mod_t *m = loaded_mod(module);
   if (m == NULL) return OTPC_ENOMODULE;
   otpc__code_lock(m);
   ver_t *old = m->old;
@@ -352,7 +363,7 @@ static void pause_ms(int ms) {
 #define PURGE_WAIT_MS 5000
 
 int otpc_code_purge(const char *module) {
-  mod_t *m = module ? otpc__code_mod(module, false) : NULL;
+  mod_t *m = loaded_mod(module);
   if (m == NULL) return OTPC_ENOMODULE;
   otpc_buf_t *kill = otpc__atom_buf(OTPC_ATOM_KILL);
   if (kill == NULL) return OTPC_ENOMEM;
@@ -364,12 +375,11 @@ int otpc_code_purge(const char *module) {
    * until nothing uses it. */
   for (int waited = 0; old != NULL && old->users > 0; waited++) {
     size_t n = otpc__code_bound_pids(old, pids, PURGE_BATCH);
-    if (n > PURGE_BATCH) n = PURGE_BATCH;
+    if (waited == 0) killed = (int)n;     /* later rounds: the same ones */
+    if (n > PURGE_BATCH) n = PURGE_BATCH; /* the rest in later rounds */
     otpc__code_unlock(m);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++)
       otpc_exit_signal(pids[i], otpc_buf_term(kill));
-      if (waited == 0) killed++; /* later rounds: the same ones, mostly */
-    }
     if (waited >= PURGE_WAIT_MS) {
       otpc_buf_unref(kill);
       return OTPC_ETIMEDOUT;
@@ -390,7 +400,7 @@ int otpc_code_purge(const char *module) {
  * ------------------------------------------------------------------------ */
 
 int otpc_code_info(const char *module, otpc_code_info_t *info) {
-  mod_t *m = module ? otpc__code_mod(module, false) : NULL;
+  mod_t *m = loaded_mod(module);
   if (m == NULL) return OTPC_ENOMODULE;
   if (info == NULL) return OTPC_EINVAL;
   memset(info, 0, sizeof *info);
@@ -414,8 +424,14 @@ int otpc_code_info(const char *module, otpc_code_info_t *info) {
 size_t otpc_code_modules(const char **names, size_t max) {
   size_t n = 0;
   pthread_mutex_lock(&table_lock);
-  for (mod_t *m = table; m != NULL; m = m->next, n++)
+  for (mod_t *m = table; m != NULL; m = m->next) {
+    otpc__code_lock(m); /* the table's lock, then a module's */
+    bool loaded = m->loads > 0;
+    otpc__code_unlock(m);
+    if (!loaded) continue;
     if (names != NULL && n < max) names[n] = m->name;
+    n++;
+  }
   pthread_mutex_unlock(&table_lock);
   return n;
 }

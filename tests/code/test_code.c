@@ -165,7 +165,12 @@ TEST(code_upgrade_ten_times_under_load) {
 
 static void soft_purge_and_purge(void *arg) {
   CHECK_INT_EQ(otpc_code_soft_purge("counter"), OTPC_ENOMODULE);
+  CHECK_INT_EQ(otpc_code_purge("counter"), OTPC_ENOMODULE);
+  CHECK_INT_EQ(otpc_code_modules(NULL, 0), 0);
   load_ok(V1);
+  const char *names[4];
+  CHECK_INT_EQ(otpc_code_modules(names, 4), 1);
+  CHECK_STR_EQ(names[0], "counter");
   otpc_pid_t a, b;
   CHECK_INT_EQ(otpc_code_start_gen_server("counter", "counter_server", NULL,
                                           NULL, &a, NULL),
@@ -421,7 +426,8 @@ TEST(code_supervised_child_restarts_on_current_version) {
   run(supervised);
 }
 
-/* ---- a code_change that fails ---------------------------------------------- */
+/* ---- a code_change that fails ----------------------------------------------
+ */
 
 static void refused(void *arg) {
   otpc_logger_set_primary_level(OTPC_LEVEL_NONE); /* the warning is expected */
@@ -446,9 +452,9 @@ static void refused(void *arg) {
   otpc_term_t none = {NULL, 0, 0};
   otpc_buf_t *one = otpc_term_fmt("1"), *why = NULL;
   CHECK_INT_EQ(otpc_sys_suspend(s, 5000), 0);
-  CHECK_INT_EQ(otpc_sys_change_code(s, "counter", otpc_buf_term(one), none,
-                                    5000, &why),
-               OTPC_ESTOPPED);
+  CHECK_INT_EQ(
+      otpc_sys_change_code(s, "counter", otpc_buf_term(one), none, 5000, &why),
+      OTPC_ESTOPPED);
   CHECK(why != NULL);
   otpc_buf_unref(why);
   otpc_buf_unref(one);
@@ -460,4 +466,6 @@ static void refused(void *arg) {
   CHECK(!otpc_is_alive(s));
 }
 
-TEST(code_failed_code_change_keeps_old_version) { run(refused); }
+TEST(code_failed_code_change_keeps_old_version) {
+  run(refused);
+}
