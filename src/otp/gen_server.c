@@ -334,16 +334,16 @@ static int gs_init(void *arg, void **state) {
  * Hot code and system messages
  * ------------------------------------------------------------------------ */
 
-/* Moves a bound server to its module's current version: the new table's
- * code_change(OldVsn, State, Extra), OldVsn being the running version's
- * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved,
- * 1 if it runs the current version already; else it keeps the version it
- * runs and the result says why. */
 /* The server's binding, or NULL. */
 static otpc__code_bind_t *bound(const gs_t *g) {
   return g->ext != NULL ? g->ext->bind : NULL;
 }
 
+/* Moves a bound server to its module's current version: the new table's
+ * code_change(OldVsn, State, Extra), OldVsn being the running version's
+ * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved,
+ * 1 if it runs the current version already; else it keeps the version it
+ * runs and the result says why. */
 static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
   const void *next;
   otpc_buf_t *running_vsn = NULL;
