@@ -24,7 +24,7 @@ fail() { echo "node_demo: FAILED: $*"; exit 1; }
 # Waits (bounded) until the log has a line matching $1.
 wait_for() {
   for _ in $(seq 1 200); do
-    grep -q -- "$1" "$log" && return 0
+    grep -qs -- "$1" "$log" && return 0
     kill -0 "$pid" 2>/dev/null || fail "the node exited while waiting for '$1'"
     sleep 0.05
   done

@@ -20,7 +20,7 @@ check() { if [ "$1" = "$2" ]; then pass=$((pass + 1)); else
   --config "$(dirname "$0")/../../examples/hot_counter.config" \
   --load "$build/examples/hot_counter.so" --app hot_counter > "$tmp/log" 2>&1 &
 pid=$!
-for _ in $(seq 1 200); do grep -q "up (os pid" "$tmp/log" && break; sleep 0.05; done
+for _ in $(seq 1 200); do grep -qs "up (os pid" "$tmp/log" && break; sleep 0.05; done
 check 1 "$(grep -c 'up (os pid' "$tmp/log")" "the node came up"
 
 # An Erlang node calls an export of the module: version 1 answers.
@@ -40,6 +40,16 @@ got=$(erl_rpc b hot_counter value '')
 check 2 "$(echo "$got" | sed -n 's/^{[0-9]*,\([0-9]\)}$/\1/p')" "rpc after the upgrade: $got"
 got=$(erl_rpc c otpc_code which 'hot_counter')
 check '{"2","1"}' "$got" "otpc_code:which after the upgrade"
+
+# Erlang's sys module drives the otpc server with its own system
+# messages: suspend, change_code (the server runs the current version, so
+# its own code_change runs), resume.
+got=$(erl -noshell -sname "probe_$$_s@localhost" -setcookie "$cookie" -eval "
+  S = {hot_counter, '$node'},
+  R = [sys:suspend(S), sys:change_code(S, hot_counter, 2, []), sys:resume(S),
+       element(2, rpc:call('$node', hot_counter, value, []))],
+  io:format(\"~p\", [R]), halt()." 2>&1)
+check '[ok,ok,ok,2]' "$got" "sys:suspend/change_code/resume from erl"
 
 # A file that is no module: a clear error, exit 1, nothing changes.
 echo "not a module" > "$tmp/bad.so"
