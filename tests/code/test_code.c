@@ -69,7 +69,7 @@ static void soft_purge_soon(const char *module) {
 
 /* ---- the upgrade under load ---------------------------------------------- */
 
-#define CLIENTS 8
+#define CLIENTS 16
 
 static otpc_pid_t server;
 static _Atomic bool stop_load;
