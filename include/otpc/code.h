@@ -110,9 +110,13 @@ typedef struct otpc_code_error {
  *   OTPC_EBADMODULE  not a shared object, no `otpc_module` symbol, a
  *                    descriptor of another ABI, a bad name or vsn
  *   OTPC_ENOTPURGED  an old version is still loaded (purge it first)
- *   OTPC_EEXIST      an application of the module has the name of one
- *                    another module (or the program) registered
  *   OTPC_EIO         the file cannot be read or copied (errno set)
+ *
+ * One failure comes after the switch: if an application of the module
+ * has the name of one that another module (or the program) registered,
+ * the new version is loaded and current, but that application is not
+ * registered; the result is then the controller's (OTPC_EEXIST) and err
+ * says so.
  */
 OTPC_API int otpc_code_load(const char *path, otpc_code_error_t *err);
 
