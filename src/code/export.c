@@ -179,29 +179,57 @@ static void app_stop(void *state) {
   otpc__free(s);
 }
 
-/* A NULL-terminated copy of a NULL-terminated string array. */
-static const char *const *dup_strv(const char *const *v) {
+static void free_strv(const char *const *v) {
+  for (size_t i = 0; v != NULL && v[i] != NULL; i++) otpc__free((void *)v[i]);
+  otpc__free((void *)v);
+}
+
+/* A NULL-terminated copy of a NULL-terminated string array; *ok false if
+ * memory ran out. */
+static const char *const *dup_strv(const char *const *v, bool *ok) {
   if (v == NULL) return NULL;
   size_t n = 0;
   while (v[n] != NULL) n++;
   const char **c = otpc__calloc(n + 1, sizeof *c);
-  if (c == NULL) return NULL;
-  for (size_t i = 0; i < n; i++)
-    if ((c[i] = dup_str(v[i])) == NULL) return NULL; /* kept: tiny, once */
+  for (size_t i = 0; c != NULL && i < n; i++)
+    if ((c[i] = dup_str(v[i])) == NULL) {
+      free_strv(c);
+      c = NULL;
+    }
+  if (c == NULL) *ok = false;
   return c;
 }
 
+static void app_rec_free(app_rec_t *r) {
+  if (r == NULL) return;
+  otpc__free((void *)r->spec.name);
+  otpc__free((void *)r->spec.description);
+  otpc__free((void *)r->spec.vsn);
+  otpc__free((void *)r->spec.env);
+  free_strv(r->spec.applications);
+  free_strv(r->spec.registered);
+  otpc__free(r);
+}
+
+/* A copy of spec s whose callbacks are the trampolines; NULL if out of
+ * memory. */
 static app_rec_t *app_rec_new(mod_t *m, const otpc_app_spec_t *s) {
   app_rec_t *r = otpc__calloc(1, sizeof *r);
   if (r == NULL) return NULL;
   r->mod = m;
   otpc_app_spec_t *c = &r->spec;
+  bool ok = true;
   c->name = dup_str(s->name);
   c->description = dup_str(s->description);
   c->vsn = dup_str(s->vsn);
-  c->applications = dup_strv(s->applications);
+  c->applications = dup_strv(s->applications, &ok);
   c->env = dup_str(s->env);
-  c->registered = dup_strv(s->registered);
+  c->registered = dup_strv(s->registered, &ok);
+  if (!ok || c->name == NULL || (s->description && !c->description) ||
+      (s->vsn && !c->vsn) || (s->env && !c->env)) {
+    app_rec_free(r);
+    return NULL;
+  }
   c->start = s->start != NULL ? app_start : NULL;
   c->start_arg = r;
   c->prep_stop = app_prep_stop;
@@ -238,9 +266,12 @@ static int publish_apps(mod_t *m, const otpc_module_t *d) {
     otpc__code_unlock(m);
     if (r != NULL) continue; /* registered; its trampolines find this one */
     r = app_rec_new(m, d->apps[i]);
-    if (r == NULL || r->spec.name == NULL) return OTPC_ENOMEM;
+    if (r == NULL) return OTPC_ENOMEM;
     int rc = otpc_app_register(&r->spec);
-    if (rc != 0) return rc; /* r stays unreachable: tiny, and rare */
+    if (rc != 0) { /* the controller did not keep it */
+      app_rec_free(r);
+      return rc;
+    }
     otpc__code_lock(m);
     r->next = m->apps;
     m->apps = r;

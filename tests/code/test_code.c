@@ -469,3 +469,65 @@ static void refused(void *arg) {
 TEST(code_failed_code_change_keeps_old_version) {
   run(refused);
 }
+
+/* ---- applications of a module ----------------------------------------------
+ */
+
+#define HC1 OTPC_TEST_EXAMPLES "/hot_counter.so"
+#define HC2 OTPC_TEST_EXAMPLES "/hot_counter_v2.so"
+
+static int64_t hc_vsn(void) {
+  otpc_buf_t *req = otpc_term_fmt("value"), *reply = NULL;
+  int rc =
+      otpc_gen_server_call_name(otpc_atom("hot_counter"), req, 5000, &reply);
+  otpc_buf_unref(req);
+  int64_t v = -1;
+  if (rc == 0)
+    otpc_term_get_int64(otpc_term_tuple_elem(otpc_buf_term(reply), 1), &v);
+  otpc_buf_unref(reply);
+  return v;
+}
+
+static void module_app(void *arg) {
+  load_ok(HC1);
+  CHECK_INT_EQ(otpc_app_controller_start(), 0);
+  otpc_buf_t *info = NULL;
+  CHECK_INT_EQ(otpc_app_ensure_all_started(otpc_atom("hot_counter"),
+                                           OTPC_TEMPORARY, &info),
+               0);
+  otpc_buf_unref(info);
+  CHECK_INT_EQ(hc_vsn(), 1);
+  /* The application's server follows the upgrade; the old version goes,
+   * and the application's stop runs through the current version. */
+  load_ok(HC2);
+  CHECK_INT_EQ(hc_vsn(), 2);
+  CHECK_INT_EQ(otpc_code_soft_purge("hot_counter"), 0);
+  load_ok(HC1);
+  CHECK_INT_EQ(hc_vsn(), 1);
+  CHECK_INT_EQ(otpc_code_soft_purge("hot_counter"), 0);
+  CHECK_INT_EQ(otpc_app_stop(otpc_atom("hot_counter")), 0);
+  otpc_pid_t p;
+  CHECK(otpc_whereis(otpc_atom("hot_counter"), &p) != 0);
+  CHECK_INT_EQ(otpc_app_controller_stop(), 0);
+}
+
+TEST(code_module_application_follows_upgrades) {
+  otpc_logger_set_primary_level(OTPC_LEVEL_NONE); /* the stop's notice */
+  run(module_app);
+}
+
+static const otpc_app_spec_t taken = {.name = "hot_counter"};
+
+static void app_name_taken(void *arg) {
+  CHECK_INT_EQ(otpc_app_register(&taken), 0);
+  otpc_code_error_t err;
+  CHECK_INT_EQ(otpc_code_load(HC1, &err), OTPC_EEXIST);
+  CHECK(strstr(err.message, "applications") != NULL);
+  otpc_code_info_t info;
+  CHECK_INT_EQ(otpc_code_info("hot_counter", &info), 0);
+  CHECK_STR_EQ(info.vsn, "1"); /* loaded all the same, as documented */
+}
+
+TEST(code_application_name_taken) {
+  run(app_name_taken);
+}
