@@ -6,6 +6,7 @@
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
  *   otpc node ...        run a node (otpc_node.c)
  *   otpc load ...        load a module on a running node (otpc_node.c)
+ *   otpc heart ...       run a node under a watchdog (heart.c)
  *   otpc demo            a short tour of the term library
  *   otpc version
  *
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heart.h"
 #include "otpc.h"
 #include "otpc_cmds.h"
 
@@ -33,6 +35,10 @@ static const char usage[] =
     "                               applications; SIGTERM stops them, exit 0\n"
     "  load NODE@HOST mod.so [--cookie C] [--name N] [--purge]\n"
     "                               load or upgrade a module on a running node\n"
+    "  heart [--timeout S] [--cmd C] -- PROGRAM [ARGS...]\n"
+    "                               run PROGRAM (a node) under a watchdog:\n"
+    "                               hung or dead, it is restarted with C\n"
+    "                               (docs/heart.md)\n"
     "  demo                         a short tour of the term library\n"
     "  version                      print the version\n";
 
@@ -266,6 +272,8 @@ int main(int argc, char **argv) {
     return otpc_cmd_node(argc - 2, argv + 2);
   } else if (argc >= 2 && strcmp(argv[1], "load") == 0) {
     return otpc_cmd_load(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "heart") == 0) {
+    return otpc__tool_heart(argc - 2, argv + 2);
   } else if (argc == 2 && strcmp(argv[1], "demo") == 0) {
     return demo();
   } else if (argc == 2 && strcmp(argv[1], "version") == 0) {

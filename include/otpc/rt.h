@@ -67,6 +67,48 @@ OTPC_API int otpc_main(const otpc_node_opts_t *opts, void (*fn)(void *),
 OTPC_API otpc_atom_t otpc_node_name(void);
 
 /* ------------------------------------------------------------------------
+ * heart: the node's side of the `otpc heart` watchdog (docs/heart.md)
+ *
+ * A program started by `otpc heart -- PROGRAM` finds a beat channel in its
+ * environment (OTPC_HEART_FD). While a node runs, it beats on it, but only
+ * when its schedulers prove alive: each beat is sent once a probe process
+ * spawned after the previous beat has run, so a node whose schedulers are
+ * stuck (a process that never yields holds one) stops beating and the
+ * watchdog kills it and runs its restart command. otpc_node_stop
+ * tells the watchdog that the exit to come is clean. Without the variable
+ * nothing here does anything, and the functions below return OTPC_ENOPROC,
+ * as Erlang's heart:set_cmd/1 fails with noproc when heart is not running.
+ * ------------------------------------------------------------------------ */
+
+/* The longest restart command, in bytes. */
+#define OTPC_HEART_MAX_CMD 2047
+
+/* Whether this program runs under a heart watchdog (the channel was found
+ * and checked). May be called from any thread, with or without a node. */
+OTPC_API bool otpc_heart_enabled(void);
+/* heart:set_cmd/1: a temporary restart command, used instead of the
+ * watchdog's own (--cmd, HEART_COMMAND) if the node fails from now on.
+ * An empty cmd is clear_cmd. OTPC_EINVAL if longer than
+ * OTPC_HEART_MAX_CMD; OTPC_EIO or OTPC_ETIMEDOUT if the watchdog does not
+ * answer. Waits for the watchdog's answer; a process waits through the
+ * runtime (as otpc_wait_fd), so no scheduler blocks. */
+OTPC_API int otpc_heart_set_cmd(const char *cmd);
+/* heart:clear_cmd/0: drops the temporary command; the watchdog's own is
+ * used again. */
+OTPC_API int otpc_heart_clear_cmd(void);
+/* heart:get_cmd/0: copies the temporary command ("" if none is set) into
+ * buf, NUL-terminated and cut to size - 1 bytes, and returns its full
+ * length, as snprintf does. */
+OTPC_API int otpc_heart_get_cmd(char *buf, size_t size);
+/* heart:set_callback/2: check(arg) runs in the probe process before each
+ * beat, and the beat is sent only if it returns true; false, an exit, or a
+ * check that does not return within the timeout all count as a hung node.
+ * It may call servers (it runs in a process), but runs once per beat
+ * interval, so keep it short. NULL removes it (heart:remove_callback/0).
+ * OTPC_ENOPROC when not run under a watchdog. */
+OTPC_API int otpc_heart_set_check(bool (*check)(void *arg), void *arg);
+
+/* ------------------------------------------------------------------------
  * Spawning
  * ------------------------------------------------------------------------ */
 

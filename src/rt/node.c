@@ -275,6 +275,7 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
   atomic_store(&otpc__rt.running, 1); /* spawning works from here */
   rc = otpc__sched_start_all();
   if (rc != 0) goto fail_dirty;
+  otpc__heart_start(); /* beats, under `otpc heart` (heart.c) */
   return 0;
 fail_dirty:
   otpc__dirty_stop();
@@ -343,6 +344,7 @@ int otpc_node_stop(void) {
   if (!atomic_compare_exchange_strong(&otpc__rt.running, &expected, 2))
     return OTPC_ESTATE;
   if (otpc__self_sched != NULL) return OTPC_EINVAL;
+  otpc__heart_pause();
   otpc__sched_stop_all();
   otpc__dirty_stop();
   otpc__io_stop();
@@ -366,6 +368,7 @@ int otpc_node_stop(void) {
   otpc__slab_destroy();
   atomic_store(&otpc__rt.nprocs, 0);
   atomic_store(&otpc__rt.running, 0);
+  otpc__heart_stopped(); /* a clean stop: the watchdog restarts nothing */
   return 0;
 }
 

@@ -433,6 +433,14 @@ void otpc__timers_stop(void);
  * whose destination is a pid when that process exits. */
 void otpc__timers_cancel_for(otpc_pid_t pid);
 
+/* ---- heart.c ---- */
+/* Node start (schedulers up): beats begin if a watchdog is found. */
+void otpc__heart_start(void);
+/* Node stop, first thing: beats end. */
+void otpc__heart_pause(void);
+/* Node stop, last thing: tells the watchdog the exit to come is clean. */
+void otpc__heart_stopped(void);
+
 /* ---- io.c ---- */
 int otpc__io_start(void);
 void otpc__io_stop(void);
