@@ -200,11 +200,11 @@ OTPC_API int otpc_code_start_child(void *child, otpc_pid_t *pid,
  * sys: suspend, change_code, resume
  *
  * The system messages of Erlang's sys module, so an Erlang node can send
- * them too (sys:suspend({Name, Node}) from erl works): {system, {Pid, Tag}, suspend | resume | {change_code,
- * Module, OldVsn, Extra}}, answered {Tag, Reply}. gen_server and
- * gen_statem processes (module-bound or not) serve them. While suspended
- * a process takes only system messages (and its parent's EXIT); others
- * wait in its mailbox, in order. In a process; timeout in ms.
+ * them too (sys:suspend({Name, Node}) from erl works): {system, {Pid, Tag},
+ * suspend | resume | {change_code, Module, OldVsn, Extra}}, answered {Tag,
+ * Reply}. gen_server and gen_statem processes (module-bound or not) serve them.
+ * While suspended a process takes only system messages (and its parent's EXIT);
+ * others wait in its mailbox, in order. In a process; timeout in ms.
  * ------------------------------------------------------------------------ */
 
 /* sys:suspend. 0, OTPC_ENOPROC, OTPC_ETIMEDOUT, OTPC_EEXITED. */
