@@ -1,7 +1,9 @@
 # otpc: the commands the README shows. Everything builds with CMake; this
 # file installs what is missing, then drives the builds and the checks.
 #
-#   make run      build and run the main job (for now the otpc tool's demo)
+#   make run      build and run the main job: an otpc node running the
+#                 example application hot_counter, upgraded twice while it
+#                 runs, then stopped with SIGTERM (examples/node_demo.sh)
 #   make test     install what is missing, build, run every test: unit,
 #                 interop against real Erlang, the ASan+UBSan suite, the
 #                 runtime under TSan, fuzzers
@@ -55,7 +57,7 @@ build: deps-build
 	cmake --build $(BUILD) -j $(JOBS)
 
 run: build
-	$(BUILD)/otpc demo
+	examples/node_demo.sh $(BUILD)
 
 test: deps-test unit asan tsan fuzz-quick
 	@echo "make test: all suites passed"

@@ -21,7 +21,8 @@
 # and exits 0. Units: throughputs [k|M|G]ops/s, [k|M|G]msg/s, [k|M|G]B/s
 # (higher is better); times ns, us, ms, s and sizes B, KiB, MiB, GiB (lower
 # is better). The report groups BENCH lines by workload (term_* workloads
-# in one table, otp_* in another, the others in a third), one column per
+# in one table, otp_* in another, code_* in another, the others in a
+# fourth), one column per
 # system (otpc first), and one ratio column per other system, oriented so that above 1
 # means otpc is better. To add a benchmark, add its command to programs().
 set -eu
@@ -49,6 +50,8 @@ $BUILD/bench/rt_bench
 $ERL_RT -pa $BUILD/bench -run rt_bench main
 $BUILD/bench/otp_bench
 $ERL_RT -pa $BUILD/bench -run otp_bench main
+$BUILD/bench/code_bench
+$ERL_RT -pa $BUILD/bench -run code_bench main
 EOF
   if [ -n "$HAVE_GO" ]; then echo "$BUILD/bench/rt_bench_go"; fi
 }
@@ -58,7 +61,7 @@ die() {
   exit 1
 }
 
-for prog in term_bench rt_bench otp_bench; do
+for prog in term_bench rt_bench otp_bench code_bench; do
   [ -x "$BUILD/bench/$prog" ] ||
     die "$BUILD/bench/$prog not found; build with -DOTPC_BENCH=ON (make bench)"
 done
@@ -67,7 +70,7 @@ command -v escript >/dev/null 2>&1 ||
 
 # The Erlang and Go twins of rt_bench and otp_bench are compiled here,
 # into the build dir.
-for erl in rt_bench otp_bench; do
+for erl in rt_bench otp_bench code_bench; do
   echo "== erlc bench/$erl.erl" >&2
   erlc -o "$BUILD/bench" "$ROOT/bench/$erl.erl" ||
     die "erlc failed on bench/$erl.erl"
@@ -220,7 +223,7 @@ function unit_info(u,   p, b) {
   else if (u == "s") { U_fam = "time"; U_fac = 1 }
 }
 function numeric(v) { return v ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ }
-function group(w) { return (w ~ /^term_/) ? "term" : (w ~ /^otp_/) ? "otp" : "rt" }
+function group(w) { return (w ~ /^term_/) ? "term" : (w ~ /^otp_/) ? "otp" : (w ~ /^code_/) ? "code" : "rt" }
 function cell(w, s) {
   if (!((w, s) in have)) return "-"
   if (!numeric(val[w, s])) return "**" val[w, s] "**"
@@ -297,12 +300,13 @@ END {
   if (nw == 0) { print ""; print "(no results)" }
   table("rt", "Processes")
   table("otp", "OTP behaviours")
+  table("code", "Hot code loading")
   table("term", "Terms")
   print ""
   print "### Workloads"
   print ""
-  split("rt otp term", groups, " ")
-  for (g = 1; g <= 3; g++)
+  split("rt otp code term", groups, " ")
+  for (g = 1; g <= 4; g++)
     for (j = 1; j <= nw; j++) {
       w = works[j]
       if (group(w) != groups[g]) continue
@@ -395,6 +399,24 @@ AWK
 - **Memory** of idle servers is the RSS growth over starting them, per
   server, as for processes; the notes add Erlang's `erlang:memory` deltas
   and, for both, what one call to each server adds afterwards.
+
+### Hot code loading
+
+- **Method.** otpc runs `bench/code_bench.c` with a module built twice
+  from `bench/code_bench_mod.c` (`code_bench_v1.so`, `code_bench_v2.so`);
+  Erlang runs `bench/code_bench.erl`, which compiles its gen_server
+  module from source text in two versions. In both, the two versions keep
+  their state in different shapes and `code_change` converts it. Four
+  clients call the server back to back (request N, reply N + 1, checked)
+  and every call's latency is recorded; one run per phase.
+- **Phases.** No upgrade (`code_call_p99`, `code_call_max`); upgrades the
+  default otpc way (`_upgrade`: `otpc_code_load`, and the server moves at
+  its next dispatch; the window ends when a call of the upgrader's own
+  returns); upgrades as the release handler does them (`_upgrade_sys`:
+  `sys:suspend`, load, `sys:change_code`, `sys:resume`; Erlang loads with
+  `code:load_binary`). The `_upgrade` rows count only the calls that
+  overlapped an upgrade's window; `code_upgrade_time*` is the median
+  window. Erlang has no move at the next dispatch, so no `_upgrade` row.
 
 ### Terms
 

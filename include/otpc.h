@@ -14,5 +14,6 @@
 #include "otpc/gen_statem.h"
 #include "otpc/application.h"
 #include "otpc/dist.h"
+#include "otpc/code.h"
 
 #endif

@@ -4,6 +4,8 @@
  *
  *   otpc term decode     ETF on stdin -> Erlang text on stdout (as ~w)
  *   otpc term encode     Erlang text on stdin -> ETF on stdout
+ *   otpc node ...        run a node (otpc_node.c)
+ *   otpc load ...        load a module on a running node (otpc_node.c)
  *   otpc heart ...       run a node under a watchdog (heart.c)
  *   otpc demo            a short tour of the term library
  *   otpc names|ping|rpc  distribution (dist_cmds.c)
@@ -19,6 +21,7 @@
 #include "dist_cmds.h"
 #include "heart.h"
 #include "otpc.h"
+#include "otpc_cmds.h"
 
 static const char usage[] =
     "usage: otpc <command> [options]\n"
@@ -28,6 +31,12 @@ static const char usage[] =
     "                               from stdin, print it as io:format(\"~w~n\")\n"
     "  term encode [--compressed]   read one Erlang term (ending with '.')\n"
     "                               from stdin, write its ETF to stdout\n"
+    "  node --name NAME@HOST [--cookie C] [--config sys.config]\n"
+    "       [--load mod.so ...] [--app APP ...]\n"
+    "                               run a node: load the modules, start the\n"
+    "                               applications; SIGTERM stops them, exit 0\n"
+    "  load NODE@HOST mod.so [--cookie C] [--name N] [--purge]\n"
+    "                               load or upgrade a module on a running node\n"
     "  heart [--timeout S] [--cmd C] -- PROGRAM [ARGS...]\n"
     "                               run PROGRAM (a node) under a watchdog:\n"
     "                               hung or dead, it is restarted with C\n"
@@ -261,6 +270,10 @@ int main(int argc, char **argv) {
   if (argc >= 3 && strcmp(argv[1], "term") == 0) {
     if (strcmp(argv[2], "decode") == 0) return term_decode(argc - 3, argv + 3);
     if (strcmp(argv[2], "encode") == 0) return term_encode(argc - 3, argv + 3);
+  } else if (argc >= 2 && strcmp(argv[1], "node") == 0) {
+    return otpc_cmd_node(argc - 2, argv + 2);
+  } else if (argc >= 2 && strcmp(argv[1], "load") == 0) {
+    return otpc_cmd_load(argc - 2, argv + 2);
   } else if (argc >= 2 && strcmp(argv[1], "heart") == 0) {
     return otpc__tool_heart(argc - 2, argv + 2);
   } else if (argc == 2 && strcmp(argv[1], "demo") == 0) {

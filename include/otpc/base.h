@@ -59,7 +59,11 @@ extern "C" {
   X(ESTOPPED, -28, "init stopped")                                            \
   X(ENOAPP, -29, "no such application")                                       \
   X(ENOTSTARTED, -30, "the application, or one it needs, is not started")     \
-  X(ECYCLE, -31, "applications depend on each other in a cycle")
+  X(ECYCLE, -31, "applications depend on each other in a cycle")            \
+  X(EBADMODULE, -50, "not a loadable otpc module")                            \
+  X(ENOTPURGED, -51, "the module's old code must be purged first")            \
+  X(EINUSE, -52, "processes still run the module's old code")                 \
+  X(ENOMODULE, -53, "no such module is loaded")
 
 enum {
 #define OTPC_ERRNO_ENUM_(name, code, text) OTPC_##name = (code),

@@ -98,8 +98,11 @@ typedef struct otpc_gen_statem {
    * result, a stop request, its parent's exit while trapping exits, a
    * callback that exits); may be NULL. Free the data here. */
   void (*terminate)(otpc_term_t reason, otpc_term_t state, void **data);
-  /* code_change(OldVsn, State, Data, Extra), for the code layer (not
-   * called yet); may replace *state. May be NULL. */
+  /* code_change(OldVsn, State, Data, Extra): a machine started from a
+   * loaded module (otpc/code.h) calls the new version's when it moves
+   * to it, and sys:change_code calls it. May replace *state and *data.
+   * 0, or a negative code: the machine keeps the code it runs. May be
+   * NULL: state and data are kept as they are. */
   int (*code_change)(otpc_term_t old_vsn, otpc_buf_t **state, void **data,
                      otpc_term_t extra);
   /* What crash reports show of the data; may be NULL (not shown). */

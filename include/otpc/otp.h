@@ -78,7 +78,11 @@ typedef struct otpc_gen_server {
   /* Called when the server stops (a stop result, a stop request, or an
    * exit signal from its parent while trapping exits); may be NULL. */
   void (*terminate)(void **state, otpc_term_t reason);
-  /* Hot upgrade (issue: code layer): may be NULL. */
+  /* code_change(OldVsn, State, Extra): a server started from a loaded
+   * module (otpc/code.h) calls the new version's when it moves to it,
+   * and sys:change_code calls it. May replace *state. 0, or a negative
+   * code: the server keeps the code it runs. May be NULL: the state is
+   * kept as it is. */
   int (*code_change)(otpc_term_t old_vsn, void **state, otpc_term_t extra);
   /* What crash reports show of the state; may be NULL. */
   otpc_buf_t *(*format_status)(void *state);

@@ -15,6 +15,12 @@
  * reference as the call's tag, as OTP does; a reply that comes after a
  * timeout is dropped by the runtime (otpc__forget_reply).
  *
+ * Hot code: a server started from a loaded module (src/code) carries a
+ * binding. Before each dispatch it asks the binding whether a newer
+ * version of its module is current; if so it moves there first, through
+ * the new table's code_change (see move_code). System messages
+ * (suspend, resume, change_code, terminate) are sys.c's.
+ *
  * Calls are the hot path: the protocol's atoms are interned once, and the
  * client knows its reply by the bytes of the tag it sent before it decodes
  * anything. An idle server costs its control block and a small gs_t: what
@@ -27,22 +33,25 @@
 #include "otpc/logger.h"
 #include "otpc/otp.h"
 
-/* A pending timeout ({timeout, Ms} results); allocated when first armed. */
-typedef struct gs_timeout {
-  otpc_ref_t timer; /* the timer, to cancel */
-  otpc_ref_t tag;   /* in its message {'$gen_timeout', Tag} */
-} gs_timeout_t;
+/* What only some servers need, allocated on first use: a pending timeout
+ * ({timeout, Ms} results), and the binding of a server started from a
+ * loaded module (from its init). */
+typedef struct gs_ext {
+  otpc_ref_t timer;        /* the timeout's timer, to cancel */
+  otpc_ref_t tag;          /* in its message {'$gen_timeout', Tag} */
+  otpc__code_bind_t *bind; /* the module version it runs; NULL: none */
+} gs_ext_t;
 
 /* A server's state; only its own process touches it. */
 typedef struct gs {
   const otpc_gen_server_t *cb;
-  void *state;           /* the user's */
-  gs_timeout_t *timeout; /* NULL until a timeout is first armed */
+  void *state;   /* the user's */
+  gs_ext_t *ext; /* NULL until a timeout is first armed or a binding set */
   /* The starter, always a local process: its number and serial are
    * enough (a whole pid would make an idle server 16 bytes bigger). */
   uint32_t parent_id, parent_serial;
   bool linked;
-  bool timer_armed; /* timeout->timer runs */
+  bool timer_armed; /* ext->timer runs */
   bool in_callback; /* a user callback is running */
   bool terminated;  /* terminate has been called */
 } gs_t;
@@ -71,6 +80,7 @@ static otpc_atom_t atom_system(void) {
 typedef struct start_ctx {
   otpc__start_t st; /* filled by otpc__start_handler */
   const otpc_gen_server_t *cb;
+  otpc__code_bind_t *bind; /* NULL: not from a module */
   void *arg;
 } start_ctx_t;
 
@@ -165,18 +175,18 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
 
 static void cancel_timeout(gs_t *g) {
   if (!g->timer_armed) return;
-  otpc_cancel_timer(&g->timeout->timer);
+  otpc_cancel_timer(&g->ext->timer);
   g->timer_armed = false;
 }
 
 /* Arms the timeout of a result: 'timeout' comes as info after ms unless
  * another message comes first. Out of memory: no timeout. */
 static void arm_timeout(gs_t *g, int64_t ms) {
-  if (g->timeout == NULL) {
-    g->timeout = otpc__calloc(1, sizeof *g->timeout);
-    if (g->timeout == NULL) return;
+  if (g->ext == NULL) {
+    g->ext = otpc__calloc(1, sizeof *g->ext);
+    if (g->ext == NULL) return;
   }
-  gs_timeout_t *t = g->timeout;
+  gs_ext_t *t = g->ext;
   t->tag = otpc_make_ref();
   otpc_buf_t *msg = otpc_term_fmt("{'$gen_timeout', ~r}", &t->tag);
   if (msg != NULL && otpc_send_after(ms, otpc_self(), msg, &t->timer) == 0)
@@ -274,13 +284,22 @@ static int gs_init(void *arg, void **state) {
   otpc__start_t st = c->st;
   const otpc_gen_server_t *cb = c->cb;
   void *init_arg = c->arg;
+  otpc__code_bind_t *bind = c->bind;
   otpc__free(c); /* ours (proc_lib.c): copied out, nothing else in it */
+  if (bind != NULL && !bind->ops->attach(bind, otpc_self())) return -1;
   gs_t *g = otpc__calloc(1, sizeof *g);
+  if (g != NULL && bind != NULL &&
+      (g->ext = otpc__calloc(1, sizeof *g->ext)) == NULL) {
+    otpc__free(g);
+    g = NULL;
+  }
   if (g == NULL) {
+    if (bind != NULL) bind->ops->release(bind);
     otpc__start_ack(&st, "{error, enomem}");
     return -1;
   }
   g->cb = cb;
+  if (bind != NULL) g->ext->bind = bind;
   g->parent_id = st.starter.id;
   g->parent_serial = st.starter.serial;
   g->linked = st.link;
@@ -311,11 +330,87 @@ static int gs_init(void *arg, void **state) {
   return OTPC_CONTINUE;
 }
 
+/* ------------------------------------------------------------------------
+ * Hot code and system messages
+ * ------------------------------------------------------------------------ */
+
+/* The server's binding, or NULL. */
+static otpc__code_bind_t *bound(const gs_t *g) {
+  return g->ext != NULL ? g->ext->bind : NULL;
+}
+
+/* Moves a bound server to its module's current version: the new table's
+ * code_change(OldVsn, State, Extra), OldVsn being the running version's
+ * vsn unless old_vsn says otherwise (kind 0: not given). 0 if it moved,
+ * 1 if it runs the current version already; else it keeps the version it
+ * runs and the result says why. */
+static int move_code(gs_t *g, otpc_term_t old_vsn, otpc_term_t extra) {
+  const void *next;
+  otpc_buf_t *running_vsn = NULL;
+  otpc__code_bind_t *b = bound(g);
+  int rc = b->ops->begin(b, &next, &running_vsn);
+  if (rc != 0) return rc; /* 1: it runs the current version */
+  const otpc_gen_server_t *cb = next;
+  otpc_buf_t *undef = NULL;
+  if (extra.kind == 0) {
+    undef = otpc__atom_buf(OTPC_ATOM_UNDEFINED);
+    extra = otpc_buf_term(undef);
+  }
+  if (old_vsn.kind == 0) old_vsn = otpc_buf_term(running_vsn);
+  if (cb->code_change != NULL)
+    CALLBACK(g, rc = cb->code_change(old_vsn, &g->state, extra));
+  b->ops->finish(b, rc == 0);
+  if (rc == 0) g->cb = cb;
+  otpc_buf_unref(undef);
+  otpc_buf_unref(running_vsn);
+  return rc;
+}
+
+static int gs_sys_change_code(void *self, otpc_atom_t module,
+                              otpc_term_t old_vsn, otpc_term_t extra,
+                              otpc_buf_t **why) {
+  gs_t *g = self;
+  /* Bound to module: move to its current version, even one whose
+   * code_change failed at a dispatch before (sys retries it). */
+  otpc__code_bind_t *b = bound(g);
+  if (b != NULL && b->ops->module(b) == module) {
+    int rc = move_code(g, old_vsn, extra);
+    if (rc != 1) return rc;
+  }
+  /* The code it runs is current: its own code_change, as sys calls it. */
+  int rc = 0;
+  if (g->cb->code_change != NULL)
+    CALLBACK(g, rc = g->cb->code_change(old_vsn, &g->state, extra));
+  return rc;
+}
+
+static void gs_sys_terminate(void *self, otpc_buf_t *reason) {
+  stop_server(self, reason);
+}
+
+static bool gs_is_parent_exit(void *self, otpc_term_t msg) {
+  gs_t *g = self;
+  otpc_pid_t who;
+  return g->linked &&
+         otpc_term_get_pid(otpc_term_tuple_elem(msg, 1), &who) == 0 &&
+         who.id == g->parent_id && who.serial == g->parent_serial &&
+         who.node == otpc_node_name();
+}
+
+static const otpc__sys_ops_t gs_sys_ops = {gs_sys_change_code,
+                                           gs_sys_terminate, gs_is_parent_exit};
+
 static int gs_handle(void *state, otpc_buf_t *msg) {
   gs_t *g = state;
   otpc_term_t t = otpc_buf_term(msg), e1, e2;
   size_t arity = 0;
   otpc_gs_result_t r = {.timeout = -1};
+  /* A newer version of its module: move before this message. */
+  otpc__code_bind_t *bind = bound(g);
+  if (bind != NULL && bind->ops->stale(bind)) {
+    otpc_term_t none = {NULL, 0, 0};
+    move_code(g, none, none);
+  }
   otpc_term_get_tuple(t, &arity, &e1);
   e2 = arity >= 2 ? otpc_term_next(e1) : e1;
 
@@ -323,7 +418,7 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
   if (arity == 2 && otpc_term_atom_eq(e1, "$gen_timeout", 12)) {
     otpc_ref_t tag;
     if (!g->timer_armed || otpc_term_get_ref(e2, &tag) != 0 ||
-        !otpc_ref_eq(&tag, &g->timeout->tag))
+        !otpc_ref_eq(&tag, &g->ext->tag))
       return OTPC_CONTINUE; /* stale */
     g->timer_armed = false;
     otpc_buf_t *timeout = otpc__atom_buf(OTPC_ATOM_TIMEOUT);
@@ -349,21 +444,9 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
     return OTPC_CONTINUE;
   }
   if (arity == 3 && otpc_term_atom_eq(e1, "system", 6)) {
-    /* {system, From, {terminate, Reason}}: sys:terminate, gen_server:stop */
-    otpc_term_t req = otpc_term_next(e2), op;
-    size_t ra;
-    otpc_from_t from;
-    if (otpc_term_get_tuple(req, &ra, &op) == 0 && ra == 2 &&
-        otpc_term_atom_eq(op, "terminate", 9) && otpc__from_take(e2, &from)) {
-      otpc_buf_t *ok = otpc__atom_buf(OTPC_ATOM_OK);
-      otpc_gen_server_reply(&from, ok);
-      otpc_buf_unref(ok);
-      otpc_builder_t b;
-      otpc_builder_init(&b);
-      otpc_build_term(&b, otpc_term_next(op));
-      stop_server(g, otpc_builder_finish(&b, NULL));
-    }
-    return OTPC_CONTINUE; /* other system messages: not yet */
+    /* sys: suspend, resume, change_code, terminate (gen_server:stop) */
+    otpc__sys_handle(&gs_sys_ops, g, e2, otpc_term_next(e2));
+    return OTPC_CONTINUE;
   }
   if (arity == 3 && otpc_term_atom_eq(e1, "EXIT", 4) && g->linked) {
     /* The parent's exit, while trapping: terminate with its reason. */
@@ -394,7 +477,8 @@ static void gs_cleanup(void *state, otpc_term_t reason) {
     crash_report(g, reason);
     if (g->cb->terminate) g->cb->terminate(&g->state, reason);
   }
-  otpc__free(g->timeout);
+  if (bound(g) != NULL) g->ext->bind->ops->release(g->ext->bind);
+  otpc__free(g->ext);
   otpc__free(g);
 }
 
@@ -567,11 +651,19 @@ int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
 int otpc_gen_server_start(const otpc_gen_server_t *cb, void *arg,
                           const otpc_gs_opts_t *opts, otpc_pid_t *pid,
                           otpc_buf_t **reason) {
+  return otpc__gen_server_start_bound(cb, NULL, arg, opts, pid, reason);
+}
+
+int otpc__gen_server_start_bound(const otpc_gen_server_t *cb,
+                                 otpc__code_bind_t *bind, void *arg,
+                                 const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                                 otpc_buf_t **reason) {
   if (reason) *reason = NULL;
   if (cb == NULL || cb->init == NULL) return OTPC_EINVAL;
   start_ctx_t *c = otpc__calloc(1, sizeof *c);
   if (c == NULL) return OTPC_ENOMEM;
   c->cb = cb;
+  c->bind = bind;
   c->arg = arg;
   return otpc__start_handler(&gs_handler, c, &c->st, opts, cb->name, pid,
                              reason);

@@ -38,6 +38,11 @@
  * record with its Seq; a message whose Seq has no record is stale (it was
  * cancelled while on its way) and is dropped.
  *
+ * Hot code, as gen_server's: a machine started from a loaded module
+ * moves to the module's current version before it handles a message,
+ * through the new table's code_change (move_code); sys.c serves the
+ * system messages.
+ *
  * The client side (call, cast, stop, reply) is gen_server's: the messages
  * are the same, and so is the error contract.
  */
@@ -120,7 +125,10 @@ typedef struct sm {
   evq_t postponed;            /* oldest first */
   tmr_t *timers;              /* armed timeouts */
   otpc_sm_result_t *active;   /* the result being filled or carried out */
-  otpc_pid_t parent;
+  /* The starter, always a local process: its number and serial are
+   * enough (and keep the record at 104 bytes with the binding). */
+  uint32_t parent_id, parent_serial;
+  otpc__code_bind_t *bind;    /* the module version it runs; NULL: none */
   uint32_t seq;               /* the last timeout's number */
   int32_t state_ix;           /* state functions: the state's entry; -1 */
   uint32_t flags;             /* SM_* */
@@ -129,10 +137,12 @@ typedef struct sm {
 typedef struct start_ctx {
   otpc__start_t st; /* filled by otpc__start_handler */
   const otpc_gen_statem_t *cb;
+  otpc__code_bind_t *bind; /* NULL: not from a module */
   void *arg;
 } start_ctx_t;
 
 static _Noreturn void stop_machine(sm_t *m, otpc_buf_t *reason);
+static bool table_ok(const otpc_gen_statem_t *cb);
 
 /* ------------------------------------------------------------------------
  * State atoms: buffers made once per atom and kept for the program's life,
@@ -869,14 +879,19 @@ static int sm_init(void *arg, void **state) {
   otpc__start_t st = c->st;
   const otpc_gen_statem_t *cb = c->cb;
   void *user_arg = c->arg;
+  otpc__code_bind_t *bind = c->bind;
   otpc__free(c);
+  if (bind != NULL && !bind->ops->attach(bind, otpc_self())) return OTPC_STOP;
   sm_t *m = otpc__calloc(1, sizeof *m);
   if (m == NULL) {
+    if (bind != NULL) bind->ops->release(bind);
     otpc__start_ack(&st, "{error, enomem}");
     return OTPC_STOP;
   }
   m->cb = cb;
-  m->parent = st.starter;
+  m->bind = bind;
+  m->parent_id = st.starter.id;
+  m->parent_serial = st.starter.serial;
   m->state_ix = -1;
   m->flags = (st.link ? SM_LINKED : 0) | SM_IN_INIT;
   *state = m;
@@ -914,28 +929,94 @@ static int sm_init(void *arg, void **state) {
   return OTPC_CONTINUE;
 }
 
+/* ------------------------------------------------------------------------
+ * Hot code and system messages
+ * ------------------------------------------------------------------------ */
+
+/* Moves a bound machine to its module's current version: the new table's
+ * code_change(OldVsn, State, Data, Extra), OldVsn being the running
+ * version's vsn unless old_vsn is given (kind 0: not). 0 if it moved, 1
+ * if it runs the current version already; else it keeps the version it
+ * runs. */
+static int move_code(sm_t *m, otpc_term_t old_vsn, otpc_term_t extra) {
+  const void *next;
+  otpc_buf_t *running_vsn = NULL;
+  int rc = m->bind->ops->begin(m->bind, &next, &running_vsn);
+  if (rc != 0) return rc; /* 1: it runs the current version */
+  const otpc_gen_statem_t *cb = next;
+  if (!table_ok(cb) || cb->callback_mode != m->cb->callback_mode) rc = OTPC_EINVAL;
+  otpc_buf_t *undef = NULL;
+  if (extra.kind == 0) {
+    undef = otpc__atom_buf(OTPC_ATOM_UNDEFINED);
+    extra = otpc_buf_term(undef);
+  }
+  if (old_vsn.kind == 0) old_vsn = otpc_buf_term(running_vsn);
+  if (rc == 0 && cb->code_change != NULL) {
+    m->flags |= SM_IN_CALLBACK;
+    rc = cb->code_change(old_vsn, &m->state, &m->data, extra);
+    m->flags &= ~SM_IN_CALLBACK;
+  }
+  m->bind->ops->finish(m->bind, rc == 0);
+  if (rc == 0) {
+    m->cb = cb;
+    m->state_ix = -1; /* the new table has its own order */
+  }
+  otpc_buf_unref(undef);
+  otpc_buf_unref(running_vsn);
+  return rc;
+}
+
+static int sm_sys_change_code(void *self, otpc_atom_t module,
+                              otpc_term_t old_vsn, otpc_term_t extra,
+                              otpc_buf_t **why) {
+  sm_t *m = self;
+  /* Bound to module: move to its current version, even one whose
+   * code_change failed at a dispatch before (sys retries it). */
+  if (m->bind != NULL && m->bind->ops->module(m->bind) == module) {
+    int rc = move_code(m, old_vsn, extra);
+    if (rc != 1) return rc;
+  }
+  int rc = 0;
+  if (m->cb->code_change != NULL) {
+    m->flags |= SM_IN_CALLBACK;
+    rc = m->cb->code_change(old_vsn, &m->state, &m->data, extra);
+    m->flags &= ~SM_IN_CALLBACK;
+    m->state_ix = -1;
+  }
+  return rc;
+}
+
+static void sm_sys_terminate(void *self, otpc_buf_t *reason) {
+  stop_machine(self, reason);
+}
+
+static bool is_parent(const sm_t *m, otpc_pid_t who) {
+  return who.id == m->parent_id && who.serial == m->parent_serial &&
+         who.node == otpc_node_name();
+}
+
+static bool sm_is_parent_exit(void *self, otpc_term_t msg) {
+  sm_t *m = self;
+  otpc_pid_t who;
+  return (m->flags & SM_LINKED) &&
+         otpc_term_get_pid(otpc_term_tuple_elem(msg, 1), &who) == 0 &&
+         is_parent(m, who);
+}
+
+static const otpc__sys_ops_t sm_sys_ops = {sm_sys_change_code,
+                                           sm_sys_terminate, sm_is_parent_exit};
+
 /* Messages the machine acts on itself rather than make events of: system
- * messages (sys's terminate; the others are not served yet and dropped)
- * and its parent's exit. Returns whether msg was one. */
+ * messages (sys.c) and its parent's exit. Returns whether msg was one. */
 static bool system_message(sm_t *m, otpc_term_t tag, otpc_term_t e2) {
   if (otpc_term_atom_eq(tag, "system", 6)) {
-    /* {system, From, {terminate, Reason}}: sys:terminate, gen_statem:stop */
-    otpc_term_t req = otpc_term_next(e2), op;
-    size_t ra;
-    otpc_from_t from;
-    if (otpc_term_get_tuple(req, &ra, &op) == 0 && ra == 2 &&
-        otpc_term_atom_eq(op, "terminate", 9) && otpc__from_take(e2, &from)) {
-      otpc_buf_t *ok = otpc__atom_buf(OTPC_ATOM_OK);
-      otpc_gen_server_reply(&from, ok);
-      otpc_buf_unref(ok);
-      stop_machine(m, otpc__term_copy(otpc_term_next(op)));
-    }
+    otpc__sys_handle(&sm_sys_ops, m, e2, otpc_term_next(e2));
     return true;
   }
   if (otpc_term_is_atom(tag, OTPC_ATOM_EXIT) && (m->flags & SM_LINKED)) {
     /* The parent's exit, while trapping: terminate with its reason. */
     otpc_pid_t who;
-    if (otpc_term_get_pid(e2, &who) == 0 && otpc_pid_eq(who, m->parent))
+    if (otpc_term_get_pid(e2, &who) == 0 && is_parent(m, who))
       stop_machine(m, otpc__term_copy(otpc_term_next(e2)));
   }
   return false;
@@ -972,6 +1053,11 @@ static ev_t *message_event(sm_t *m, otpc_buf_t *msg) {
 
 static int sm_handle(void *state, otpc_buf_t *msg) {
   sm_t *m = state;
+  /* A newer version of its module: move before this message. */
+  if (m->bind != NULL && m->bind->ops->stale(m->bind)) {
+    otpc_term_t none = {NULL, 0, 0};
+    move_code(m, none, none);
+  }
   ev_t *ev = message_event(m, msg);
   if (ev != NULL) evq_push(&m->queue, ev);
   run_queue(m);
@@ -994,6 +1080,7 @@ static void sm_cleanup(void *state, otpc_term_t reason) {
   evq_free(&m->queue);
   evq_free(&m->postponed);
   otpc_buf_unref(m->state);
+  if (m->bind != NULL) m->bind->ops->release(m->bind);
   otpc__free(m);
 }
 
@@ -1014,12 +1101,20 @@ static bool table_ok(const otpc_gen_statem_t *cb) {
 int otpc_gen_statem_start(const otpc_gen_statem_t *cb, void *arg,
                           const otpc_sm_opts_t *opts, otpc_pid_t *pid,
                           otpc_buf_t **reason) {
+  return otpc__gen_statem_start_bound(cb, NULL, arg, opts, pid, reason);
+}
+
+int otpc__gen_statem_start_bound(const otpc_gen_statem_t *cb,
+                                 otpc__code_bind_t *bind, void *arg,
+                                 const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                                 otpc_buf_t **reason) {
   if (reason) *reason = NULL;
   if (!table_ok(cb)) return OTPC_EINVAL;
   if (otpc__current() == NULL) return OTPC_ENOTPROC;
   start_ctx_t *c = otpc__calloc(1, sizeof *c);
   if (c == NULL) return OTPC_ENOMEM;
   c->cb = cb;
+  c->bind = bind;
   c->arg = arg;
   return otpc__start_handler(&sm_handler, c, &c->st, opts,
                              cb->name ? cb->name : "gen_statem", pid, reason);

@@ -67,4 +67,68 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
                       otpc_atom_t label, otpc_term_t req, int64_t timeout_ms,
                       otpc_buf_t **reply, bool want_down);
 
+/* ------------------------------------------------------------------------
+ * Hot code (the code layer plugs in here; otp does not depend on it)
+ *
+ * A behaviour process started from a loaded module carries a binding:
+ * the code layer's record of which version of the module it runs. The
+ * binding begins with a pointer to the code layer's operations. Only the
+ * process itself calls them, in this order:
+ *
+ *   attach   once, first thing in the new process (before any callback);
+ *            false: the starter gave up on it, end at once
+ *   stale    before each dispatch: is a newer version current? (one
+ *            atomic load; must be cheap)
+ *   begin    a newer version is current: *cb gets its table of the same
+ *            behaviour, *old_vsn the vsn of the running one (a new
+ *            reference); < 0 if there is none to move to
+ *   finish   after the new table's code_change: moved or not
+ *   release  the process ends (from its cleanup), however it ends
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__code_bind otpc__code_bind_t;
+typedef struct otpc__code_ops {
+  bool (*attach)(otpc__code_bind_t *b, otpc_pid_t self);
+  bool (*stale)(const otpc__code_bind_t *b);
+  int (*begin)(otpc__code_bind_t *b, const void **cb, otpc_buf_t **old_vsn);
+  void (*finish)(otpc__code_bind_t *b, bool moved);
+  void (*release)(otpc__code_bind_t *b);
+  /* The module's name atom, to match sys:change_code's Module. */
+  otpc_atom_t (*module)(const otpc__code_bind_t *b);
+} otpc__code_ops_t;
+struct otpc__code_bind {
+  const otpc__code_ops_t *ops;
+};
+
+/* otpc_gen_server_start and otpc_gen_statem_start for a bound process.
+ * bind may be NULL (a plain start). */
+struct otpc_gen_statem;
+int otpc__gen_server_start_bound(const otpc_gen_server_t *cb,
+                                 otpc__code_bind_t *bind, void *arg,
+                                 const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                                 otpc_buf_t **reason);
+int otpc__gen_statem_start_bound(const struct otpc_gen_statem *cb,
+                                 otpc__code_bind_t *bind, void *arg,
+                                 const otpc_gs_opts_t *opts, otpc_pid_t *pid,
+                                 otpc_buf_t **reason);
+
+/* sys's system messages, shared by gen_server and gen_statem (sys.c).
+ * A behaviour describes itself with these callbacks. */
+typedef struct otpc__sys_ops {
+  /* {change_code, Module, OldVsn, Extra}: 0, or a negative code / the
+   * code_change's result (*why may get a reason term). */
+  int (*change_code)(void *self, otpc_atom_t module, otpc_term_t old_vsn,
+                     otpc_term_t extra, otpc_buf_t **why);
+  /* {terminate, Reason}: stops the behaviour; never returns. */
+  void (*terminate)(void *self, otpc_buf_t *reason);
+  /* The parent, whose EXIT ends a suspended process; linked or not. */
+  bool (*is_parent_exit)(void *self, otpc_term_t msg);
+} otpc__sys_ops_t;
+
+/* Serves {system, From, Request} (req is Request, from_term From):
+ * replies and, for suspend, waits in a selective receive for system
+ * messages only until resume. */
+void otpc__sys_handle(const otpc__sys_ops_t *ops, void *self,
+                      otpc_term_t from_term, otpc_term_t req);
+
 #endif /* OTPC_OTP_INT_H */
