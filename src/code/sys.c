@@ -7,67 +7,20 @@
  */
 #include "code_int.h"
 
-typedef struct sys_wait {
-  otpc_ref_t ref;
-} sys_wait_t;
-
-static bool reply_or_down(otpc_term_t msg, void *ctx) {
-  sys_wait_t *w = ctx;
-  size_t arity;
-  otpc_term_t e;
-  otpc_ref_t ref;
-  if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
-  if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
-    e = otpc_term_next(e);
-  else if (arity != 2)
-    return false;
-  return otpc_term_get_ref(e, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
-}
-
-/* Sends {system, {Self, Ref}, Request} and waits: 0 and *reply. */
+/* Sends {system, {Self, Ref}, Request} as gen:call does and waits: 0 and
+ * *reply, or the call's error (the exit reason is dropped). Takes req. */
 static int sys_request(otpc_pid_t pid, otpc_buf_t *req, int64_t timeout_ms,
                        otpc_buf_t **reply) {
   *reply = NULL;
   if (req == NULL) return OTPC_ENOMEM;
-  if (otpc__current() == NULL) {
-    otpc_buf_unref(req);
-    return OTPC_ENOTPROC;
-  }
-  sys_wait_t w;
-  int rc = otpc_monitor(pid, &w.ref);
-  if (rc != 0) {
-    otpc_buf_unref(req);
-    return rc;
-  }
-  otpc_pid_t self = otpc_self();
-  otpc_buf_t *msg = otpc_term_fmt("{system, {~p, ~r}, ~t}", &self, &w.ref,
-                                  otpc_buf_term(req));
+  int rc = otpc__gen_request_pid(pid, otpc_atom("system"), otpc_buf_term(req),
+                                 timeout_ms, reply, false);
   otpc_buf_unref(req);
-  if (msg == NULL) {
-    otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
-    return OTPC_ENOMEM;
-  }
-  otpc_send(pid, msg);
-  otpc_buf_unref(msg);
-  otpc_buf_t *got;
-  rc = otpc_receive_fn(reply_or_down, &w, timeout_ms, &got);
-  otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
   if (rc != 0) {
-    otpc__forget_reply(otpc__current(), &w.ref);
-    return rc;
+    otpc_buf_unref(*reply);
+    *reply = NULL;
   }
-  size_t arity;
-  otpc_term_t e;
-  otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
-  if (arity == 5) {
-    bool noproc = otpc_term_is_atom(otpc_term_tuple_elem(otpc_buf_term(got), 4),
-                                    OTPC_ATOM_NOPROC);
-    otpc_buf_unref(got);
-    return noproc ? OTPC_ENOPROC : OTPC_EEXITED;
-  }
-  *reply = otpc__term_copy(otpc_term_next(e));
-  otpc_buf_unref(got);
-  return *reply != NULL ? 0 : OTPC_ENOMEM;
+  return rc;
 }
 
 /* ok -> 0; {error, Why} -> OTPC_ESTOPPED and Why in *error. */

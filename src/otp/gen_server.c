@@ -595,8 +595,9 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
 }
 
 /* The same to a pid, monitored here. */
-static int request(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
-                   int64_t timeout_ms, otpc_buf_t **reply, bool want_down) {
+int otpc__gen_request_pid(otpc_pid_t server, otpc_atom_t label,
+                          otpc_term_t req, int64_t timeout_ms,
+                          otpc_buf_t **reply, bool want_down) {
   if (otpc__current() == NULL) return OTPC_ENOTPROC;
   otpc_ref_t mon;
   int rc = otpc_monitor(server, &mon);
@@ -609,8 +610,8 @@ int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *req,
                          int64_t timeout_ms, otpc_buf_t **reply) {
   if (req == NULL || reply == NULL) return OTPC_EINVAL;
   *reply = NULL;
-  return request(server, atom_gen_call(), otpc_buf_term(req), timeout_ms, reply,
-                 false);
+  return otpc__gen_request_pid(server, atom_gen_call(), otpc_buf_term(req),
+                               timeout_ms, reply, false);
 }
 
 int otpc_gen_server_call_name(otpc_atom_t name, otpc_buf_t *req,
@@ -641,8 +642,8 @@ int otpc_gen_server_stop(otpc_pid_t server, otpc_buf_t *reason,
   otpc_buf_unref(r);
   if (req == NULL) return OTPC_ENOMEM;
   otpc_buf_t *why = NULL;
-  int rc = request(server, atom_system(), otpc_buf_term(req), timeout_ms, &why,
-                   true);
+  int rc = otpc__gen_request_pid(server, atom_system(), otpc_buf_term(req),
+                                 timeout_ms, &why, true);
   otpc_buf_unref(req);
   otpc_buf_unref(why);
   return rc == OTPC_EEXITED ? 0 : rc; /* it ended: that was the point */

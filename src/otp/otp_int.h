@@ -67,6 +67,12 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
                       otpc_atom_t label, otpc_term_t req, int64_t timeout_ms,
                       otpc_buf_t **reply, bool want_down);
 
+/* otpc__gen_request() to a pid, monitored here: gen:call's path for
+ * '$gen_call' and for system messages (sys). */
+int otpc__gen_request_pid(otpc_pid_t server, otpc_atom_t label, otpc_term_t req,
+                          int64_t timeout_ms, otpc_buf_t **reply,
+                          bool want_down);
+
 /* ------------------------------------------------------------------------
  * Hot code (the code layer plugs in here; otp does not depend on it)
  *
