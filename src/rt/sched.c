@@ -516,6 +516,7 @@ static void *sched_thread(void *arg) {
   otpc__sched_t *s = arg;
   otpc__self_sched = s;
   otpc__stack_thread_init();
+  otpc__fault_thread_init();
   otpc__reclaim_quiescent(s);
   otpc__xstack_t *x = otpc__xstack_get(s);
   s->loop_stack = x;
@@ -527,6 +528,7 @@ static void *sched_thread(void *arg) {
   otpc__reclaim_thread_done();
   otpc__proc_cache_flush();
   otpc__slab_flush(s);
+  otpc__fault_thread_done();
   otpc__self_sched = NULL;
   return NULL;
 }
