@@ -67,6 +67,10 @@ static const int handled[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 static struct sigaction previous[NHANDLED];
 static bool installed;
 
+/* How far below its stack the stack pointer of an overflowing function
+ * may be (its frame is larger than the guard). */
+#define BIG_FRAME ((uintptr_t)1 << 20)
+
 /* Alternate signal stack of this scheduler thread, if we made it. */
 #define ALT_MIN (64 * 1024)
 static __thread void *alt_mem;
@@ -153,9 +157,13 @@ static bool contain(int sig, siginfo_t *si, ucontext_t *uc) {
   if (x == NULL || (p->flags & PF_FAULTED)) return false;
   uintptr_t sp = context_sp(uc), lo = (uintptr_t)x->map,
             hi = (uintptr_t)(x->base + x->size);
-  if (sp < lo || sp >= hi) return false; /* not on the process's stack */
   uintptr_t addr = (uintptr_t)si->si_addr;
   bool overflow = sig == SIGSEGV && addr >= lo && addr < (uintptr_t)x->base;
+  /* Not on the process's stack: not its code. A function whose frame is
+   * larger than the guard may have moved the stack pointer below it
+   * before touching the guard: still an overflow of this stack. */
+  if (sp >= hi || sp < (overflow ? lo - (lo < BIG_FRAME ? lo : BIG_FRAME) : lo))
+    return false;
   if (!overflow && !(p->flags & PF_CONTAIN)) return false;
   p->flags |= PF_FAULTED;
   pending.sig = sig;
