@@ -216,7 +216,9 @@ typedef struct otpc__proc {
   uint32_t mq_len;
   uint32_t reg_name;           /* registered name or 0 */
   otpc__ctx_t ctx;             /* saved context while suspended, or NULL */
-  otpc__xstack_t *stack;       /* stack its frames are on, or NULL */
+  otpc__xstack_t *stack;       /* stack its frames are on, or NULL; while
+                                * it is s->current and runs code, the stack
+                                * that code runs on (fault.c relies on it) */
   union {
     struct { void (*fn)(void *); void *arg; } seq;
     struct { const otpc_handler_t *h; void *state; } handler;

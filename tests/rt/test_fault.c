@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -461,6 +462,43 @@ TEST(signals_end_the_process_that_contains_them) {
   run(body_signals);
 }
 
+/* After faults were contained on a scheduler, its thread's signal mask
+ * is what it was (the handler returned through sigreturn): the same
+ * signals, raised again, are contained again. */
+static void report_mask(void *arg) {
+  otpc_pid_t *to = arg;
+  sigset_t set;
+  pthread_sigmask(SIG_BLOCK, NULL, &set);
+  otpc_sendf(*to, "{mask, ~i}",
+             sigismember(&set, SIGSEGV) || sigismember(&set, SIGFPE) ||
+                 sigismember(&set, SIGILL) || sigismember(&set, SIGBUS));
+}
+
+static void body_mask(void *arg) {
+  static otpc_pid_t me;
+  me = otpc_self();
+  fault_addr = no_access_page();
+  for (int round = 0; round < 50; round++) {
+    otpc_ref_t a = spawn_mon(segv, NULL, true), b = spawn_mon(fpe, NULL, true);
+    free(down_reason(&a));
+    free(down_reason(&b));
+  }
+  otpc_pattern_t *mask = pat("{mask, ~i}");
+  for (int i = 0; i < 20; i++) { /* on both schedulers, most likely */
+    CHECK_INT_EQ(otpc_spawn(report_mask, &me, NULL, NULL), 0);
+    otpc_buf_t *m;
+    int blocked = -1;
+    CHECK_INT_EQ(otpc_receive(mask, 10000, &m, &blocked), 0);
+    CHECK_INT_EQ(blocked, 0);
+    otpc_buf_unref(m);
+  }
+  otpc_pattern_free(mask);
+}
+
+TEST(signal_mask_is_restored_after_a_contained_fault) {
+  run(body_mask);
+}
+
 /* The node option: every process contains signals. */
 static void body_node_option(void *arg) {
   otpc_ref_t ref = spawn_mon(fpe, NULL, false);
@@ -488,6 +526,7 @@ static int in_child(const otpc_node_opts_t *o, void (*body)(void *)) {
   if (pid == 0) {
     struct rlimit none = {0, 0};
     setrlimit(RLIMIT_CORE, &none); /* no core files from the tests */
+    alarm(120); /* a child that hangs dies of SIGALRM: a failure */
     int fd = open("/dev/null", O_WRONLY);
     if (fd >= 0) dup2(fd, STDERR_FILENO); /* ASan's report, if any */
     otpc_main(o, body, NULL);
