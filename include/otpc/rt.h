@@ -236,9 +236,13 @@ OTPC_API int otpc_contain_signals(bool on);
 
 OTPC_API _Noreturn void otpc_assert_fail(const char *file, int line,
                                          const char *expr);
+#if defined(__GNUC__)
+#define OTPC_FAIL_PRINTF_ __attribute__((format(printf, 3, 4)))
+#else
+#define OTPC_FAIL_PRINTF_
+#endif
 OTPC_API _Noreturn void otpc_fail_at(const char *file, int line,
-                                     const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+                                     const char *fmt, ...) OTPC_FAIL_PRINTF_;
 
 /* A fresh reference, unique on this node (make_ref()). */
 OTPC_API otpc_ref_t otpc_make_ref(void);

@@ -188,7 +188,8 @@ static int slot_of(int sig) {
 static void fall_through(int sig, siginfo_t *si, void *uc) {
   int i = slot_of(sig);
   const struct sigaction *pa = i >= 0 ? &previous[i] : NULL;
-  if (pa != NULL && (pa->sa_flags & SA_SIGINFO) && pa->sa_sigaction != NULL) {
+  if (pa != NULL && (pa->sa_flags & SA_SIGINFO) && pa->sa_sigaction != NULL &&
+      (void *)pa->sa_sigaction != (void *)SIG_IGN) {
     pa->sa_sigaction(sig, si, uc);
     return;
   }
