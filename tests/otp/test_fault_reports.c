@@ -3,7 +3,8 @@
  * A server whose handle_call fails an otpc_assert, calls otpc_fail,
  * overflows its stack or (containing signals) touches a page it may not
  * dies with the fault's reason: the caller's call returns OTPC_EEXITED
- * with it, and the crash report shows it.
+ * with it, and the crash report shows it. Under a supervisor, such a
+ * server is restarted, and the supervisor's report names the fault.
  */
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -11,6 +12,7 @@
 
 #include "otpc.h"
 #include "otpc/logger.h"
+#include "otpc/supervisor.h"
 #include "test.h"
 
 static otpc_buf_t *T(const char *text) {
@@ -55,7 +57,7 @@ static const otpc_gen_server_t faulty = {
     .name = "faulty", .init = f_init, .handle_call = f_call};
 
 /* The crash reports seen, one line each. */
-#define MAX_LINES 16
+#define MAX_LINES 64
 static char lines[MAX_LINES][2048];
 static _Atomic int nlines;
 
@@ -67,11 +69,16 @@ static int catch_reports(void *arg, const otpc_log_event_t *ev,
   return 0;
 }
 
-static bool reported(const char *what) {
+/* Whether a line has both texts. */
+static bool seen(const char *a, const char *b) {
   int n = atomic_load(&nlines);
   for (int i = 0; i < n && i < MAX_LINES; i++)
-    if (strstr(lines[i], "crasher") && strstr(lines[i], what)) return true;
+    if (strstr(lines[i], a) && strstr(lines[i], b)) return true;
   return false;
+}
+
+static bool reported(const char *what) {
+  return seen("crasher", what);
 }
 
 /* Calls the server with req; it must die with a reason that starts as
@@ -117,4 +124,65 @@ static void body(void *arg) {
 TEST(gen_server_faults_show_in_crash_reports) {
   otpc_node_opts_t o = {.schedulers = 2};
   CHECK_INT_EQ(otpc_main(&o, body, NULL), 0);
+}
+
+/* ---- under a supervisor -------------------------------------------------- */
+
+static int start_faulty(void *arg, otpc_pid_t *pid, otpc_buf_t **reason) {
+  otpc_gs_opts_t o = {.name = otpc_atom("faulty_srv"), .link = true};
+  return otpc_gen_server_start(&faulty, NULL, &o, pid, reason);
+}
+
+/* The registered server once it is another than old. */
+static otpc_pid_t restarted(otpc_pid_t old) {
+  otpc_pid_t now;
+  for (int i = 0; i < 2000; i++) {
+    if (otpc_whereis(otpc_atom("faulty_srv"), &now) == 0 &&
+        !otpc_pid_eq(now, old))
+      return now;
+    otpc_sleep(5);
+  }
+  otpc_test_fail(__FILE__, __LINE__, "the server was not restarted");
+}
+
+static void body_supervised(void *arg) {
+  no_access = mmap(NULL, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(no_access != MAP_FAILED);
+  otpc_logger_remove_handler("default");
+  otpc_log_handler_config_t cfg = {.type = OTPC_LOG_CUSTOM,
+                                   .write = catch_reports};
+  CHECK_INT_EQ(otpc_logger_add_handler("catch", &cfg), 0);
+  otpc_child_spec_t child = {.id = "faulty", .start = start_faulty};
+  otpc_sup_spec_t spec = {.strategy = OTPC_ONE_FOR_ONE,
+                          .intensity = 100,
+                          .period_ms = 60000,
+                          .children = &child,
+                          .nchildren = 1};
+  otpc_pid_t sup, server;
+  CHECK_INT_EQ(otpc_supervisor_start(&spec, 0, &sup, NULL), 0);
+  CHECK_INT_EQ(otpc_whereis(otpc_atom("faulty_srv"), &server), 0);
+  const char *faults[] = {"overflow", "segv", "assert", "fail", "overflow"};
+  for (int i = 0; i < 5; i++) {
+    otpc_buf_t *r = T(faults[i]), *reply = NULL;
+    CHECK_INT_EQ(otpc_gen_server_call(server, r, 10000, &reply), OTPC_EEXITED);
+    otpc_buf_unref(reply);
+    otpc_buf_unref(r);
+    server = restarted(server);
+  }
+  otpc_buf_t *r = T("ping"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(server, r, 10000, &reply), 0);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(r);
+  CHECK_INT_EQ(otpc_logger_remove_handler("catch"), 0);
+  CHECK(seen("child_terminated", "stack_overflow"));
+  CHECK(seen("child_terminated", "{signal,sigsegv,"));
+  otpc_unlink(sup);
+  otpc_exit_signal(sup, otpc_buf_term(r = T("shutdown")));
+  otpc_buf_unref(r);
+}
+
+TEST(supervisor_restarts_a_server_after_each_fault) {
+  otpc_node_opts_t o = {.schedulers = 2};
+  CHECK_INT_EQ(otpc_main(&o, body_supervised, NULL), 0);
 }
