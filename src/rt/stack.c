@@ -2,11 +2,12 @@
  * stack.c: execution stacks and the switch between them.
  *
  * An execution stack is one mapping: a guard (PROT_NONE, GUARD_BYTES) and
- * above it `stack_size` bytes that the kernel backs with memory only where touched.
- * A scheduler keeps returned stacks in a free list for reuse and unmaps
- * what is beyond POOL_KEEP, so the number of mappings stays bounded by
- * what is in use at once, never by the number of processes (see
- * docs/internals/stacks.md).
+ * above it `stack_size` bytes that the kernel backs with memory only where
+ * touched. A scheduler keeps returned stacks in a free list for reuse and
+ * unmaps what is beyond POOL_KEEP, so the number of mappings stays bounded
+ * by what is in use at once, never by the number of processes (see
+ * docs/internals/stacks.md). A fault in the guard is a stack overflow,
+ * which ends only the process on the stack (fault.c).
  *
  * otpc__switch() is the only place that changes stacks. It tells the
  * sanitizers which stack it goes to: ASan needs the bounds to keep its
