@@ -38,6 +38,7 @@
  * releases what the process owned.
  */
 #include <errno.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -276,6 +277,38 @@ void otpc__fault_thread_done(void) {
   munmap(alt_mem, alt_len);
   alt_mem = NULL;
   alt_len = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Exits from inside terminate
+ *
+ * A handler's terminate runs after the process has ended, as a plain call
+ * from otpc__finish_exit() on the scheduler loop's stack, with loop frames
+ * under it that must go on: an otpc_exit (or otpc_assert, otpc_fail) from
+ * there cannot abandon the stack. As in Erlang, where an exception in
+ * terminate becomes the exit reason, it replaces the reason and ends
+ * terminate: a longjmp back to where terminate was called, on the same
+ * stack, from ordinary code (not from a signal handler).
+ * ------------------------------------------------------------------------ */
+
+static __thread jmp_buf *terminate_jmp;
+
+void otpc__run_terminate(otpc__proc_t *p) {
+  const otpc_handler_t *h = p->u.handler.h;
+  jmp_buf here;
+  jmp_buf *outer = terminate_jmp;
+  terminate_jmp = &here;
+  if (setjmp(here) == 0)
+    h->terminate(p->u.handler.state, otpc_buf_term(p->exit_reason));
+  terminate_jmp = outer;
+}
+
+_Noreturn void otpc__terminate_exit(otpc__proc_t *p) {
+  if (terminate_jmp == NULL) {
+    fprintf(stderr, "otpc: fatal: a process exits with no stack to leave\n");
+    abort();
+  }
+  longjmp(*terminate_jmp, 1);
 }
 
 /* ------------------------------------------------------------------------

@@ -478,6 +478,11 @@ void otpc__fault_uninstall(void);
 /* A scheduler thread's alternate signal stack, at its start and end. */
 void otpc__fault_thread_init(void);
 void otpc__fault_thread_done(void);
+/* Calls p's handler terminate (from otpc__finish_exit); an exit from
+ * inside it comes back here through otpc__terminate_exit(), its reason
+ * in p->exit_reason. */
+void otpc__run_terminate(otpc__proc_t *p);
+_Noreturn void otpc__terminate_exit(otpc__proc_t *p);
 
 /* ---- etimer.c ---- */
 int otpc__timers_start(void);

@@ -433,6 +433,9 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
 
 _Noreturn void otpc__exit_current(otpc__proc_t *p) {
   otpc__sched_t *s = otpc__self_sched;
+  /* No stack: called from a handler's terminate, which runs after the
+   * process ended, on the loop's stack (fault.c). */
+  if (p->stack == NULL) otpc__terminate_exit(p);
   p->why = WHY_EXITED;
   s->prev = p;
   if (p->stack == s->loop_stack) {

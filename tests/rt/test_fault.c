@@ -680,6 +680,49 @@ TEST(assert_and_fail_reasons) {
   run(body_assert);
 }
 
+/* A handler's terminate runs after the process ended, on the scheduler
+ * loop's stack: an assert or exit there replaces the reason, as an
+ * exception in terminate does in Erlang, and the node goes on. */
+static int crash_handle(void *state, otpc_buf_t *msg) {
+  otpc_exit_atom(otpc_atom("first"));
+}
+
+static void asserting_terminate(void *state, otpc_term_t reason) {
+  if (state != NULL) otpc_exit_atom(otpc_atom("second"));
+  otpc_assert(otpc_term_is_atom(reason, otpc_atom("other")));
+}
+
+static int crash_init(void *arg, void **state) {
+  *state = arg;
+  return OTPC_CONTINUE;
+}
+
+static const otpc_handler_t bad_terminate_h = {crash_init, crash_handle,
+                                               asserting_terminate};
+
+static void body_terminate(void *arg) {
+  for (int i = 0; i < 100; i++) {
+    otpc_ref_t ref;
+    otpc_pid_t pid;
+    otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+    void *exit_instead = i % 2 ? (void *)1 : NULL;
+    CHECK_INT_EQ(otpc_spawn_handler(&bad_terminate_h, exit_instead, &o, &pid),
+                 0);
+    otpc_sendf(pid, "go");
+    char *got = down_reason(&ref);
+    if (exit_instead)
+      CHECK_STR_EQ(got, "second");
+    else
+      CHECK(strncmp(got, "{assert,", 8) == 0);
+    free(got);
+  }
+  check_node_goes_on();
+}
+
+TEST(exit_or_assert_in_terminate_replaces_the_reason) {
+  run(body_terminate);
+}
+
 /* ---- what a process owns goes with it, however it dies ------------------- */
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
