@@ -3,7 +3,8 @@
  * ends that process, not the node: a stack overflow always (reason
  * stack_overflow), SIGSEGV, SIGBUS, SIGFPE and SIGILL when the process
  * asked for it (reason {signal, Name, Addr}). Also otpc_assert and
- * otpc_fail, which end the calling process with a reason that says where.
+ * otpc_fail, which end the calling process with a reason that says where,
+ * and the exit from inside a handler's terminate (its own section below).
  * docs/faults.md is the user's page; this is how it works.
  *
  * One handler for the four signals, installed at node start on top of
