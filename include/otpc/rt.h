@@ -44,6 +44,10 @@ typedef struct otpc_node_opts {
   size_t max_processes;      /* 0: OTPC_DEFAULT_MAX_PROCESSES */
   size_t stack_size;         /* bytes a process may use; 0: 1 MiB */
   const char *cookie;        /* for distribution (later); may be NULL */
+  /* Every process starts with otpc_contain_signals(true): SIGSEGV,
+   * SIGBUS, SIGFPE and SIGILL raised in its code end it, not the node
+   * (see docs/faults.md). A stack overflow ends only the process always. */
+  bool contain_signals;
 } otpc_node_opts_t;
 
 #define OTPC_DEFAULT_MAX_PROCESSES ((size_t)1 << 22)
@@ -125,6 +129,7 @@ typedef struct otpc_spawn_opts {
   otpc_ref_t *monitor_ref;
   otpc_priority_t priority;
   const char *name;         /* shown by process info as the current function */
+  bool contain_signals;     /* starts with otpc_contain_signals(true) */
 } otpc_spawn_opts_t;
 
 /* A sequential process running fn(arg). The argument is a plain pointer:
@@ -235,6 +240,51 @@ OTPC_API int otpc_exit_signal(otpc_pid_t pid, otpc_term_t reason);
 OTPC_API _Noreturn void otpc_exit(otpc_term_t reason);
 /* exit(Atom), the common case. */
 OTPC_API _Noreturn void otpc_exit_atom(otpc_atom_t reason);
+
+/* ------------------------------------------------------------------------
+ * Faults (docs/faults.md)
+ *
+ * A stack overflow in a process ends that process with reason
+ * stack_overflow; its links and monitors fire and the node goes on.
+ * Always, for every process.
+ *
+ * With signals contained, SIGSEGV, SIGBUS, SIGFPE and SIGILL raised by
+ * the process's own code end it with reason {signal, Name, Addr}: Name is
+ * sigsegv, sigbus, sigfpe or sigill, Addr the faulting address as an
+ * integer (the data address for sigsegv and sigbus, the instruction's for
+ * sigfpe and sigill, as the kernel reports it in si_addr). A fault in the
+ * runtime while it holds a lock, in a thread that is not a scheduler
+ * (dirty work, your own threads), or in a process that does not contain
+ * signals has the default effect: the OS process dies with a core dump.
+ * Containment cannot undo what the faulting code did before the fault:
+ * read docs/faults.md before relying on it.
+ * ------------------------------------------------------------------------ */
+
+/* Sets whether signals raised in the calling process's code end it (a
+ * process flag, as process_flag/2; the default comes from the spawn and
+ * node options). Returns the old value (0 or 1). In a process. */
+OTPC_API int otpc_contain_signals(bool on);
+
+/* otpc_assert(expr): if expr is false, ends the calling process with
+ * reason {assert, File, Line, Expr} (File and Expr binaries, Line an
+ * integer), which crash reports show. Always checked: NDEBUG does not
+ * remove it. Outside a process it prints the same and aborts, as
+ * assert() does. */
+#define otpc_assert(expr)                                                     \
+  ((expr) ? (void)0 : otpc_assert_fail(__FILE__, __LINE__, #expr))
+/* otpc_fail(fmt, ...): ends the calling process with reason
+ * {fail, File, Line, Text}, Text the printf-formatted message (a binary). */
+#define otpc_fail(...) otpc_fail_at(__FILE__, __LINE__, __VA_ARGS__)
+
+OTPC_API _Noreturn void otpc_assert_fail(const char *file, int line,
+                                         const char *expr);
+#if defined(__GNUC__)
+#define OTPC_FAIL_PRINTF_ __attribute__((format(printf, 3, 4)))
+#else
+#define OTPC_FAIL_PRINTF_
+#endif
+OTPC_API _Noreturn void otpc_fail_at(const char *file, int line,
+                                     const char *fmt, ...) OTPC_FAIL_PRINTF_;
 
 /* A fresh reference, unique on this node (make_ref()). */
 OTPC_API otpc_ref_t otpc_make_ref(void);

@@ -251,6 +251,8 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
   }
   snprintf(otpc__rt.cookie, sizeof otpc__rt.cookie, "%s",
            o.cookie ? o.cookie : "");
+  otpc__rt.contain_signals = o.contain_signals;
+  otpc__fault_install(); /* before any scheduler runs process code */
   otpc_term_set_local_node(otpc__rt.name, otpc__rt.creation);
   atomic_store(&otpc__rt.stopping, 0);
   atomic_store(&otpc__rt.nprocs, 0);
@@ -289,6 +291,7 @@ fail_table:
   otpc__proc_table_free();
 fail:
   otpc__slab_destroy();
+  otpc__fault_uninstall();
   atomic_store(&otpc__rt.running, 0);
   return rc;
 }
@@ -346,6 +349,7 @@ int otpc_node_stop(void) {
   if (otpc__self_sched != NULL) return OTPC_EINVAL;
   otpc__heart_pause();
   otpc__sched_stop_all();
+  otpc__fault_uninstall();
   otpc__dirty_stop();
   otpc__io_stop();
   otpc__timers_stop();

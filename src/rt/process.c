@@ -73,6 +73,8 @@ static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
       return OTPC_ENOMEM;
     if (opts->monitor_ref) *opts->monitor_ref = ref;
   }
+  if (otpc__rt.contain_signals || (opts && opts->contain_signals))
+    p->flags |= PF_CONTAIN; /* fault.c */
   if (out) *out = pid;
   otpc__proc_publish(p);
   atomic_store(&p->scheduled, 1);

@@ -16,6 +16,11 @@
  *
  * Lock order (outer first): registry lock, then process-table lock, then
  * atom table lock. Nothing holds a lock while switching contexts.
+ *
+ * Every file that includes this one takes its mutexes through the
+ * wrappers below (rt, otp and dist), which count the locks the thread
+ * holds: fault.c contains no fault while the count is not zero, because
+ * a lock held by abandoned frames would never be released.
  */
 #ifndef OTPC_RT_INT_H
 #define OTPC_RT_INT_H
@@ -32,6 +37,40 @@
 #include "ctx.h"
 #include "otpc/rt.h"
 #include "timer.h"
+
+/* ------------------------------------------------------------------------
+ * Locks held by this thread (fault.c). Incremented before the lock is
+ * taken and decremented after it is released, so the count errs on the
+ * side of "held". pthread_mutex_lock is redefined for the files that
+ * include this header, so that no lock site is forgotten; the wrappers
+ * call the real functions (the name in parentheses is not expanded).
+ * ------------------------------------------------------------------------ */
+
+extern __thread unsigned otpc__locks_held;
+
+static inline int otpc__mutex_lock(pthread_mutex_t *m) {
+  otpc__locks_held++;
+  int rc = (pthread_mutex_lock)(m);
+  if (rc != 0) otpc__locks_held--;
+  return rc;
+}
+
+static inline int otpc__mutex_trylock(pthread_mutex_t *m) {
+  otpc__locks_held++;
+  int rc = (pthread_mutex_trylock)(m);
+  if (rc != 0) otpc__locks_held--;
+  return rc;
+}
+
+static inline int otpc__mutex_unlock(pthread_mutex_t *m) {
+  int rc = (pthread_mutex_unlock)(m);
+  if (rc == 0) otpc__locks_held--;
+  return rc;
+}
+
+#define pthread_mutex_lock(m) otpc__mutex_lock(m)
+#define pthread_mutex_trylock(m) otpc__mutex_trylock(m)
+#define pthread_mutex_unlock(m) otpc__mutex_unlock(m)
 
 /* ------------------------------------------------------------------------
  * Intrusive multi-producer single-consumer queue (Vyukov). Producers:
@@ -109,7 +148,7 @@ typedef struct otpc__xstack {
   struct otpc__xstack *all_prev, *all_next; /* every stack it made */
   struct otpc__proc *occupant; /* process whose frames are in it, or NULL */
   uint32_t waiters;          /* evicted processes to be restored into it */
-  uint8_t *base;             /* lowest usable byte (guard page below) */
+  uint8_t *base;             /* lowest usable byte (the guard is below) */
   size_t size;
   uint8_t *map;              /* the whole mapping, guard included */
   size_t map_size;
@@ -135,6 +174,8 @@ typedef enum otpc__why {
 #define PF_EXITING 0x08u  /* exit decided; no more callbacks */
 #define PF_TIMEDOUT 0x10u /* the current wait's timer fired */
 #define PF_WAITING 0x20u  /* blocked in receive (for process info) */
+#define PF_CONTAIN 0x40u  /* signals in its code end it (fault.c) */
+#define PF_FAULTED 0x80u  /* a fault is ending it (fault.c) */
 
 /* What a process has that most processes do not: allocated on demand. */
 typedef struct otpc__proc_ext {
@@ -175,7 +216,9 @@ typedef struct otpc__proc {
   uint32_t mq_len;
   uint32_t reg_name;           /* registered name or 0 */
   otpc__ctx_t ctx;             /* saved context while suspended, or NULL */
-  otpc__xstack_t *stack;       /* stack its frames are on, or NULL */
+  otpc__xstack_t *stack;       /* stack its frames are on, or NULL; while
+                                * it is s->current and runs code, the stack
+                                * that code runs on (fault.c relies on it) */
   union {
     struct { void (*fn)(void *); void *arg; } seq;
     struct { const otpc_handler_t *h; void *state; } handler;
@@ -272,6 +315,7 @@ typedef struct otpc__rt {
   pthread_cond_t wait_cond;
   _Atomic unsigned rr;            /* round-robin placement */
   char cookie[256];               /* dist: otpc_node_opts_t.cookie, or "" */
+  bool contain_signals;           /* otpc_node_opts_t.contain_signals */
 } otpc__rt_t;
 
 extern otpc__rt_t otpc__rt;
@@ -425,6 +469,20 @@ void otpc__registry_clear(void);
 void otpc__resources_release(otpc__proc_t *p);
 /* The absolute time on `clock` ms from now, for pthread_cond_timedwait. */
 struct timespec otpc__after_ms(clockid_t clock, int64_t ms);
+
+/* ---- fault.c: fault containment (see its head comment) ---- */
+/* The handler for SIGSEGV, SIGBUS, SIGFPE and SIGILL, at node start and
+ * stop (the previous handlers are chained to, then put back). */
+void otpc__fault_install(void);
+void otpc__fault_uninstall(void);
+/* A scheduler thread's alternate signal stack, at its start and end. */
+void otpc__fault_thread_init(void);
+void otpc__fault_thread_done(void);
+/* Calls p's handler terminate (from otpc__finish_exit); an exit from
+ * inside it comes back here through otpc__terminate_exit(), its reason
+ * in p->exit_reason. */
+void otpc__run_terminate(otpc__proc_t *p);
+_Noreturn void otpc__terminate_exit(otpc__proc_t *p);
 
 /* ---- etimer.c ---- */
 int otpc__timers_start(void);

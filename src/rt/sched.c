@@ -433,6 +433,9 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
 
 _Noreturn void otpc__exit_current(otpc__proc_t *p) {
   otpc__sched_t *s = otpc__self_sched;
+  /* No stack: called from a handler's terminate, which runs after the
+   * process ended, on the loop's stack (fault.c). */
+  if (p->stack == NULL) otpc__terminate_exit(p);
   p->why = WHY_EXITED;
   s->prev = p;
   if (p->stack == s->loop_stack) {
@@ -516,6 +519,7 @@ static void *sched_thread(void *arg) {
   otpc__sched_t *s = arg;
   otpc__self_sched = s;
   otpc__stack_thread_init();
+  otpc__fault_thread_init();
   otpc__reclaim_quiescent(s);
   otpc__xstack_t *x = otpc__xstack_get(s);
   s->loop_stack = x;
@@ -527,6 +531,7 @@ static void *sched_thread(void *arg) {
   otpc__reclaim_thread_done();
   otpc__proc_cache_flush();
   otpc__slab_flush(s);
+  otpc__fault_thread_done();
   otpc__self_sched = NULL;
   return NULL;
 }

@@ -594,7 +594,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__stack_release(s, p); /* abandoned frames, if any */
   if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {
     s->current = p;
-    h->terminate(p->u.handler.state, otpc_buf_term(p->exit_reason));
+    otpc__run_terminate(p); /* an exit in it replaces the reason */
     s->current = NULL;
   }
   if (p->ext != NULL) otpc__wheel_cancel(&s->wheel, &p->ext->wait_timer);

@@ -1,12 +1,13 @@
 /*
  * stack.c: execution stacks and the switch between them.
  *
- * An execution stack is one mapping: a guard page (PROT_NONE) and above it
- * `stack_size` bytes that the kernel backs with memory only where touched.
- * A scheduler keeps returned stacks in a free list for reuse and unmaps
- * what is beyond POOL_KEEP, so the number of mappings stays bounded by
- * what is in use at once, never by the number of processes (see
- * docs/internals/stacks.md).
+ * An execution stack is one mapping: a guard (PROT_NONE, GUARD_BYTES) and
+ * above it `stack_size` bytes that the kernel backs with memory only where
+ * touched. A scheduler keeps returned stacks in a free list for reuse and
+ * unmaps what is beyond POOL_KEEP, so the number of mappings stays bounded
+ * by what is in use at once, never by the number of processes (see
+ * docs/internals/stacks.md). A fault in the guard is a stack overflow,
+ * which ends only the process on the stack (fault.c).
  *
  * otpc__switch() is the only place that changes stacks. It tells the
  * sanitizers which stack it goes to: ASan needs the bounds to keep its
@@ -54,6 +55,11 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 
 #define POOL_KEEP 64
+/* The guard under each stack. More than a page, so that a function with
+ * a large frame (a big local array) that overflows still lands in it and
+ * is caught as a stack overflow (fault.c) rather than writing into
+ * whatever is mapped below. It costs address space only. */
+#define GUARD_BYTES (64 * 1024)
 /* Stacks a scheduler makes for processes before it starts evicting. Each
  * is two mappings; the default limit is 65,530 per OS process. */
 #define STACK_CAP 256
@@ -68,12 +74,13 @@ static __thread void *native_fiber;
 static otpc__xstack_t *xstack_new(void) {
   size_t page = (size_t)sysconf(_SC_PAGESIZE);
   size_t size = (otpc__rt.stack_size + page - 1) & ~(page - 1);
-  size_t map_size = size + page;
+  size_t guard = GUARD_BYTES > page ? GUARD_BYTES : page;
+  size_t map_size = size + guard;
   uint8_t *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
                       -1, 0);
   if (map == MAP_FAILED) return NULL;
-  if (mprotect(map, page, PROT_NONE) != 0) {
+  if (mprotect(map, guard, PROT_NONE) != 0) {
     munmap(map, map_size);
     return NULL;
   }
@@ -84,7 +91,7 @@ static otpc__xstack_t *xstack_new(void) {
   }
   x->map = map;
   x->map_size = map_size;
-  x->base = map + page;
+  x->base = map + guard;
   x->size = size;
 #ifdef OTPC_VALGRIND
   x->valgrind_id = VALGRIND_STACK_REGISTER(x->base, x->base + size);
