@@ -39,11 +39,19 @@
 
 enum { C_PENDING, C_UP, C_DOWN };
 
+/* A message for the connection. ctrl NULL: a plain message from sender
+ * to `to` whose control the writer writes itself (SEND_SENDER or SEND,
+ * whichever the peer takes), so a small send builds no control buffer. */
 typedef struct item {
   struct item *next;
   otpc_buf_t *ctrl, *payload;
   otpc_pid_t sender;
+  otpc_pid_t to; /* ctrl NULL */
 } item_t;
+
+static bool real_pid(otpc_pid_t p) {
+  return p.node != OTPC_ATOM_UNDEFINED;
+}
 
 typedef struct conn {
   struct conn *next; /* in the table (tab_lock) */
@@ -321,20 +329,33 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
   return enqueue(node, ctrl, payload, sender, NULL);
 }
 
+static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond);
+
 static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
                    otpc_pid_t sender, const bond_op_t *bond) {
+  if (ctrl == NULL) {
+    otpc_buf_unref(payload);
+    return OTPC_ENOMEM;
+  }
   item_t *it = otpc__malloc(sizeof *it);
-  if (it == NULL || ctrl == NULL || !atomic_load(&otpc__dist.running) ||
-      node == otpc__dist.node) {
-    otpc__free(it);
+  if (it == NULL) {
     otpc_buf_unref(ctrl);
     otpc_buf_unref(payload);
-    return ctrl == NULL || it == NULL ? OTPC_ENOMEM : 0;
+    return OTPC_ENOMEM;
   }
   it->next = NULL;
   it->ctrl = ctrl;
   it->payload = payload;
   it->sender = sender;
+  return enqueue_item(node, it, bond);
+}
+
+/* Appends it to node's queue (connecting if needed); takes it over. */
+static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond) {
+  if (!atomic_load(&otpc__dist.running) || node == otpc__dist.node) {
+    free_items(it);
+    return 0;
+  }
   pthread_mutex_lock(&tab_lock);
   conn_t *c = find(node);
   bool created = false;
@@ -459,12 +480,48 @@ static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
  * The writer
  * ------------------------------------------------------------------------ */
 
-static int write_frame(int fd, const otpc__txframe_t *f) {
-  struct iovec iov[3] = {{(void *)f->head, f->head_len},
-                         {(void *)f->a, f->alen},
-                         {(void *)f->b, f->blen}};
-  struct iovec *v = iov;
-  int n = 3;
+/* The writer gathers frames into a batch and writes it with one sendmsg:
+ * small messages are copied into `out` (length, header, control and
+ * message together), the bytes of larger ones are pointed at where they
+ * are (an iovec per piece), so a message buffer is never copied for the
+ * socket. The items of a batch are kept in `done` until it is written. */
+#define OUT_CAP ((size_t)128 << 10)     /* bytes copied into one batch */
+#define IOV_N 256                       /* pieces of one batch */
+#define BATCH_BYTES ((size_t)256 << 10) /* a batch this big is written */
+
+typedef struct wstate {
+  conn_t *c;
+  int fd;
+  bool frags;           /* the peer takes fragments */
+  bool sender;          /* the peer takes SEND_SENDER */
+  item_t *head, **tail; /* taken from the queue, not yet written */
+  int64_t last_write;
+  uint8_t *out; /* OUT_CAP bytes */
+  size_t used;  /* of out */
+  size_t bytes; /* in the batch */
+  struct iovec iov[IOV_N];
+  int niov;
+  item_t *done; /* in the batch: freed once it is written */
+} wstate_t;
+
+/* Moves the conn's queue to the writer's list; false once DOWN. While
+ * the writer finds work, `kicked` stays set and senders send no kicks. */
+static bool take_queue(wstate_t *w) {
+  conn_t *c = w->c;
+  pthread_mutex_lock(&c->lock);
+  bool up = c->state == C_UP;
+  if (c->head != NULL) {
+    *w->tail = c->head;
+    w->tail = c->tail;
+    c->head = NULL;
+    c->tail = &c->head;
+  } else
+    c->kicked = false; /* the writer sleeps next: senders kick it */
+  pthread_mutex_unlock(&c->lock);
+  return up;
+}
+
+static int write_iov(int fd, struct iovec *v, int n) {
   while (n > 0) {
     struct msghdr mh = {0};
     mh.msg_iov = v;
@@ -490,41 +547,100 @@ static int write_frame(int fd, const otpc__txframe_t *f) {
   return 0;
 }
 
-typedef struct wstate {
-  conn_t *c;
-  int fd;
-  bool frags;
-  item_t *head, **tail; /* taken from the queue, not yet written */
-  int64_t last_write;
-} wstate_t;
-
-/* Moves the conn's queue to the writer's list; false once DOWN. */
-static bool take_queue(wstate_t *w) {
-  conn_t *c = w->c;
-  pthread_mutex_lock(&c->lock);
-  bool up = c->state == C_UP;
-  if (c->head != NULL) {
-    *w->tail = c->head;
-    w->tail = c->tail;
-    c->head = NULL;
-    c->tail = &c->head;
+/* Writes the batch; its items are released. */
+static int flush(wstate_t *w) {
+  int rc = 0;
+  if (w->niov > 0) {
+    rc = write_iov(w->fd, w->iov, w->niov);
+    w->last_write = otpc_now_ms();
   }
-  c->kicked = false;
-  pthread_mutex_unlock(&c->lock);
-  return up;
+  w->niov = 0;
+  w->used = 0;
+  w->bytes = 0;
+  free_items(w->done);
+  w->done = NULL;
+  return rc;
 }
 
-static size_t item_size(const item_t *it) {
-  return otpc_buf_size(it->ctrl) - 1 +
-         (it->payload ? otpc_buf_size(it->payload) - 1 : 0);
+static void put_iov(wstate_t *w, const void *p, size_t n) {
+  if (n == 0) return;
+  w->bytes += n;
+  if (w->niov > 0) {
+    struct iovec *last = &w->iov[w->niov - 1];
+    if ((const uint8_t *)last->iov_base + last->iov_len == p) {
+      last->iov_len += n;
+      return;
+    }
+  }
+  w->iov[w->niov].iov_base = (void *)p;
+  w->iov[w->niov].iov_len = n;
+  w->niov++;
 }
 
-static int write_whole(wstate_t *w, const item_t *it) {
-  size_t off = 0;
-  otpc__txframe_t f;
-  otpc__tx_next(it->ctrl, it->payload, false, 0, &off, &f);
-  w->last_write = otpc_now_ms();
-  return write_frame(w->fd, &f);
+static void put_copy(wstate_t *w, const void *p, size_t n) {
+  uint8_t *d = w->out + w->used;
+  memcpy(d, p, n);
+  w->used += n;
+  put_iov(w, d, n);
+}
+
+static bool lazy_sender(const wstate_t *w, const item_t *it) {
+  return w->sender && real_pid(it->sender);
+}
+
+static size_t ctrl_size(const wstate_t *w, const item_t *it) {
+  if (it->ctrl != NULL) return otpc_buf_size(it->ctrl) - 1;
+  return otpc__ctrl_send_size(&it->sender, &it->to, lazy_sender(w, it));
+}
+
+static size_t payload_size(const item_t *it) {
+  return it->payload ? otpc_buf_size(it->payload) - 1 : 0;
+}
+
+/* Puts a whole message into the batch; false if it does not fit (write
+ * the batch first: it always fits an empty one). */
+static bool stage_whole(wstate_t *w, const item_t *it) {
+  size_t clen = ctrl_size(w, it), plen = payload_size(it);
+  bool copy = clen + plen <= DIST_COPY_MAX;
+  size_t need = 7 + (copy || it->ctrl == NULL ? clen : 0) + (copy ? plen : 0);
+  if (w->niov + 3 > IOV_N || w->used + need > OUT_CAP) return false;
+  uint8_t h[7];
+  put_be32(h, (uint32_t)(3 + clen + plen));
+  h[4] = 131;
+  h[5] = 68;
+  h[6] = 0; /* no atom cache refs */
+  put_copy(w, h, 7);
+  if (it->ctrl == NULL) {
+    uint8_t *d = w->out + w->used;
+    size_t n = otpc__ctrl_send_put(d, &it->sender, &it->to, lazy_sender(w, it));
+    w->used += n;
+    put_iov(w, d, n);
+  } else if (copy) {
+    put_copy(w, otpc_buf_data(it->ctrl) + 1, clen);
+  } else {
+    put_iov(w, otpc_buf_data(it->ctrl) + 1, clen);
+  }
+  if (plen > 0) {
+    if (copy)
+      put_copy(w, otpc_buf_data(it->payload) + 1, plen);
+    else
+      put_iov(w, otpc_buf_data(it->payload) + 1, plen);
+  }
+  return true;
+}
+
+/* Stages it (writing the batch first if it is full) and keeps it in done;
+ * the batch is written once it is big. */
+static int stage(wstate_t *w, item_t *it) {
+  int rc = 0;
+  if (!stage_whole(w, it)) {
+    rc = flush(w);
+    stage_whole(w, it);
+  }
+  it->next = w->done;
+  w->done = it;
+  if (rc == 0 && w->bytes >= BATCH_BYTES) rc = flush(w);
+  return rc;
 }
 
 #define BLOCKED_MAX 64
@@ -535,13 +651,14 @@ static bool pid_in(const otpc_pid_t *set, size_t n, otpc_pid_t p) {
   return false;
 }
 
-/* Between two fragments of big: writes the small messages of other
- * senders that wait, keeping each sender's order. */
+/* Between two fragments of a big message: stages the small messages of
+ * other senders that wait, keeping each sender's order. */
 static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
   take_queue(w);
   for (item_t **pp = &w->head; *pp != NULL;) {
     item_t *it = *pp;
-    bool go = item_size(it) <= DIST_FRAG_SIZE && *nblocked < BLOCKED_MAX &&
+    bool go = ctrl_size(w, it) + payload_size(it) <= DIST_FRAG_SIZE &&
+              *nblocked < BLOCKED_MAX &&
               !pid_in(blocked, *nblocked, it->sender);
     if (!go) {
       if (*nblocked < BLOCKED_MAX && !pid_in(blocked, *nblocked, it->sender))
@@ -551,16 +668,16 @@ static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
     }
     *pp = it->next;
     if (*pp == NULL) w->tail = pp;
-    int rc = write_whole(w, it);
-    it->next = NULL;
-    free_items(it);
+    int rc = stage(w, it);
     if (rc != 0) return rc;
   }
   return 0;
 }
 
-static int write_item(wstate_t *w, item_t *it) {
-  if (!w->frags || item_size(it) <= DIST_FRAG_SIZE) return write_whole(w, it);
+/* A message too big for one frame, as fragments, with other senders'
+ * messages between them. The batch is written before it returns, so the
+ * caller may free it. */
+static int write_fragments(wstate_t *w, item_t *it) {
   otpc_pid_t blocked[BLOCKED_MAX];
   size_t nblocked = 1;
   blocked[0] = it->sender;
@@ -568,64 +685,96 @@ static int write_item(wstate_t *w, item_t *it) {
   size_t off = 0;
   otpc__txframe_t f;
   for (;;) {
+    if (w->niov + 3 > IOV_N || w->used + sizeof f.head > OUT_CAP) {
+      int rc = flush(w);
+      if (rc != 0) return rc;
+    }
     int more = otpc__tx_next(it->ctrl, it->payload, true, seq, &off, &f);
-    int rc = write_frame(w->fd, &f);
-    w->last_write = otpc_now_ms();
-    if (rc != 0) return rc;
-    if (!more) return 0;
-    rc = interleave(w, blocked, &nblocked);
+    put_copy(w, f.head, f.head_len);
+    put_iov(w, f.a, f.alen);
+    put_iov(w, f.b, f.blen);
+    int rc = interleave(w, blocked, &nblocked);
+    if (rc != 0 || !more) return rc != 0 ? rc : flush(w);
+    if (w->bytes >= BATCH_BYTES && (rc = flush(w)) != 0) return rc;
+  }
+}
+
+/* Writes everything taken from the queue. */
+static int write_list(wstate_t *w) {
+  while (w->head != NULL) {
+    item_t *it = w->head;
+    w->head = it->next;
+    if (w->head == NULL) w->tail = &w->head;
+    it->next = NULL;
+    int rc;
+    if (w->frags && it->ctrl != NULL &&
+        ctrl_size(w, it) + payload_size(it) > DIST_FRAG_SIZE) {
+      rc = write_fragments(w, it);
+      free_items(it);
+    } else {
+      rc = stage(w, it);
+    }
     if (rc != 0) return rc;
   }
+  return flush(w);
 }
 
 static void writer_run(void *arg) {
   conn_t *c = ((role_t *)arg)->c;
-  wstate_t w = {c, -1, false, NULL, NULL, otpc_now_ms()};
-  w.tail = &w.head;
+  wstate_t *w = otpc__calloc(1, sizeof *w);
+  uint8_t *out = otpc__malloc(OUT_CAP);
+  if (w == NULL || out == NULL) {
+    otpc__free(w);
+    otpc__free(out);
+    conn_down(c, "out of memory for the writer");
+    return;
+  }
+  w->c = c;
+  w->out = out;
+  w->tail = &w->head;
+  w->last_write = otpc_now_ms();
   pthread_mutex_lock(&c->lock);
   c->writer = otpc_self();
   c->has_writer = true;
   bool up = c->state == C_UP;
-  w.frags = (c->flags & OTPC_DFLAG_FRAGMENTS) != 0;
-  w.fd = up ? dup(c->fd) : -1;
+  w->frags = (c->flags & OTPC_DFLAG_FRAGMENTS) != 0;
+  w->sender = (c->flags & OTPC_DFLAG_SEND_SENDER) != 0;
+  w->fd = up ? dup(c->fd) : -1;
   pthread_mutex_unlock(&c->lock);
-  if (w.fd < 0 || otpc_own_fd(w.fd) != 0) {
-    if (w.fd >= 0) close(w.fd);
-    conn_down(c, "writer could not start");
-    return;
+  const char *why = "writer stopped";
+  if (w->fd < 0 || otpc_own_fd(w->fd) != 0) {
+    if (w->fd >= 0) close(w->fd);
+    why = "writer could not start";
+    goto out;
   }
   int64_t tick = (int64_t)otpc__dist.ticktime * 1000 / 4;
-  const char *why = "writer stopped";
   for (;;) {
-    if (!take_queue(&w)) break;
-    while (w.head != NULL) {
-      item_t *it = w.head;
-      w.head = it->next;
-      if (w.head == NULL) w.tail = &w.head;
-      it->next = NULL;
-      int rc = write_item(&w, it);
-      free_items(it);
-      if (rc != 0) {
-        why = "write failed";
-        goto out;
-      }
-      take_queue(&w);
-    }
-    int64_t idle = otpc_now_ms() - w.last_write;
-    if (idle >= tick) {
-      static const uint8_t zero[4];
-      if (otpc__sock_write(w.fd, zero, 4, -1) != 0) {
+    if (!take_queue(w)) break;
+    if (w->head != NULL) {
+      if (write_list(w) != 0) {
         why = "write failed";
         break;
       }
-      w.last_write = otpc_now_ms();
+      continue; /* more may have come meanwhile */
+    }
+    int64_t idle = otpc_now_ms() - w->last_write;
+    if (idle >= tick) {
+      static const uint8_t zero[4];
+      if (otpc__sock_write(w->fd, zero, 4, -1) != 0) {
+        why = "write failed";
+        break;
+      }
+      w->last_write = otpc_now_ms();
       idle = 0;
     }
     otpc_buf_t *m;
     if (otpc_receive(NULL, tick - idle, &m) == 0) otpc_buf_unref(m);
   }
 out:
-  free_items(w.head);
+  free_items(w->head);
+  free_items(w->done);
+  otpc__free(w->out);
+  otpc__free(w);
   conn_down(c, why);
 }
 
@@ -1198,10 +1347,6 @@ int otpc__conn_accept(int fd) {
  * Routing signals to other nodes
  * ------------------------------------------------------------------------ */
 
-static bool real_pid(otpc_pid_t p) {
-  return p.node != OTPC_ATOM_UNDEFINED;
-}
-
 /* The name a monitor of ours by name was set up with (B_MON_OUT), or
  * none. */
 static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref) {
@@ -1234,6 +1379,22 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
     /* our old incarnation, or no node at all (nonode@nohost is one, but
      * never a peer) */
     otpc__answer_noproc(sig, to);
+    return;
+  }
+  if (sig->kind == SIG_MESSAGE && sig->buf != NULL &&
+      otpc_buf_size(sig->buf) - 1 <= DIST_COPY_MAX) {
+    /* the writer writes its control */
+    item_t *it = otpc__malloc(sizeof *it);
+    if (it != NULL) {
+      it->next = NULL;
+      it->ctrl = NULL;
+      it->payload = sig->buf;
+      it->sender = sig->from;
+      it->to = to;
+      sig->buf = NULL;
+    }
+    otpc__sig_free(sig);
+    if (it != NULL) enqueue_item(to.node, it, NULL);
     return;
   }
   uint64_t fl = otpc__conn_flags(to.node);

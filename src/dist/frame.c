@@ -479,3 +479,54 @@ int otpc__tx_next(const otpc_buf_t *ctrl, const otpc_buf_t *payload,
   *offset = off + chunk;
   return *offset < total ? 1 : 0;
 }
+
+/* The control of a message, written by the writer itself (no buffer, no
+ * format): {22, From, To} (SEND_SENDER) or {2, '', To} (SEND). */
+static size_t pid_size(const otpc_pid_t *p) {
+  size_t len;
+  otpc_atom_name(p->node, &len);
+  return 1 + (len < 256 ? 2 : 3) + len + 12;
+}
+
+static uint8_t *put_pid(uint8_t *o, const otpc_pid_t *p) {
+  size_t len;
+  const char *name = otpc_atom_name(p->node, &len);
+  *o++ = 88; /* NEW_PID_EXT */
+  if (len < 256) {
+    *o++ = 119; /* SMALL_ATOM_UTF8_EXT */
+    *o++ = (uint8_t)len;
+  } else {
+    *o++ = 118; /* ATOM_UTF8_EXT */
+    put_be16(o, (uint16_t)len);
+    o += 2;
+  }
+  memcpy(o, name, len);
+  o += len;
+  put_be32(o, p->id);
+  put_be32(o + 4, p->serial);
+  put_be32(o + 8, p->creation);
+  return o + 12;
+}
+
+size_t otpc__ctrl_send_size(const otpc_pid_t *from, const otpc_pid_t *to,
+                            bool sender) {
+  return 4 + (sender ? pid_size(from) : 2) + pid_size(to);
+}
+
+size_t otpc__ctrl_send_put(uint8_t *out, const otpc_pid_t *from,
+                           const otpc_pid_t *to, bool sender) {
+  uint8_t *o = out;
+  *o++ = 104; /* SMALL_TUPLE_EXT */
+  *o++ = 3;
+  *o++ = 97; /* SMALL_INTEGER_EXT */
+  if (sender) {
+    *o++ = DOP_SEND_SENDER;
+    o = put_pid(o, from);
+  } else {
+    *o++ = DOP_SEND;
+    *o++ = 119; /* '' */
+    *o++ = 0;
+  }
+  o = put_pid(o, to);
+  return (size_t)(o - out);
+}
