@@ -979,8 +979,14 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
  * The reader
  * ------------------------------------------------------------------------ */
 
+/* The reader's buffer: room for a whole fragment and many small frames,
+ * so one recv takes what has come; it grows for a frame bigger than it,
+ * and goes back to this size after one over RX_KEEP. */
+#define RX_BUF ((size_t)256 << 10)
+#define RX_KEEP ((size_t)1 << 20)
+
 static void reader_loop(conn_t *c) {
-  size_t cap = 65536, len = 0;
+  size_t cap = RX_BUF, len = 0;
   uint8_t *buf = otpc_palloc(cap);
   int64_t tick_ms = (int64_t)otpc__dist.ticktime * 1000;
   int64_t last = otpc_now_ms();
@@ -1059,13 +1065,13 @@ static void reader_loop(conn_t *c) {
     }
     memmove(buf, buf + at, len - at);
     len -= at;
-    if (cap > 65536 && len < 65536) { /* a big frame is done: shrink */
-      uint8_t *small = otpc_palloc(65536);
+    if (cap > RX_KEEP && len < RX_BUF) { /* a big frame is done: shrink */
+      uint8_t *small = otpc_palloc(RX_BUF);
       if (small != NULL) {
         memcpy(small, buf, len);
         otpc_pfree(buf);
         buf = small;
-        cap = 65536;
+        cap = RX_BUF;
       }
     }
   }
