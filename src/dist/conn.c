@@ -70,16 +70,21 @@ typedef struct conn {
   bool kicked;
   uint64_t next_seq;
   uint64_t next_unlink_id;
-  struct bond *bonds; /* links and monitors over this connection */
-  size_t nbonds, capbonds;
+  struct bonds {
+    struct bond *slot; /* cap slots (a power of two, or 0); kind 0: free */
+    size_t n, cap;
+  } bonds; /* links and monitors over this connection */
   otpc__rx_t rx; /* reader only */
 } conn_t;
 
 /* A link or monitor between a local and a remote process that goes over
  * the connection: when the connection goes down, the local side hears
  * noconnection (EXIT for a link, DOWN for a monitor it holds), and a
- * monitor the peer held on it is dropped. Kept in an array under the
- * conn's lock; found by a linear scan (few per connection, as a rule). */
+ * monitor the peer held on it is dropped. Kept in a hash table under the
+ * conn's lock (open addressing, linear probing, deletion by shifting
+ * back, so there are no tombstones), keyed by the two pids for a link and
+ * by the reference for a monitor: a million cost no more per signal than
+ * ten. */
 enum { B_LINK = 1, B_MON_OUT = 2, B_MON_IN = 3 };
 typedef struct bond {
   int kind;
@@ -93,6 +98,7 @@ typedef struct bond_op {
   bool add;
   bond_t b;
 } bond_op_t;
+typedef struct bonds bonds_t;
 
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_t *table;
@@ -167,7 +173,7 @@ static void free_items(item_t *it) {
 static void conn_unref(conn_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   free_items(c->head);
-  otpc__free(c->bonds);
+  otpc__free(c->bonds.slot);
   otpc__rx_free(&c->rx);
   pthread_mutex_destroy(&c->lock);
   otpc__free(c);
@@ -211,7 +217,7 @@ static void unlink_from_table(conn_t *c) {
   pthread_mutex_unlock(&tab_lock);
 }
 
-static void bonds_break(bond_t *b, size_t n);
+static void bonds_break(bonds_t *t);
 
 /* Takes the conn down (once): out of the table, queue dropped, its
  * processes killed (except the caller), nodedown told. */
@@ -228,16 +234,14 @@ static void conn_down(conn_t *c, const char *why) {
   c->tail = &c->head;
   otpc_pid_t reader = c->reader, writer = c->writer;
   bool has_writer = c->has_writer, hidden = c->hidden;
-  bond_t *bonds = c->bonds;
-  size_t nbonds = c->nbonds;
-  c->bonds = NULL;
-  c->nbonds = c->capbonds = 0;
+  bonds_t bonds = c->bonds;
+  memset(&c->bonds, 0, sizeof c->bonds);
   pthread_mutex_unlock(&c->lock);
   conn_ref(c);
   unlink_from_table(c);
   free_items(q);
-  bonds_break(bonds, nbonds);
-  otpc__free(bonds);
+  bonds_break(&bonds);
+  otpc__free(bonds.slot);
   if (was == C_UP)
     OTPC_LOG_INFO("connection to %s down: %s", otpc_atom_name(c->node, NULL),
                   why);
@@ -273,46 +277,109 @@ static bool bond_same(const bond_t *a, const bond_t *b) {
   return otpc_ref_eq(&a->ref, &b->ref);
 }
 
+static uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+static size_t bond_hash(const bond_t *b) {
+  uint64_t h = (uint64_t)b->kind;
+  if (b->kind == B_LINK) {
+    h = mix(h, ((uint64_t)b->local.id << 32) | b->local.serial);
+    h = mix(h, ((uint64_t)b->remote.id << 32) | b->remote.serial);
+    h = mix(h, (uint64_t)b->remote.node);
+  } else {
+    for (uint32_t i = 0; i < b->ref.len && i < OTPC_REF_MAX_WORDS; i++)
+      h = mix(h, b->ref.id[i]);
+    h = mix(h, (uint64_t)b->ref.node);
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return (size_t)h;
+}
+
+/* The slot of the bond that is key's, or SIZE_MAX. */
+static size_t bonds_find(const bonds_t *t, const bond_t *key) {
+  if (t->cap == 0) return SIZE_MAX;
+  size_t m = t->cap - 1;
+  for (size_t i = bond_hash(key) & m;; i = (i + 1) & m) {
+    if (t->slot[i].kind == 0) return SIZE_MAX;
+    if (bond_same(&t->slot[i], key)) return i;
+  }
+}
+
+static void bonds_place(bond_t *slot, size_t cap, const bond_t *b) {
+  size_t m = cap - 1, i = bond_hash(b) & m;
+  while (slot[i].kind != 0) i = (i + 1) & m;
+  slot[i] = *b;
+}
+
+static bool bonds_grow(bonds_t *t) {
+  size_t cap = t->cap ? t->cap * 2 : 16;
+  bond_t *slot = otpc__calloc(cap, sizeof *slot);
+  if (slot == NULL) return false;
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->slot[i].kind != 0) bonds_place(slot, cap, &t->slot[i]);
+  otpc__free(t->slot);
+  t->slot = slot;
+  t->cap = cap;
+  return true;
+}
+
+static void bonds_del(bonds_t *t, size_t i) {
+  size_t m = t->cap - 1;
+  for (size_t j = (i + 1) & m; t->slot[j].kind != 0; j = (j + 1) & m) {
+    size_t k = bond_hash(&t->slot[j]) & m; /* where j's bond wants to be */
+    bool stays = i < j ? (k > i && k <= j) : (k > i || k <= j);
+    if (!stays) {
+      t->slot[i] = t->slot[j];
+      i = j;
+    }
+  }
+  t->slot[i].kind = 0;
+  t->n--;
+}
+
 /* Applies op to c's bonds (c->lock held). Out of memory, a bond is not
  * kept: that link or monitor then hears nothing if the node goes away. */
 static void bond_apply(conn_t *c, const bond_op_t *op) {
-  for (size_t i = 0; i < c->nbonds; i++) {
-    if (!bond_same(&c->bonds[i], &op->b)) continue;
-    if (!op->add) c->bonds[i] = c->bonds[--c->nbonds];
+  bonds_t *t = &c->bonds;
+  size_t i = bonds_find(t, &op->b);
+  if (!op->add) {
+    if (i != SIZE_MAX) bonds_del(t, i);
     return;
   }
-  if (!op->add) return;
-  if (c->nbonds == c->capbonds) {
-    size_t cap = c->capbonds ? c->capbonds * 2 : 8;
-    bond_t *bigger = otpc__realloc(c->bonds, cap * sizeof *bigger);
-    if (bigger == NULL) return;
-    c->bonds = bigger;
-    c->capbonds = cap;
-  }
-  c->bonds[c->nbonds++] = op->b;
+  if (i != SIZE_MAX) return;
+  if ((t->n + 1) * 4 > t->cap * 3 && !bonds_grow(t)) return;
+  bonds_place(t->slot, t->cap, &op->b);
+  t->n++;
 }
 
 static void deliver(otpc__sig_kind_t kind, otpc_pid_t to, otpc_pid_t from,
                     const otpc_ref_t *ref, otpc_buf_t *buf, uint16_t flags);
 
-/* The connection is gone: noconnection to every local end. */
-static void bonds_break(bond_t *b, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    switch (b[i].kind) {
-      case B_LINK:
-        deliver(SIG_EXIT, b[i].local, b[i].remote, NULL,
-                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), SIGF_LINKED);
-        break;
-      case B_MON_OUT:
-        deliver(SIG_DOWN, b[i].local, b[i].remote, &b[i].ref,
-                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), 0);
-        break;
-      case B_MON_IN:
-        deliver(SIG_DEMONITOR, b[i].local, b[i].remote, &b[i].ref, NULL, 0);
-        break;
-      default: break;
-    }
+/* The connection is gone for b: noconnection to its local end. */
+static void bond_break(const bond_t *b) {
+  switch (b->kind) {
+    case B_LINK:
+      deliver(SIG_EXIT, b->local, b->remote, NULL,
+              otpc__atom_buf(OTPC_ATOM_NOCONNECTION), SIGF_LINKED);
+      break;
+    case B_MON_OUT:
+      deliver(SIG_DOWN, b->local, b->remote, &b->ref,
+              otpc__atom_buf(OTPC_ATOM_NOCONNECTION), 0);
+      break;
+    case B_MON_IN:
+      deliver(SIG_DEMONITOR, b->local, b->remote, &b->ref, NULL, 0);
+      break;
+    default: break;
   }
+}
+
+static void bonds_break(bonds_t *t) {
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->slot[i].kind != 0) bond_break(&t->slot[i]);
 }
 
 /* ------------------------------------------------------------------------
@@ -380,7 +447,7 @@ static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond) {
     conn_unref(c);
     /* as to a node that is not there: dropped; a new link or monitor
      * hears noconnection */
-    if (bond != NULL && bond->add) bonds_break((bond_t *)&bond->b, 1);
+    if (bond != NULL && bond->add) bond_break(&bond->b);
     return 0;
   }
   *c->tail = it;
@@ -1360,10 +1427,10 @@ static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref) {
   pthread_mutex_lock(&tab_lock);
   conn_t *c = find(node);
   if (c != NULL) {
+    bond_t key = {.kind = B_MON_OUT, .ref = *ref};
     pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->nbonds; i++)
-      if (c->bonds[i].kind == B_MON_OUT && otpc_ref_eq(&c->bonds[i].ref, ref))
-        name = c->bonds[i].name;
+    size_t i = bonds_find(&c->bonds, &key);
+    if (i != SIZE_MAX) name = c->bonds.slot[i].name;
     pthread_mutex_unlock(&c->lock);
   }
   pthread_mutex_unlock(&tab_lock);
