@@ -73,7 +73,7 @@ typedef struct conn {
   struct bonds {
     struct bond *slot; /* cap slots (a power of two, or 0); kind 0: free */
     size_t n, cap;
-  } bonds; /* links and monitors over this connection */
+  } bonds;       /* links and monitors over this connection */
   otpc__rx_t rx; /* reader only */
 } conn_t;
 
@@ -1093,12 +1093,13 @@ static void reader_loop(conn_t *c) {
         break;
       }
       if (len - at - 4 < flen) {
-        if (4 + flen > cap) { /* make room for the whole frame */
+        /* Room for the frame, as its bytes come (doubling once the buffer
+         * is half full), so that a length is never taken on trust. */
+        if (4 + flen > cap && len - at > cap / 2) {
           memmove(buf, buf + at, len - at);
           len -= at;
           at = 0;
-          size_t ncap = cap;
-          while (ncap < 4 + flen) ncap *= 2;
+          size_t ncap = cap * 2 < 4 + flen ? cap * 2 : 4 + flen;
           uint8_t *bigger = otpc_palloc(ncap);
           if (bigger == NULL) {
             snprintf(why, sizeof why, "out of memory for a frame of %zu bytes",
