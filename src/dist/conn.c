@@ -22,7 +22,15 @@
  * processes keeps its order).
  *
  * Senders, on any thread, append to the queue under the conn's lock and
- * send the writer a 'kick' message when it is not kicked already.
+ * send the writer a 'kick' message when it is not kicked already. When
+ * the writer sleeps with nothing queued, a sender writes a small message
+ * to the socket itself (`writing` keeps it the only writer meanwhile, on
+ * `sfd`, which lives as long as the conn), so a message and its answer
+ * cost no wakeup of a writer; what the socket does not take at once goes
+ * to the head of the queue for the writer. After such a write the next
+ * messages queue (`direct`), so that a stream of them goes out in the
+ * writer's batches, until the writer has emptied the queue or the peer
+ * has sent something (an answer: the next request may go direct).
  *
  * Both processes are handler processes whose init runs the whole loop, so
  * that their terminate callback releases the conn however they end (a
@@ -41,12 +49,15 @@ enum { C_PENDING, C_UP, C_DOWN };
 
 /* A message for the connection. ctrl NULL: a plain message from sender
  * to `to` whose control the writer writes itself (SEND_SENDER or SEND,
- * whichever the peer takes), so a small send builds no control buffer. */
+ * whichever the peer takes), so a small send builds no control buffer;
+ * or, when raw, payload holds bytes to write as they are (the rest of a
+ * frame a sender began to write itself). */
 typedef struct item {
   struct item *next;
   otpc_buf_t *ctrl, *payload;
   otpc_pid_t sender;
   otpc_pid_t to; /* ctrl NULL */
+  bool raw;
 } item_t;
 
 static bool real_pid(otpc_pid_t p) {
@@ -67,7 +78,10 @@ typedef struct conn {
   otpc_pid_t reader, writer;
   bool has_writer;
   item_t *head, **tail;
-  bool kicked;
+  bool kicked;  /* the writer has work: it sends, senders only queue */
+  bool writing; /* a sender writes to sfd (see direct_write) */
+  bool direct;  /* a sender wrote last: the next ones queue (batches) */
+  int sfd;      /* a dup of fd for senders, closed with the conn */
   uint64_t next_seq;
   uint64_t next_unlink_id;
   struct bonds {
@@ -173,6 +187,7 @@ static void free_items(item_t *it) {
 static void conn_unref(conn_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   free_items(c->head);
+  if (c->sfd >= 0) close(c->sfd);
   otpc__free(c->bonds.slot);
   otpc__rx_free(&c->rx);
   pthread_mutex_destroy(&c->lock);
@@ -196,6 +211,7 @@ static conn_t *conn_new(otpc_atom_t node) {
   c->state = C_PENDING;
   c->gen = 1;
   c->fd = -1;
+  c->sfd = -1;
   c->tail = &c->head;
   c->next_unlink_id = 1;
   otpc__rx_init(&c->rx);
@@ -229,6 +245,7 @@ static void conn_down(conn_t *c, const char *why) {
     return;
   }
   c->state = C_DOWN;
+  if (c->sfd >= 0) shutdown(c->sfd, SHUT_RDWR); /* it may outlive the conn */
   item_t *q = c->head;
   c->head = NULL;
   c->tail = &c->head;
@@ -398,6 +415,97 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
 
 static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond);
 
+/* The bytes of a small message's whole frame, for a peer with these
+ * flags: how many (0: not small), and them, into out. */
+#define FLAT_MAX (7 + 2 * (4 + 1024 + 16) + DIST_COPY_MAX)
+
+static bool sends_sender(uint64_t flags, const item_t *it) {
+  return (flags & OTPC_DFLAG_SEND_SENDER) && real_pid(it->sender);
+}
+
+static size_t flat_size(uint64_t flags, const item_t *it) {
+  if (it->raw || it->payload == NULL) return 0;
+  size_t clen = it->ctrl ? otpc_buf_size(it->ctrl) - 1
+                         : otpc__ctrl_send_size(&it->sender, &it->to,
+                                                sends_sender(flags, it));
+  size_t n = 7 + clen + otpc_buf_size(it->payload) - 1;
+  return clen + otpc_buf_size(it->payload) - 1 <= DIST_COPY_MAX && n <= FLAT_MAX
+             ? n
+             : 0;
+}
+
+static void flat_put(uint8_t *out, size_t n, uint64_t flags, const item_t *it) {
+  put_be32(out, (uint32_t)(n - 4));
+  out[4] = 131;
+  out[5] = 68;
+  out[6] = 0; /* no atom cache refs */
+  size_t at = 7;
+  if (it->ctrl == NULL) {
+    at += otpc__ctrl_send_put(out + at, &it->sender, &it->to,
+                              sends_sender(flags, it));
+  } else {
+    memcpy(out + at, otpc_buf_data(it->ctrl) + 1, otpc_buf_size(it->ctrl) - 1);
+    at += otpc_buf_size(it->ctrl) - 1;
+  }
+  memcpy(out + at, otpc_buf_data(it->payload) + 1,
+         otpc_buf_size(it->payload) - 1);
+}
+
+/* A sender writes its message itself (c->lock held, released here; the
+ * writer sleeps and nothing is queued). What the socket does not take
+ * goes to the head of the queue, and the writer is kicked whenever
+ * something waits once we are done (it may have found us writing). */
+static void direct_write(conn_t *c, item_t *it) {
+  c->writing = true;
+  c->direct = true;
+  uint64_t flags = c->flags;
+  int fd = c->sfd;
+  pthread_mutex_unlock(&c->lock);
+  uint8_t frame[FLAT_MAX];
+  size_t n = flat_size(flags, it);
+  flat_put(frame, n, flags, it);
+  size_t put = 0;
+  while (put < n) {
+    ssize_t k = send(fd, frame + put, n - put, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k > 0) {
+      put += (size_t)k;
+    } else if (k < 0 && errno == EINTR) {
+      continue;
+    } else {
+      /* full (the writer takes the rest), or broken (the reader sees it
+       * too and takes the conn down; the message is lost with it) */
+      if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) put = n;
+      break;
+    }
+  }
+  otpc_buf_unref(it->ctrl);
+  otpc_buf_unref(it->payload);
+  it->ctrl = NULL;
+  it->payload = NULL;
+  if (put < n) {
+    it->raw = true;
+    it->payload = otpc_buf_new(frame + put, n - put);
+  }
+  bool kick = false;
+  otpc_pid_t writer = {0};
+  pthread_mutex_lock(&c->lock);
+  c->writing = false;
+  if (put < n && it->payload != NULL && c->state != C_DOWN) {
+    it->next = c->head;
+    c->head = it;
+    if (c->tail == &c->head) c->tail = &it->next;
+    it = NULL;
+  }
+  if (c->head != NULL && c->state == C_UP) {
+    c->kicked = true;
+    kick = true;
+    writer = c->writer;
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (it != NULL) free_items(it);
+  if (kick) otpc_send(writer, kick_msg);
+}
+
 static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
                    otpc_pid_t sender, const bond_op_t *bond) {
   if (ctrl == NULL) {
@@ -414,6 +522,7 @@ static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
   it->ctrl = ctrl;
   it->payload = payload;
   it->sender = sender;
+  it->raw = false;
   return enqueue_item(node, it, bond);
 }
 
@@ -450,9 +559,16 @@ static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond) {
     if (bond != NULL && bond->add) bond_break(&bond->b);
     return 0;
   }
+  if (bond != NULL) bond_apply(c, bond);
+  if (c->state == C_UP && c->has_writer && !c->kicked && !c->writing &&
+      !c->direct && c->head == NULL && c->sfd >= 0 &&
+      flat_size(c->flags, it) > 0) {
+    direct_write(c, it); /* unlocks */
+    conn_unref(c);
+    return 0;
+  }
   *c->tail = it;
   c->tail = &it->next;
-  if (bond != NULL) bond_apply(c, bond);
   if (c->state == C_UP && c->has_writer && !c->kicked) {
     c->kicked = true;
     kick = true;
@@ -573,17 +689,21 @@ typedef struct wstate {
 
 /* Moves the conn's queue to the writer's list; false once DOWN. While
  * the writer finds work, `kicked` stays set and senders send no kicks. */
-static bool take_queue(wstate_t *w) {
+static bool take_queue(wstate_t *w, bool idle) {
   conn_t *c = w->c;
   pthread_mutex_lock(&c->lock);
   bool up = c->state == C_UP;
-  if (c->head != NULL) {
+  if (c->writing) {
+    /* a sender writes: it kicks us once it is done if anything waits */
+  } else if (c->head != NULL) {
     *w->tail = c->head;
     w->tail = c->tail;
     c->head = NULL;
     c->tail = &c->head;
-  } else
+  } else if (idle) {
     c->kicked = false; /* the writer sleeps next: senders kick it */
+    c->direct = false;
+  }
   pthread_mutex_unlock(&c->lock);
   return up;
 }
@@ -721,7 +841,7 @@ static bool pid_in(const otpc_pid_t *set, size_t n, otpc_pid_t p) {
 /* Between two fragments of a big message: stages the small messages of
  * other senders that wait, keeping each sender's order. */
 static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
-  take_queue(w);
+  take_queue(w, false);
   for (item_t **pp = &w->head; *pp != NULL;) {
     item_t *it = *pp;
     bool go = ctrl_size(w, it) + payload_size(it) <= DIST_FRAG_SIZE &&
@@ -786,6 +906,16 @@ static int write_list(wstate_t *w) {
   return flush(w);
 }
 
+/* The idle writer takes the socket from senders for a tick (on), and
+ * gives it back (off). false: a sender writes, so no tick is needed. */
+static bool claim_socket(conn_t *c, bool on) {
+  pthread_mutex_lock(&c->lock);
+  bool ok = !on || (!c->writing && c->head == NULL);
+  if (ok) c->writing = on;
+  pthread_mutex_unlock(&c->lock);
+  return ok;
+}
+
 static void writer_run(void *arg) {
   conn_t *c = ((role_t *)arg)->c;
   wstate_t *w = otpc__calloc(1, sizeof *w);
@@ -816,7 +946,7 @@ static void writer_run(void *arg) {
   }
   int64_t tick = (int64_t)otpc__dist.ticktime * 1000 / 4;
   for (;;) {
-    if (!take_queue(w)) break;
+    if (!take_queue(w, true)) break;
     if (w->head != NULL) {
       if (write_list(w) != 0) {
         why = "write failed";
@@ -825,9 +955,11 @@ static void writer_run(void *arg) {
       continue; /* more may have come meanwhile */
     }
     int64_t idle = otpc_now_ms() - w->last_write;
-    if (idle >= tick) {
+    if (idle >= tick && claim_socket(c, true)) {
       static const uint8_t zero[4];
-      if (otpc__sock_write(w->fd, zero, 4, -1) != 0) {
+      int rc = otpc__sock_write(w->fd, zero, 4, -1);
+      claim_socket(c, false);
+      if (rc != 0) {
         why = "write failed";
         break;
       }
@@ -1083,6 +1215,9 @@ static void reader_loop(conn_t *c) {
     }
     len += (size_t)got;
     last = otpc_now_ms();
+    pthread_mutex_lock(&c->lock);
+    c->direct = false; /* the peer answers: a sender may write again */
+    pthread_mutex_unlock(&c->lock);
     size_t at = 0;
     int bad = 0;
     while (len - at >= 4) {
@@ -1156,6 +1291,7 @@ static void become_reader(conn_t *c, uint32_t gen, int fd,
   if (mine) {
     c->state = C_UP;
     c->fd = fd;
+    c->sfd = dup(fd);
     c->flags = hs->peer_flags;
     c->creation = hs->peer_creation;
     c->hidden = !(hs->peer_flags & OTPC_DFLAG_PUBLISHED) || otpc__dist.hidden;
@@ -1465,6 +1601,7 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
       it->payload = sig->buf;
       it->sender = sig->from;
       it->to = to;
+      it->raw = false;
       sig->buf = NULL;
     }
     otpc__sig_free(sig);
