@@ -352,3 +352,77 @@ TEST(many_monitors_over_a_connection_fire_once_on_nodedown) {
   otpc_dist_stop();
   otpc_node_stop();
 }
+
+/* ------------------------------------------------------------------------
+ * Fragments put together, wherever they are cut
+ * ------------------------------------------------------------------------ */
+
+/* Feeds the bytes of a message (control and payload, no version bytes) as
+ * fragments cut at cuts[]; 1 and the message in *out when it came whole. */
+static int feed_cut(otpc__rx_t *rx, const uint8_t *data, size_t n,
+                    const size_t *cuts, size_t ncuts, otpc__dmsg_t *out) {
+  size_t prev = 0;
+  int rc = -1;
+  for (size_t k = 0; k <= ncuts; k++) {
+    size_t end = k < ncuts ? cuts[k] : n;
+    uint8_t *f = malloc(19 + end - prev);
+    size_t h = 0;
+    f[h++] = 131;
+    f[h++] = k == 0 ? 69 : 70;
+    put_be64(f + h, 3);
+    put_be64(f + h + 8, ncuts + 1 - k);
+    h += 16;
+    if (k == 0) f[h++] = 0;
+    memcpy(f + h, data + prev, end - prev);
+    char why[128];
+    rc = otpc__rx_frame(rx, f, h + end - prev, out, why, sizeof why);
+    free(f);
+    prev = end;
+    if (rc != 0) break;
+  }
+  return rc;
+}
+
+TEST(fragments_whole_or_split_control_give_the_same_message) {
+  otpc_pid_t to = {otpc_atom("x@h"), 5, 0, 1};
+  otpc_buf_t *ctrl = otpc__ctrl_fmt("{2, '', ~p}", &to);
+  uint8_t bytes[3000];
+  for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)(i * 7);
+  otpc_buf_t *pay = otpc_term_fmt("{bin, ~b}", bytes, sizeof bytes);
+  size_t clen = otpc_buf_size(ctrl) - 1, plen = otpc_buf_size(pay) - 1;
+  uint8_t *all = malloc(clen + plen);
+  memcpy(all, otpc_buf_data(ctrl) + 1, clen);
+  memcpy(all + clen, otpc_buf_data(pay) + 1, plen);
+  size_t cut_sets[][3] = {
+      {clen, clen + 100, clen + 2000}, /* the control whole in the first */
+      {clen + 1, clen + 2, clen + 3},
+      {3, clen - 1, clen + 500}, /* the control cut in two */
+      {1, 2, clen},
+  };
+  for (size_t s = 0; s < sizeof cut_sets / sizeof cut_sets[0]; s++) {
+    otpc__rx_t rx;
+    otpc__rx_init(&rx);
+    otpc__dmsg_t m;
+    CHECK_INT_EQ(feed_cut(&rx, all, clen + plen, cut_sets[s], 3, &m), 1);
+    CHECK_INT_EQ(m.op, DOP_SEND);
+    CHECK(otpc_pid_eq(m.to, to));
+    CHECK(m.payload != NULL);
+    CHECK(otpc_term_equal(otpc_buf_term(m.payload), otpc_buf_term(pay)));
+    CHECK_INT_EQ(rx.nfrags, 0);
+    CHECK_INT_EQ(rx.frag_bytes, 0);
+    otpc__dmsg_clear(&m);
+    otpc__rx_free(&rx);
+  }
+  /* A bad payload in the last fragment is an error, and nothing stays. */
+  all[clen + plen - 1] ^= 0xff;
+  all[clen] = 200; /* no such tag */
+  otpc__rx_t rx;
+  otpc__rx_init(&rx);
+  otpc__dmsg_t m;
+  CHECK(feed_cut(&rx, all, clen + plen, cut_sets[0], 3, &m) < 0);
+  CHECK_INT_EQ(rx.nfrags, 0);
+  otpc__rx_free(&rx);
+  free(all);
+  otpc_buf_unref(ctrl);
+  otpc_buf_unref(pay);
+}
