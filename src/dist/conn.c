@@ -646,7 +646,8 @@ int otpc__conn_close(otpc_atom_t node) {
 typedef struct role {
   conn_t *c;
   uint32_t gen;
-  int fd; /* acceptor: the accepted socket */
+  int fd;            /* acceptor: the accepted socket */
+  struct wstate *ws; /* the writer's state, freed with the role */
 } role_t;
 
 static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
@@ -655,6 +656,7 @@ static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
     r->c = c;
     r->gen = gen;
     r->fd = fd;
+    r->ws = NULL;
   }
   return r;
 }
@@ -916,18 +918,27 @@ static bool claim_socket(conn_t *c, bool on) {
   return ok;
 }
 
+static void writer_free(wstate_t *w) {
+  if (w == NULL) return;
+  free_items(w->head);
+  free_items(w->done);
+  otpc__free(w->out);
+  otpc__free(w);
+}
+
+/* The writer's loop. Its state lives in its role, so that a kill (which
+ * ends the process wherever it waits) frees it too (proc_done). */
 static void writer_run(void *arg) {
-  conn_t *c = ((role_t *)arg)->c;
+  role_t *r = arg;
+  conn_t *c = r->c;
   wstate_t *w = otpc__calloc(1, sizeof *w);
-  uint8_t *out = otpc__malloc(OUT_CAP);
-  if (w == NULL || out == NULL) {
-    otpc__free(w);
-    otpc__free(out);
+  if (w != NULL) w->out = otpc__malloc(OUT_CAP);
+  r->ws = w;
+  if (w == NULL || w->out == NULL) {
     conn_down(c, "out of memory for the writer");
     return;
   }
   w->c = c;
-  w->out = out;
   w->tail = &w->head;
   w->last_write = otpc_now_ms();
   pthread_mutex_lock(&c->lock);
@@ -970,10 +981,6 @@ static void writer_run(void *arg) {
     if (otpc_receive(NULL, tick - idle, &m) == 0) otpc_buf_unref(m);
   }
 out:
-  free_items(w->head);
-  free_items(w->done);
-  otpc__free(w->out);
-  otpc__free(w);
   conn_down(c, why);
 }
 
@@ -992,6 +999,7 @@ static void proc_done(void *arg) {
     if (owner) conn_down(c, "connection process ended");
     conn_unref(c);
   }
+  writer_free(r->ws);
   otpc__free(r);
 }
 
