@@ -522,6 +522,7 @@ static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
   it->ctrl = ctrl;
   it->payload = payload;
   it->sender = sender;
+  it->to = (otpc_pid_t){0};
   it->raw = false;
   return enqueue_item(node, it, bond);
 }
@@ -778,17 +779,25 @@ static bool lazy_sender(const wstate_t *w, const item_t *it) {
 }
 
 static size_t ctrl_size(const wstate_t *w, const item_t *it) {
+  if (it->raw) return 0;
   if (it->ctrl != NULL) return otpc_buf_size(it->ctrl) - 1;
   return otpc__ctrl_send_size(&it->sender, &it->to, lazy_sender(w, it));
 }
 
 static size_t payload_size(const item_t *it) {
+  if (it->raw) return otpc_buf_size(it->payload);
   return it->payload ? otpc_buf_size(it->payload) - 1 : 0;
 }
 
 /* Puts a whole message into the batch; false if it does not fit (write
  * the batch first: it always fits an empty one). */
 static bool stage_whole(wstate_t *w, const item_t *it) {
+  if (it->raw) { /* the rest of a frame a sender began: as it is */
+    size_t n = otpc_buf_size(it->payload);
+    if (w->niov + 1 > IOV_N || w->used + n > OUT_CAP) return false;
+    put_copy(w, otpc_buf_data(it->payload), n);
+    return true;
+  }
   size_t clen = ctrl_size(w, it), plen = payload_size(it);
   bool copy = clen + plen <= DIST_COPY_MAX;
   size_t need = 7 + (copy || it->ctrl == NULL ? clen : 0) + (copy ? plen : 0);

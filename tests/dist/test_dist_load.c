@@ -80,10 +80,12 @@ static void spawn_smalls(otpc_pid_t to, otpc_atom_t node, otpc_pid_t from) {
 /* The peer's `sink`: reports each message as it arrives, in order, to the
  * pid in it: {got_small, I}, {got_big, Size, Sum}, {hello_back, Sink} for
  * {hello, From}. {send_big, From}: a 100 MB message to From, then small
- * ones from another process. */
+ * ones from another process. {seq, From, I, Pad}: I must be 1, 2, ...;
+ * {seq_done, From} reports {seq_report, Last, OutOfOrder}. */
 static void sink(void *arg) {
   otpc_register(otpc_atom("sink"), otpc_self());
   otpc_pid_t self = otpc_self();
+  int next_seq = 1, bad_seq = 0; /* {seq, From, I} in order from 1 */
   for (;;) {
     otpc_buf_t *m;
     if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
@@ -105,6 +107,12 @@ static void sink(void *arg) {
       } else if (otpc_term_atom_eq(e, "big", 3) &&
                  otpc_term_get_binary(last, &bin, &n, &bits) == 0) {
         otpc_sendf(from, "{got_big, ~u, ~u}", (uint64_t)n, sum(bin, n));
+      } else if (otpc_term_atom_eq(e, "seq", 3) &&
+                 otpc_term_get_int(last, &i) == 0) {
+        bad_seq += i != next_seq;
+        next_seq = i + 1;
+      } else if (otpc_term_atom_eq(e, "seq_done", 8)) {
+        otpc_sendf(from, "{seq_report, ~i, ~i}", next_seq - 1, bad_seq);
       } else if (otpc_term_atom_eq(e, "send_big", 8)) {
         uint64_t s;
         otpc_buf_t *b = big_msg("big", self, &s);
@@ -425,4 +433,64 @@ TEST(fragments_whole_or_split_control_give_the_same_message) {
   free(all);
   otpc_buf_unref(ctrl);
   otpc_buf_unref(pay);
+}
+
+/* ------------------------------------------------------------------------
+ * A peer that stops reading
+ * ------------------------------------------------------------------------ */
+
+#define NSEQ 8000
+
+typedef struct seqrun {
+  const char *peer;
+  pid_t child;
+  int hello, last, bad;
+} seqrun_t;
+
+static void seq_main(void *arg) {
+  seqrun_t *r = arg;
+  otpc_atom_t node = otpc_atom(r->peer);
+  otpc_pid_t sinkp, self = otpc_self();
+  if (!wait_pong(node) || !(r->hello = hello(node, &sinkp))) return;
+  uint8_t pad[1900];
+  memset(pad, 0x5a, sizeof pad);
+  /* The peer stops: the sockets fill, sends queue up (direct writes
+   * that only partly go, batches that wait), and nothing may be lost,
+   * cut or reordered when it goes on. */
+  kill(r->child, SIGSTOP);
+  for (int i = 1; i <= NSEQ; i++) {
+    otpc_buf_t *m = otpc_term_fmt("{seq, ~p, ~i, ~b}", &self, i, pad,
+                                  sizeof pad - (size_t)(i % 300));
+    otpc_send(sinkp, m);
+    otpc_buf_unref(m);
+    /* the writer goes idle between the first ones: each other one is
+     * written by its sender, and the socket may fill under one of those */
+    if (i < 2500) otpc_sleep(1);
+  }
+  kill(r->child, SIGCONT);
+  otpc_sendf(sinkp, "{seq_done, ~p}", &self);
+  otpc_pattern_t *rep;
+  otpc_pattern_compile("{seq_report, ~i, ~i}", &rep, NULL);
+  otpc_buf_t *m;
+  if (otpc_receive(rep, 60000, &m, &r->last, &r->bad) == 0) otpc_buf_unref(m);
+  otpc_pattern_free(rep);
+}
+
+TEST(a_peer_that_stops_reading_loses_nothing) {
+  uint16_t epmd = load_port(3);
+  pid_t child = load_peer("seq_b@localhost", epmd);
+  usleep(300000);
+  CHECK_INT_EQ(start_node("seq_a@localhost", epmd), 0);
+  seqrun_t r = {"seq_b@localhost", child, 0, -1, -1};
+  otpc_pid_t p;
+  otpc_spawn(seq_main, &r, NULL, &p);
+  for (int i = 0; i < 1800 && otpc_is_alive(p); i++) usleep(50000);
+  kill(child, SIGCONT);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  CHECK_INT_EQ(r.hello, 1);
+  CHECK_INT_EQ(r.last, NSEQ);
+  CHECK_INT_EQ(r.bad, 0);
+  otpc_dist_stop();
+  otpc_node_stop();
 }
