@@ -11,7 +11,10 @@
  * its answer, one at a time), dist_bandwidth_1m (1 MiB binaries one way).
  *
  *   dist_bench [BEAM_DIR]   BEAM_DIR holds dist_bench.beam (default: this
- *                           program's directory); QUICK=1 for short runs
+ *                           program's directory); QUICK=1 for short runs;
+ *                           DIST_BENCH_PAIRS=otpc,otpc-erlang,erlang and
+ *                           DIST_BENCH_ONLY=small|round|big (otpc's side)
+ *                           run a part, for profiling
  *
  * This node runs the embedded epmd on a port of its own, which every other
  * node of the run uses (ERL_EPMD_PORT), so nothing touches the host's
@@ -227,15 +230,16 @@ static void client(void *arg) {
   otpc_pattern_free(servers);
   if (rc != 0) return;
   otpc_buf_unref(m);
-  for (int r = 0; r < runs; r++) {
+  const char *only = getenv("DIST_BENCH_ONLY"); /* small, round or big */
+  for (int r = 0; r < runs && (!only || strcmp(only, "small") == 0); r++) {
     double v = oneway_small(s);
     if (v > c->small) c->small = v;
   }
-  for (int r = 0; r < runs; r++) {
+  for (int r = 0; r < runs && (!only || strcmp(only, "round") == 0); r++) {
     double v = roundtrip(e);
     if (v > c->round) c->round = v;
   }
-  for (int r = 0; r < runs; r++) {
+  for (int r = 0; r < runs && (!only || strcmp(only, "big") == 0); r++) {
     double v = bandwidth(s);
     if (v > c->big) c->big = v;
   }

@@ -356,7 +356,10 @@ static void frag_drop(otpc__rx_t *rx, otpc__frag_t *f) {
  * remapped, not copied, by the allocator). */
 static int frag_room(otpc__frag_t *f, size_t n) {
   if (n <= f->cap - f->len && f->buf != NULL) return 0;
-  size_t cap = f->cap ? f->cap : 65536;
+  /* The first room is what was asked (the message's likely size), so
+   * that the buffer is not cut down at the end: the allocator keeps
+   * big blocks of one size warm, not ones that shrink. */
+  size_t cap = f->cap ? f->cap : n > 65536 ? n : 65536;
   while (cap - f->len < n) cap *= 2;
   otpc_buf_t *bigger = otpc__buf_resize(f->buf, 1 + cap);
   if (bigger == NULL) return OTPC_ENOMEM;
