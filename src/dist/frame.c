@@ -449,9 +449,10 @@ static int frag_start(otpc__rx_t *rx, const uint8_t *p, size_t n,
     data += clen;
     dlen -= (size_t)clen;
   }
-  /* Room for as many fragments as this one, up to 64 MiB at first. */
+  /* Room for as many fragments as this one, up to 8 MiB at first (a
+   * peer cannot make us reserve much before it sends it). */
   size_t guess = (dlen > 4096 ? dlen : 4096) * (size_t)fid;
-  rc = frag_room(f, guess < ((size_t)64 << 20) ? guess : (size_t)64 << 20);
+  rc = frag_room(f, guess < ((size_t)8 << 20) ? guess : (size_t)8 << 20);
   if (rc == 0) rc = frag_append(rx, f, data, dlen);
   if (rc != 0) {
     frag_drop(rx, f);
