@@ -209,7 +209,9 @@ typedef struct otpc__dmsg {
   otpc_atom_t from_name; /* MONITOR_P_EXIT by name */
   otpc_ref_t ref;        /* monitors; ALIAS_SEND's alias */
   uint64_t id;           /* UNLINK_ID, UNLINK_ID_ACK */
-  otpc_buf_t *ctrl;      /* the control tuple, version byte first */
+  otpc_buf_t *ctrl;      /* the control tuple, version byte first, for
+                          * SPAWN_REQUEST (and when it came with atom
+                          * cache refs); else NULL: read in place */
   otpc_buf_t *payload;   /* message or exit reason, or NULL */
 } otpc__dmsg_t;
 

@@ -224,8 +224,14 @@ static int pid_or_name(otpc_term_t e, otpc_pid_t *pid, otpc_atom_t *name) {
   return otpc_term_get_pid(e, pid);
 }
 
+static int decode_ctrl_term(otpc__dmsg_t *m, otpc_term_t t);
+
 int otpc__dmsg_decode_ctrl(otpc__dmsg_t *m) {
-  otpc_term_t t = otpc_buf_term(m->ctrl), e;
+  return decode_ctrl_term(m, otpc_buf_term(m->ctrl));
+}
+
+static int decode_ctrl_term(otpc__dmsg_t *m, otpc_term_t t) {
+  otpc_term_t e;
   size_t arity;
   int op;
   if (otpc_term_get_tuple(t, &arity, &e) != 0 || arity < 1 ||
@@ -264,9 +270,20 @@ static int take_ctrl(const uint8_t *p, size_t clen, size_t crefs, size_t rest,
                      const otpc_atom_t *refs, otpc__dmsg_t *out, char *why,
                      size_t wl) {
   int rc = 0;
-  out->ctrl = plain(p, clen, crefs, refs, &rc);
-  if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
-  rc = otpc__dmsg_decode_ctrl(out);
+  if (crefs == 0) {
+    /* read where it is (checked bytes); only a spawn request keeps its
+     * control, for spawn.c */
+    rc = decode_ctrl_term(out, term_at(p));
+    if (rc == 0 &&
+        (out->op == DOP_SPAWN_REQUEST || out->op == DOP_SPAWN_REQUEST_TT)) {
+      out->ctrl = plain(p, clen, 0, refs, &rc);
+      if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
+    }
+  } else {
+    out->ctrl = plain(p, clen, crefs, refs, &rc);
+    if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
+    rc = otpc__dmsg_decode_ctrl(out);
+  }
   if (rc != 0) return bad(why, wl, rc, "malformed control message");
   bool want = has_payload(out->op);
   if (want != (rest > 0) && !(out->payload != NULL && rest == 0))
