@@ -15,11 +15,16 @@
  * The reader is the process that ran the handshake: it reads frames,
  * decodes them (frame.c) and delivers signals to local processes, and
  * declares the peer dead when nothing came for net_ticktime. The writer
- * takes the queue, writes frames (with writev, straight from the message
- * buffers), sends a tick when it wrote nothing for a quarter of the
- * ticktime, and puts small messages between the fragments of a large one
- * (never overtaking a message from the same sender, so each pair of
- * processes keeps its order).
+ * takes the whole queue and writes it in batches, one sendmsg each (small
+ * messages copied into its buffer, big ones pointed at in their own),
+ * sends a tick when it wrote nothing for a quarter of the ticktime, and
+ * puts small messages between the fragments of a large one (never
+ * overtaking a message from the same sender, so each pair of processes
+ * keeps its order).
+ *
+ * The writer is `kicked` from the moment something is queued for it
+ * until it finds the queue empty; only then does it clear the flag and
+ * sleep, so senders send it one kick per time it sleeps.
  *
  * Senders, on any thread, append to the queue under the conn's lock and
  * send the writer a 'kick' message when it is not kicked already. When
