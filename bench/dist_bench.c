@@ -379,6 +379,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dist_bench: cannot start a node\n");
     return 1;
   }
+  /* the first pings of a server still starting are refused: no notices */
+  otpc_logger_set_primary_level(OTPC_LEVEL_WARNING);
   if (go >= 0 && write(go, "g", 1) == 1)
     run_client(b, "otpc");
   else
