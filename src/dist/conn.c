@@ -855,10 +855,16 @@ static bool pid_in(const otpc_pid_t *set, size_t n, otpc_pid_t p) {
 }
 
 /* Between two fragments of a big message: stages the small messages of
- * other senders that wait, keeping each sender's order. */
-static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
+ * other senders that wait, keeping each sender's order. An item passed
+ * over stays passed over until the big one is done (its sender is
+ * blocked, or the set of them is full), so each call looks only at what
+ * came after *resume, the link after the last one passed over: the
+ * fragments of a big message behind a long queue cost no rescans. */
+static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked,
+                      item_t ***resume) {
   take_queue(w, false);
-  for (item_t **pp = &w->head; *pp != NULL;) {
+  item_t **pp = *resume;
+  for (; *pp != NULL;) {
     item_t *it = *pp;
     bool go = ctrl_size(w, it) + payload_size(it) <= DIST_FRAG_SIZE &&
               *nblocked < BLOCKED_MAX &&
@@ -867,6 +873,7 @@ static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
       if (*nblocked < BLOCKED_MAX && !pid_in(blocked, *nblocked, it->sender))
         blocked[(*nblocked)++] = it->sender;
       pp = &it->next;
+      *resume = pp;
       continue;
     }
     *pp = it->next;
@@ -887,6 +894,7 @@ static int write_fragments(wstate_t *w, item_t *it) {
   uint64_t seq = ++w->c->next_seq;
   size_t off = 0;
   otpc__txframe_t f;
+  item_t **resume = &w->head;
   for (;;) {
     if (w->niov + 3 > IOV_N || w->used + sizeof f.head > OUT_CAP) {
       int rc = flush(w);
@@ -896,7 +904,7 @@ static int write_fragments(wstate_t *w, item_t *it) {
     put_copy(w, f.head, f.head_len);
     put_iov(w, f.a, f.alen);
     put_iov(w, f.b, f.blen);
-    int rc = interleave(w, blocked, &nblocked);
+    int rc = interleave(w, blocked, &nblocked, &resume);
     if (rc != 0 || !more) return rc != 0 ? rc : flush(w);
     if (w->bytes >= BATCH_BYTES && (rc = flush(w)) != 0) return rc;
   }
