@@ -224,15 +224,23 @@ int otpc__io_poll_busy(void) {
   return otpc__io_poll();
 }
 
-bool otpc__io_sleep(otpc__sched_t *s, uint32_t word, int64_t timeout_ms) {
+/* How long a scheduler sleeps on its futex while descriptors are waited
+ * on and another sleeps in the set: that one may wake and then run a long
+ * process, leaving the set unwatched; the napper then takes over. */
+#define WATCH_MS 20
+
+bool otpc__io_sleep(otpc__sched_t *s, uint32_t word, int64_t *timeout_ms) {
   if (atomic_load(&nwaiting) == 0) return false;
   otpc__sched_t *none = NULL;
-  if (!atomic_compare_exchange_strong(&sleeper, &none, s)) return false;
+  if (!atomic_compare_exchange_strong(&sleeper, &none, s)) {
+    if (*timeout_ms < 0 || *timeout_ms > WATCH_MS) *timeout_ms = WATCH_MS;
+    return false;
+  }
   /* Pairs with otpc__io_kick: the waker bumps the word, then looks at
    * `sleeper`; we set `sleeper`, then look at the word. */
   if (atomic_load(&s->sleep_word) == word) {
-    int n =
-        epoll_wait(epfd, got_ev, MAXEV, timeout_ms < 0 ? -1 : (int)timeout_ms);
+    int n = epoll_wait(epfd, got_ev, MAXEV,
+                       *timeout_ms < 0 ? -1 : (int)*timeout_ms);
     got_n = n > 0 ? n : 0;
   }
   atomic_store(&sleeper, NULL);

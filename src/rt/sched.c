@@ -59,7 +59,7 @@ __thread otpc__sched_t *otpc__self_sched;
 #define SPIN_ROUNDS 2000  /* looks at the run queue before sleeping (~50 us) */
 #define RECLAIM_NAP_MS 5  /* longest sleep while retired blocks wait */
 #define IO_SPIN_EVERY 100 /* spin rounds between looks at descriptors */
-#define IO_BUSY_EVERY 16  /* processes run between looks, when busy */
+#define IO_BUSY_EVERY 32  /* processes run between looks, when busy */
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
 
@@ -502,7 +502,7 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
       wait = RECLAIM_NAP_MS;
     otpc__reclaim_offline(s);
     /* While descriptors are waited on, one sleeper sleeps in epoll_wait. */
-    if (!otpc__io_sleep(s, word, wait)) futex_wait(&s->sleep_word, word, wait);
+    if (!otpc__io_sleep(s, word, &wait)) futex_wait(&s->sleep_word, word, wait);
     atomic_store(&s->sleeping, 0);
     atomic_fetch_and(&hungry, ~bit_of(s));
     otpc__reclaim_quiescent(s);
