@@ -720,6 +720,12 @@ static bool fd_registered(int fd) {
   return found;
 }
 
+/* Until a process waits on fd (bounded: a few seconds at most). */
+static void until_registered(int fd) {
+  for (int i = 0; i < 1000 && !fd_registered(fd); i++) otpc_sleep(5);
+  CHECK(fd_registered(fd));
+}
+
 static otpc_pid_t io_parent; /* the test body, for the waiters' reports */
 
 static void fd_waiter(void *arg) {
@@ -763,8 +769,7 @@ static void body_fd_registration(void *arg) {
   otpc_ref_t ref;
   otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
   CHECK_INT_EQ(otpc_spawn(fd_waiter, (void *)(intptr_t)fds[0], &o, &w), 0);
-  otpc_sleep(20);
-  CHECK(fd_registered(fds[0]));
+  until_registered(fds[0]);
   otpc_buf_t *kill = otpc_term_fmt("kill");
   CHECK_INT_EQ(otpc_exit_signal(w, otpc_buf_term(kill)), 0);
   otpc_buf_unref(kill);
@@ -783,6 +788,7 @@ static void sock_writer(void *arg) {
   while (write(fd, block, sizeof block) > 0) {
   }
   CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+  otpc_sendf(io_parent, "full");
   int rc = otpc_wait_fd(fd, OTPC_FD_WRITE, 5000);
   CHECK(rc > 0 && (rc & OTPC_FD_WRITE));
   otpc_sendf(io_parent, "writable");
@@ -802,10 +808,11 @@ static void body_fd_both_sides(void *arg) {
   CHECK_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
   otpc_pid_t r, w;
   CHECK_INT_EQ(otpc_spawn(sock_reader, (void *)(intptr_t)sv[0], NULL, &r), 0);
-  otpc_sleep(20);
+  until_registered(sv[0]); /* the reader waits */
   CHECK_INT_EQ(otpc_spawn(sock_writer, (void *)(intptr_t)sv[0], NULL, &w), 0);
-  otpc_sleep(20);
-  /* Both wait: the writer's wait did not take the reader's away. */
+  otpc_buf_unref(expect("full"));
+  /* Both wait (or the writer is about to): the writer's wait must not take
+   * the reader's away. */
   expect_none("readable", 20);
   expect_none("writable", 0);
   char buf[65536];
@@ -828,6 +835,7 @@ static void many_waiter(void *arg) {
   int fd = (int)(intptr_t)arg;
   if (fd % 2 == 0)
     CHECK_INT_EQ(otpc_wait_fd(fd, OTPC_FD_READ, 1), OTPC_ETIMEDOUT);
+  otpc_sendf(io_parent, "{waiting, ~i}", (int64_t)fd); /* nothing written before */
   int rc = otpc_wait_fd(fd, OTPC_FD_READ, 10000);
   CHECK(rc > 0 && (rc & OTPC_FD_READ));
   char c;
@@ -845,7 +853,7 @@ static void body_fd_many(void *arg) {
     CHECK_INT_EQ(
         otpc_spawn(many_waiter, (void *)(intptr_t)fds[i][0], NULL, &w), 0);
   }
-  otpc_sleep(30);
+  for (int i = 0; i < MANY_FDS; i++) otpc_buf_unref(expect("{waiting, _}"));
   for (int i = MANY_FDS - 1; i >= 0; i--)
     CHECK_INT_EQ(write(fds[i][1], "x", 1), 1);
   for (int i = 0; i < MANY_FDS; i++) {
