@@ -21,10 +21,13 @@
 # and exits 0. Units: throughputs [k|M|G]ops/s, [k|M|G]msg/s, [k|M|G]B/s
 # (higher is better); times ns, us, ms, s and sizes B, KiB, MiB, GiB (lower
 # is better). The report groups BENCH lines by workload (term_* workloads
-# in one table, otp_* in another, code_* in another, the others in a
-# fourth), one column per
-# system (otpc first), and one ratio column per other system, oriented so that above 1
-# means otpc is better. To add a benchmark, add its command to programs().
+# in one table, otp_* in another, code_* in another, dist_* in another,
+# the others in a fifth), one column per system (otpc first), and one
+# ratio column per other system, oriented so that above 1 means otpc is
+# better. The dist_* table is by pair of nodes instead: systems otpc (otpc
+# to otpc), otpc-erlang (otpc to Erlang) and erlang (Erlang to Erlang),
+# with the two ratios to Erlang to Erlang. To add a benchmark, add its
+# command to programs().
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +55,7 @@ $BUILD/bench/otp_bench
 $ERL_RT -pa $BUILD/bench -run otp_bench main
 $BUILD/bench/code_bench
 $ERL_RT -pa $BUILD/bench -run code_bench main
+$BUILD/bench/dist_bench $BUILD/bench
 EOF
   if [ -n "$HAVE_GO" ]; then echo "$BUILD/bench/rt_bench_go"; fi
 }
@@ -61,7 +65,7 @@ die() {
   exit 1
 }
 
-for prog in term_bench rt_bench otp_bench code_bench; do
+for prog in term_bench rt_bench otp_bench code_bench dist_bench; do
   [ -x "$BUILD/bench/$prog" ] ||
     die "$BUILD/bench/$prog not found; build with -DOTPC_BENCH=ON (make bench)"
 done
@@ -70,7 +74,7 @@ command -v escript >/dev/null 2>&1 ||
 
 # The Erlang and Go twins of rt_bench and otp_bench are compiled here,
 # into the build dir.
-for erl in rt_bench otp_bench code_bench; do
+for erl in rt_bench otp_bench code_bench dist_bench; do
   echo "== erlc bench/$erl.erl" >&2
   erlc -o "$BUILD/bench" "$ROOT/bench/$erl.erl" ||
     die "erlc failed on bench/$erl.erl"
@@ -223,21 +227,42 @@ function unit_info(u,   p, b) {
   else if (u == "s") { U_fam = "time"; U_fac = 1 }
 }
 function numeric(v) { return v ~ /^[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?$/ }
-function group(w) { return (w ~ /^term_/) ? "term" : (w ~ /^otp_/) ? "otp" : (w ~ /^code_/) ? "code" : "rt" }
+function group(w) { return (w ~ /^term_/) ? "term" : (w ~ /^otp_/) ? "otp" : (w ~ /^code_/) ? "code" : (w ~ /^dist_/) ? "dist" : "rt" }
 function cell(w, s) {
   if (!((w, s) in have)) return "-"
   if (!numeric(val[w, s])) return "**" val[w, s] "**"
   return val[w, s] " " unit[w, s]
 }
-function ratio(w, s,   fo, fs, ho, vo, vs, famo) {
-  if (!((w, s) in have) || !((w, "otpc") in have)) return "-"
-  if (!numeric(val[w, "otpc"]) || !numeric(val[w, s])) return "-"
-  unit_info(unit[w, "otpc"]); fo = U_fac; ho = U_high; famo = U_fam
+function ratio(w, s) { return ratio_of(w, "otpc", s) }
+# How many times better system a did than system s on workload w.
+function ratio_of(w, a, s,   fo, fs, ho, vo, vs, famo) {
+  if (!((w, s) in have) || !((w, a) in have)) return "-"
+  if (!numeric(val[w, a]) || !numeric(val[w, s])) return "-"
+  unit_info(unit[w, a]); fo = U_fac; ho = U_high; famo = U_fam
   unit_info(unit[w, s]); fs = U_fac
   if (!fo || !fs || famo != U_fam) return "n/a"
-  vo = val[w, "otpc"] * fo; vs = val[w, s] * fs
+  vo = val[w, a] * fo; vs = val[w, s] * fs
   if (vo <= 0 || vs <= 0) return "n/a"
   return sprintf("%.2f", ho ? vo / vs : vs / vo)
+}
+# The distribution: a column per pair of nodes (sender to receiver).
+function dist_table(   j, w, n, line) {
+  n = 0
+  for (j = 1; j <= nw; j++) if (group(works[j]) == "dist") n++
+  if (n == 0) return
+  print ""
+  print "### Distribution (pairs of nodes on loopback, sender to receiver)"
+  print ""
+  print "| workload | otpc to otpc | otpc to Erlang | Erlang to Erlang | otpc to otpc vs Erlang to Erlang | otpc to Erlang vs Erlang to Erlang | goal |"
+  print "|---|---:|---:|---:|---:|---:|---|"
+  for (j = 1; j <= nw; j++) {
+    w = works[j]
+    if (group(w) != "dist") continue
+    line = "| " w " | " cell(w, "otpc") " | " cell(w, "otpc-erlang") " | " cell(w, "erlang")
+    line = line " | " ratio_of(w, "otpc", "erlang") " | " ratio_of(w, "otpc-erlang", "erlang")
+    line = line " | " ((w in goal) ? goal[w] : "")
+    print line " |"
+  }
 }
 function table(g, title,   i, j, w, s, n, sys, nsys, head, rule, line, any_goal) {
   n = 0
@@ -302,11 +327,12 @@ END {
   table("otp", "OTP behaviours")
   table("code", "Hot code loading")
   table("term", "Terms")
+  dist_table()
   print ""
   print "### Workloads"
   print ""
-  split("rt otp code term", groups, " ")
-  for (g = 1; g <= 4; g++)
+  split("rt otp code term dist", groups, " ")
+  for (g = 1; g <= 5; g++)
     for (j = 1; j <= nw; j++) {
       w = works[j]
       if (group(w) != groups[g]) continue
@@ -450,6 +476,26 @@ AWK
   into a new binary, so its ratio mostly shows that difference in design.
 - Figures vary between machines and runs by several percent; tests never
   assert on them.
+
+### Distribution
+
+- **Method.** `bench/dist_bench.c` starts every node of the run on
+  loopback, with its own embedded epmd on a port of its own (the Erlang
+  nodes get it through `ERL_EPMD_PORT`): for otpc to otpc, a second otpc
+  node in a forked child; for the other two pairs one `erl` node running
+  `bench/dist_bench.erl`'s server, and for Erlang to Erlang a second
+  `erl` running its client. Every node has the schedulers above. The
+  sending and serving sides run the same protocol on every pair: a
+  sink process that counts N messages and answers `{done, N}`, an echo
+  process that sends back what follows the pid in `{Pid, X}`. Each
+  workload is the best of three runs (QUICK: one, with fewer messages),
+  timed from the first send to the receiver's answer.
+- **Sending.** otpc builds each `{msg, I}` with the builder and sends it
+  to the remote pid with `otpc_send` (the sender never blocks: the
+  connection's queue takes it); Erlang's `Pid ! {msg, I}` (the sender is
+  suspended while the connection's buffer is over its busy limit). The
+  1 MiB binary is built once and the same message sent N times on both
+  sides (neither copies it to send it).
 EOF
 } >"$RESULTS.md"
 

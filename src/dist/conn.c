@@ -15,14 +15,27 @@
  * The reader is the process that ran the handshake: it reads frames,
  * decodes them (frame.c) and delivers signals to local processes, and
  * declares the peer dead when nothing came for net_ticktime. The writer
- * takes the queue, writes frames (with writev, straight from the message
- * buffers), sends a tick when it wrote nothing for a quarter of the
- * ticktime, and puts small messages between the fragments of a large one
- * (never overtaking a message from the same sender, so each pair of
- * processes keeps its order).
+ * takes the whole queue and writes it in batches, one sendmsg each (small
+ * messages copied into its buffer, big ones pointed at in their own),
+ * sends a tick when it wrote nothing for a quarter of the ticktime, and
+ * puts small messages between the fragments of a large one (never
+ * overtaking a message from the same sender, so each pair of processes
+ * keeps its order).
+ *
+ * The writer is `kicked` from the moment something is queued for it
+ * until it finds the queue empty; only then does it clear the flag and
+ * sleep, so senders send it one kick per time it sleeps.
  *
  * Senders, on any thread, append to the queue under the conn's lock and
- * send the writer a 'kick' message when it is not kicked already.
+ * send the writer a 'kick' message when it is not kicked already. When
+ * the writer sleeps with nothing queued, a sender writes a small message
+ * to the socket itself (`writing` keeps it the only writer meanwhile, on
+ * `sfd`, which lives as long as the conn), so a message and its answer
+ * cost no wakeup of a writer; what the socket does not take at once goes
+ * to the head of the queue for the writer. After such a write the next
+ * messages queue (`direct`), so that a stream of them goes out in the
+ * writer's batches, until the writer has emptied the queue or the peer
+ * has sent something (an answer: the next request may go direct).
  *
  * Both processes are handler processes whose init runs the whole loop, so
  * that their terminate callback releases the conn however they end (a
@@ -39,11 +52,22 @@
 
 enum { C_PENDING, C_UP, C_DOWN };
 
+/* A message for the connection. ctrl NULL: a plain message from sender
+ * to `to` whose control the writer writes itself (SEND_SENDER or SEND,
+ * whichever the peer takes), so a small send builds no control buffer;
+ * or, when raw, payload holds bytes to write as they are (the rest of a
+ * frame a sender began to write itself). */
 typedef struct item {
   struct item *next;
   otpc_buf_t *ctrl, *payload;
   otpc_pid_t sender;
+  otpc_pid_t to; /* ctrl NULL */
+  bool raw;
 } item_t;
+
+static bool real_pid(otpc_pid_t p) {
+  return p.node != OTPC_ATOM_UNDEFINED;
+}
 
 typedef struct conn {
   struct conn *next; /* in the table (tab_lock) */
@@ -59,19 +83,27 @@ typedef struct conn {
   otpc_pid_t reader, writer;
   bool has_writer;
   item_t *head, **tail;
-  bool kicked;
+  bool kicked;  /* the writer has work: it sends, senders only queue */
+  bool writing; /* a sender writes to sfd (see direct_write) */
+  bool direct;  /* a sender wrote last: the next ones queue (batches) */
+  int sfd;      /* a dup of fd for senders, closed with the conn */
   uint64_t next_seq;
   uint64_t next_unlink_id;
-  struct bond *bonds; /* links and monitors over this connection */
-  size_t nbonds, capbonds;
+  struct bonds {
+    struct bond *slot; /* cap slots (a power of two, or 0); kind 0: free */
+    size_t n, cap;
+  } bonds;       /* links and monitors over this connection */
   otpc__rx_t rx; /* reader only */
 } conn_t;
 
 /* A link or monitor between a local and a remote process that goes over
  * the connection: when the connection goes down, the local side hears
  * noconnection (EXIT for a link, DOWN for a monitor it holds), and a
- * monitor the peer held on it is dropped. Kept in an array under the
- * conn's lock; found by a linear scan (few per connection, as a rule). */
+ * monitor the peer held on it is dropped. Kept in a hash table under the
+ * conn's lock (open addressing, linear probing, deletion by shifting
+ * back, so there are no tombstones), keyed by the two pids for a link and
+ * by the reference for a monitor: a million cost no more per signal than
+ * ten. */
 enum { B_LINK = 1, B_MON_OUT = 2, B_MON_IN = 3 };
 typedef struct bond {
   int kind;
@@ -85,6 +117,7 @@ typedef struct bond_op {
   bool add;
   bond_t b;
 } bond_op_t;
+typedef struct bonds bonds_t;
 
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static conn_t *table;
@@ -159,7 +192,8 @@ static void free_items(item_t *it) {
 static void conn_unref(conn_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   free_items(c->head);
-  otpc__free(c->bonds);
+  if (c->sfd >= 0) close(c->sfd);
+  otpc__free(c->bonds.slot);
   otpc__rx_free(&c->rx);
   pthread_mutex_destroy(&c->lock);
   otpc__free(c);
@@ -182,6 +216,7 @@ static conn_t *conn_new(otpc_atom_t node) {
   c->state = C_PENDING;
   c->gen = 1;
   c->fd = -1;
+  c->sfd = -1;
   c->tail = &c->head;
   c->next_unlink_id = 1;
   otpc__rx_init(&c->rx);
@@ -203,7 +238,7 @@ static void unlink_from_table(conn_t *c) {
   pthread_mutex_unlock(&tab_lock);
 }
 
-static void bonds_break(bond_t *b, size_t n);
+static void bonds_break(bonds_t *t);
 
 /* Takes the conn down (once): out of the table, queue dropped, its
  * processes killed (except the caller), nodedown told. */
@@ -215,21 +250,20 @@ static void conn_down(conn_t *c, const char *why) {
     return;
   }
   c->state = C_DOWN;
+  if (c->sfd >= 0) shutdown(c->sfd, SHUT_RDWR); /* it may outlive the conn */
   item_t *q = c->head;
   c->head = NULL;
   c->tail = &c->head;
   otpc_pid_t reader = c->reader, writer = c->writer;
   bool has_writer = c->has_writer, hidden = c->hidden;
-  bond_t *bonds = c->bonds;
-  size_t nbonds = c->nbonds;
-  c->bonds = NULL;
-  c->nbonds = c->capbonds = 0;
+  bonds_t bonds = c->bonds;
+  memset(&c->bonds, 0, sizeof c->bonds);
   pthread_mutex_unlock(&c->lock);
   conn_ref(c);
   unlink_from_table(c);
   free_items(q);
-  bonds_break(bonds, nbonds);
-  otpc__free(bonds);
+  bonds_break(&bonds);
+  otpc__free(bonds.slot);
   if (was == C_UP)
     OTPC_LOG_INFO("connection to %s down: %s", otpc_atom_name(c->node, NULL),
                   why);
@@ -265,46 +299,109 @@ static bool bond_same(const bond_t *a, const bond_t *b) {
   return otpc_ref_eq(&a->ref, &b->ref);
 }
 
+static uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  return h;
+}
+
+static size_t bond_hash(const bond_t *b) {
+  uint64_t h = (uint64_t)b->kind;
+  if (b->kind == B_LINK) {
+    h = mix(h, ((uint64_t)b->local.id << 32) | b->local.serial);
+    h = mix(h, ((uint64_t)b->remote.id << 32) | b->remote.serial);
+    h = mix(h, (uint64_t)b->remote.node);
+  } else {
+    for (uint32_t i = 0; i < b->ref.len && i < OTPC_REF_MAX_WORDS; i++)
+      h = mix(h, b->ref.id[i]);
+    h = mix(h, (uint64_t)b->ref.node);
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return (size_t)h;
+}
+
+/* The slot of the bond that is key's, or SIZE_MAX. */
+static size_t bonds_find(const bonds_t *t, const bond_t *key) {
+  if (t->cap == 0) return SIZE_MAX;
+  size_t m = t->cap - 1;
+  for (size_t i = bond_hash(key) & m;; i = (i + 1) & m) {
+    if (t->slot[i].kind == 0) return SIZE_MAX;
+    if (bond_same(&t->slot[i], key)) return i;
+  }
+}
+
+static void bonds_place(bond_t *slot, size_t cap, const bond_t *b) {
+  size_t m = cap - 1, i = bond_hash(b) & m;
+  while (slot[i].kind != 0) i = (i + 1) & m;
+  slot[i] = *b;
+}
+
+static bool bonds_grow(bonds_t *t) {
+  size_t cap = t->cap ? t->cap * 2 : 16;
+  bond_t *slot = otpc__calloc(cap, sizeof *slot);
+  if (slot == NULL) return false;
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->slot[i].kind != 0) bonds_place(slot, cap, &t->slot[i]);
+  otpc__free(t->slot);
+  t->slot = slot;
+  t->cap = cap;
+  return true;
+}
+
+static void bonds_del(bonds_t *t, size_t i) {
+  size_t m = t->cap - 1;
+  for (size_t j = (i + 1) & m; t->slot[j].kind != 0; j = (j + 1) & m) {
+    size_t k = bond_hash(&t->slot[j]) & m; /* where j's bond wants to be */
+    bool stays = i < j ? (k > i && k <= j) : (k > i || k <= j);
+    if (!stays) {
+      t->slot[i] = t->slot[j];
+      i = j;
+    }
+  }
+  t->slot[i].kind = 0;
+  t->n--;
+}
+
 /* Applies op to c's bonds (c->lock held). Out of memory, a bond is not
  * kept: that link or monitor then hears nothing if the node goes away. */
 static void bond_apply(conn_t *c, const bond_op_t *op) {
-  for (size_t i = 0; i < c->nbonds; i++) {
-    if (!bond_same(&c->bonds[i], &op->b)) continue;
-    if (!op->add) c->bonds[i] = c->bonds[--c->nbonds];
+  bonds_t *t = &c->bonds;
+  size_t i = bonds_find(t, &op->b);
+  if (!op->add) {
+    if (i != SIZE_MAX) bonds_del(t, i);
     return;
   }
-  if (!op->add) return;
-  if (c->nbonds == c->capbonds) {
-    size_t cap = c->capbonds ? c->capbonds * 2 : 8;
-    bond_t *bigger = otpc__realloc(c->bonds, cap * sizeof *bigger);
-    if (bigger == NULL) return;
-    c->bonds = bigger;
-    c->capbonds = cap;
-  }
-  c->bonds[c->nbonds++] = op->b;
+  if (i != SIZE_MAX) return;
+  if ((t->n + 1) * 4 > t->cap * 3 && !bonds_grow(t)) return;
+  bonds_place(t->slot, t->cap, &op->b);
+  t->n++;
 }
 
 static void deliver(otpc__sig_kind_t kind, otpc_pid_t to, otpc_pid_t from,
                     const otpc_ref_t *ref, otpc_buf_t *buf, uint16_t flags);
 
-/* The connection is gone: noconnection to every local end. */
-static void bonds_break(bond_t *b, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    switch (b[i].kind) {
-      case B_LINK:
-        deliver(SIG_EXIT, b[i].local, b[i].remote, NULL,
-                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), SIGF_LINKED);
-        break;
-      case B_MON_OUT:
-        deliver(SIG_DOWN, b[i].local, b[i].remote, &b[i].ref,
-                otpc__atom_buf(OTPC_ATOM_NOCONNECTION), 0);
-        break;
-      case B_MON_IN:
-        deliver(SIG_DEMONITOR, b[i].local, b[i].remote, &b[i].ref, NULL, 0);
-        break;
-      default: break;
-    }
+/* The connection is gone for b: noconnection to its local end. */
+static void bond_break(const bond_t *b) {
+  switch (b->kind) {
+    case B_LINK:
+      deliver(SIG_EXIT, b->local, b->remote, NULL,
+              otpc__atom_buf(OTPC_ATOM_NOCONNECTION), SIGF_LINKED);
+      break;
+    case B_MON_OUT:
+      deliver(SIG_DOWN, b->local, b->remote, &b->ref,
+              otpc__atom_buf(OTPC_ATOM_NOCONNECTION), 0);
+      break;
+    case B_MON_IN:
+      deliver(SIG_DEMONITOR, b->local, b->remote, &b->ref, NULL, 0);
+      break;
+    default: break;
   }
+}
+
+static void bonds_break(bonds_t *t) {
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->slot[i].kind != 0) bond_break(&t->slot[i]);
 }
 
 /* ------------------------------------------------------------------------
@@ -321,20 +418,126 @@ int otpc__dist_enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
   return enqueue(node, ctrl, payload, sender, NULL);
 }
 
+static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond);
+
+/* The bytes of a small message's whole frame, for a peer with these
+ * flags: how many (0: not small), and them, into out. */
+#define FLAT_MAX (7 + 2 * (4 + 1024 + 16) + DIST_COPY_MAX)
+
+static bool sends_sender(uint64_t flags, const item_t *it) {
+  return (flags & OTPC_DFLAG_SEND_SENDER) && real_pid(it->sender);
+}
+
+static size_t flat_size(uint64_t flags, const item_t *it) {
+  if (it->raw || it->payload == NULL) return 0;
+  size_t clen = it->ctrl ? otpc_buf_size(it->ctrl) - 1
+                         : otpc__ctrl_send_size(&it->sender, &it->to,
+                                                sends_sender(flags, it));
+  size_t n = 7 + clen + otpc_buf_size(it->payload) - 1;
+  return clen + otpc_buf_size(it->payload) - 1 <= DIST_COPY_MAX && n <= FLAT_MAX
+             ? n
+             : 0;
+}
+
+static void flat_put(uint8_t *out, size_t n, uint64_t flags, const item_t *it) {
+  put_be32(out, (uint32_t)(n - 4));
+  out[4] = 131;
+  out[5] = 68;
+  out[6] = 0; /* no atom cache refs */
+  size_t at = 7;
+  if (it->ctrl == NULL) {
+    at += otpc__ctrl_send_put(out + at, &it->sender, &it->to,
+                              sends_sender(flags, it));
+  } else {
+    memcpy(out + at, otpc_buf_data(it->ctrl) + 1, otpc_buf_size(it->ctrl) - 1);
+    at += otpc_buf_size(it->ctrl) - 1;
+  }
+  memcpy(out + at, otpc_buf_data(it->payload) + 1,
+         otpc_buf_size(it->payload) - 1);
+}
+
+/* A sender writes its message itself (c->lock held, released here; the
+ * writer sleeps and nothing is queued). What the socket does not take
+ * goes to the head of the queue, and the writer is kicked whenever
+ * something waits once we are done (it may have found us writing). */
+static void direct_write(conn_t *c, item_t *it) {
+  c->writing = true;
+  c->direct = true;
+  uint64_t flags = c->flags;
+  int fd = c->sfd;
+  pthread_mutex_unlock(&c->lock);
+  uint8_t frame[FLAT_MAX];
+  size_t n = flat_size(flags, it);
+  flat_put(frame, n, flags, it);
+  size_t put = 0;
+  while (put < n) {
+    ssize_t k = send(fd, frame + put, n - put, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (k > 0) {
+      put += (size_t)k;
+    } else if (k < 0 && errno == EINTR) {
+      continue;
+    } else {
+      /* full (the writer takes the rest), or broken (the reader sees it
+       * too and takes the conn down; the message is lost with it) */
+      if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) put = n;
+      break;
+    }
+  }
+  otpc_buf_unref(it->ctrl);
+  otpc_buf_unref(it->payload);
+  it->ctrl = NULL;
+  it->payload = NULL;
+  if (put < n) {
+    it->raw = true;
+    it->payload = otpc_buf_new(frame + put, n - put);
+  }
+  bool kick = false;
+  otpc_pid_t writer = {0};
+  pthread_mutex_lock(&c->lock);
+  c->writing = false;
+  if (put < n && it->payload != NULL && c->state != C_DOWN) {
+    it->next = c->head;
+    c->head = it;
+    if (c->tail == &c->head) c->tail = &it->next;
+    it = NULL;
+  }
+  if (c->head != NULL && c->state == C_UP) {
+    c->kicked = true;
+    kick = true;
+    writer = c->writer;
+  }
+  pthread_mutex_unlock(&c->lock);
+  if (it != NULL) free_items(it);
+  if (kick) otpc_send(writer, kick_msg);
+}
+
 static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
                    otpc_pid_t sender, const bond_op_t *bond) {
+  if (ctrl == NULL) {
+    otpc_buf_unref(payload);
+    return OTPC_ENOMEM;
+  }
   item_t *it = otpc__malloc(sizeof *it);
-  if (it == NULL || ctrl == NULL || !atomic_load(&otpc__dist.running) ||
-      node == otpc__dist.node) {
-    otpc__free(it);
+  if (it == NULL) {
     otpc_buf_unref(ctrl);
     otpc_buf_unref(payload);
-    return ctrl == NULL || it == NULL ? OTPC_ENOMEM : 0;
+    return OTPC_ENOMEM;
   }
   it->next = NULL;
   it->ctrl = ctrl;
   it->payload = payload;
   it->sender = sender;
+  it->to = (otpc_pid_t){0};
+  it->raw = false;
+  return enqueue_item(node, it, bond);
+}
+
+/* Appends it to node's queue (connecting if needed); takes it over. */
+static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond) {
+  if (!atomic_load(&otpc__dist.running) || node == otpc__dist.node) {
+    free_items(it);
+    return 0;
+  }
   pthread_mutex_lock(&tab_lock);
   conn_t *c = find(node);
   bool created = false;
@@ -359,12 +562,19 @@ static int enqueue(otpc_atom_t node, otpc_buf_t *ctrl, otpc_buf_t *payload,
     conn_unref(c);
     /* as to a node that is not there: dropped; a new link or monitor
      * hears noconnection */
-    if (bond != NULL && bond->add) bonds_break((bond_t *)&bond->b, 1);
+    if (bond != NULL && bond->add) bond_break(&bond->b);
+    return 0;
+  }
+  if (bond != NULL) bond_apply(c, bond);
+  if (c->state == C_UP && c->has_writer && !c->kicked && !c->writing &&
+      !c->direct && c->head == NULL && c->sfd >= 0 &&
+      flat_size(c->flags, it) > 0) {
+    direct_write(c, it); /* unlocks */
+    conn_unref(c);
     return 0;
   }
   *c->tail = it;
   c->tail = &it->next;
-  if (bond != NULL) bond_apply(c, bond);
   if (c->state == C_UP && c->has_writer && !c->kicked) {
     c->kicked = true;
     kick = true;
@@ -442,7 +652,8 @@ int otpc__conn_close(otpc_atom_t node) {
 typedef struct role {
   conn_t *c;
   uint32_t gen;
-  int fd; /* acceptor: the accepted socket */
+  int fd;            /* acceptor: the accepted socket */
+  struct wstate *ws; /* the writer's state, freed with the role */
 } role_t;
 
 static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
@@ -451,6 +662,7 @@ static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
     r->c = c;
     r->gen = gen;
     r->fd = fd;
+    r->ws = NULL;
   }
   return r;
 }
@@ -459,12 +671,52 @@ static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
  * The writer
  * ------------------------------------------------------------------------ */
 
-static int write_frame(int fd, const otpc__txframe_t *f) {
-  struct iovec iov[3] = {{(void *)f->head, f->head_len},
-                         {(void *)f->a, f->alen},
-                         {(void *)f->b, f->blen}};
-  struct iovec *v = iov;
-  int n = 3;
+/* The writer gathers frames into a batch and writes it with one sendmsg:
+ * small messages are copied into `out` (length, header, control and
+ * message together), the bytes of larger ones are pointed at where they
+ * are (an iovec per piece), so a message buffer is never copied for the
+ * socket. The items of a batch are kept in `done` until it is written. */
+#define OUT_CAP ((size_t)128 << 10)     /* bytes copied into one batch */
+#define IOV_N 256                       /* pieces of one batch */
+#define BATCH_BYTES ((size_t)256 << 10) /* a batch this big is written */
+
+typedef struct wstate {
+  conn_t *c;
+  int fd;
+  bool frags;           /* the peer takes fragments */
+  bool sender;          /* the peer takes SEND_SENDER */
+  item_t *head, **tail; /* taken from the queue, not yet written */
+  int64_t last_write;
+  uint8_t *out; /* OUT_CAP bytes */
+  size_t used;  /* of out */
+  size_t bytes; /* in the batch */
+  struct iovec iov[IOV_N];
+  int niov;
+  item_t *done; /* in the batch: freed once it is written */
+} wstate_t;
+
+/* Moves the conn's queue to the writer's list; false once DOWN. While
+ * the writer finds work, `kicked` stays set and senders send no kicks. */
+static bool take_queue(wstate_t *w, bool idle) {
+  conn_t *c = w->c;
+  pthread_mutex_lock(&c->lock);
+  bool up = c->state == C_UP;
+  if (c->writing) {
+    /* a sender writes: it kicks us once it is done if anything waits */
+  } else if (c->head != NULL) {
+    *w->tail = c->head;
+    w->tail = c->tail;
+    c->head = NULL;
+    c->tail = &c->head;
+  } else if (idle) {
+    c->kicked = false; /* the writer sleeps next: senders kick it */
+    c->direct = false;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return up;
+}
+
+static int write_iov(int fd, struct iovec *v, int n) {
   while (n > 0) {
     struct msghdr mh = {0};
     mh.msg_iov = v;
@@ -490,41 +742,108 @@ static int write_frame(int fd, const otpc__txframe_t *f) {
   return 0;
 }
 
-typedef struct wstate {
-  conn_t *c;
-  int fd;
-  bool frags;
-  item_t *head, **tail; /* taken from the queue, not yet written */
-  int64_t last_write;
-} wstate_t;
-
-/* Moves the conn's queue to the writer's list; false once DOWN. */
-static bool take_queue(wstate_t *w) {
-  conn_t *c = w->c;
-  pthread_mutex_lock(&c->lock);
-  bool up = c->state == C_UP;
-  if (c->head != NULL) {
-    *w->tail = c->head;
-    w->tail = c->tail;
-    c->head = NULL;
-    c->tail = &c->head;
+/* Writes the batch; its items are released. */
+static int flush(wstate_t *w) {
+  int rc = 0;
+  if (w->niov > 0) {
+    rc = write_iov(w->fd, w->iov, w->niov);
+    w->last_write = otpc_now_ms();
   }
-  c->kicked = false;
-  pthread_mutex_unlock(&c->lock);
-  return up;
+  w->niov = 0;
+  w->used = 0;
+  w->bytes = 0;
+  free_items(w->done);
+  w->done = NULL;
+  return rc;
 }
 
-static size_t item_size(const item_t *it) {
-  return otpc_buf_size(it->ctrl) - 1 +
-         (it->payload ? otpc_buf_size(it->payload) - 1 : 0);
+static void put_iov(wstate_t *w, const void *p, size_t n) {
+  if (n == 0) return;
+  w->bytes += n;
+  if (w->niov > 0) {
+    struct iovec *last = &w->iov[w->niov - 1];
+    if ((const uint8_t *)last->iov_base + last->iov_len == p) {
+      last->iov_len += n;
+      return;
+    }
+  }
+  w->iov[w->niov].iov_base = (void *)p;
+  w->iov[w->niov].iov_len = n;
+  w->niov++;
 }
 
-static int write_whole(wstate_t *w, const item_t *it) {
-  size_t off = 0;
-  otpc__txframe_t f;
-  otpc__tx_next(it->ctrl, it->payload, false, 0, &off, &f);
-  w->last_write = otpc_now_ms();
-  return write_frame(w->fd, &f);
+static void put_copy(wstate_t *w, const void *p, size_t n) {
+  uint8_t *d = w->out + w->used;
+  memcpy(d, p, n);
+  w->used += n;
+  put_iov(w, d, n);
+}
+
+static bool lazy_sender(const wstate_t *w, const item_t *it) {
+  return w->sender && real_pid(it->sender);
+}
+
+static size_t ctrl_size(const wstate_t *w, const item_t *it) {
+  if (it->raw) return 0;
+  if (it->ctrl != NULL) return otpc_buf_size(it->ctrl) - 1;
+  return otpc__ctrl_send_size(&it->sender, &it->to, lazy_sender(w, it));
+}
+
+static size_t payload_size(const item_t *it) {
+  if (it->raw) return otpc_buf_size(it->payload);
+  return it->payload ? otpc_buf_size(it->payload) - 1 : 0;
+}
+
+/* Puts a whole message into the batch; false if it does not fit (write
+ * the batch first: it always fits an empty one). */
+static bool stage_whole(wstate_t *w, const item_t *it) {
+  if (it->raw) { /* the rest of a frame a sender began: as it is */
+    size_t n = otpc_buf_size(it->payload);
+    if (w->niov + 1 > IOV_N || w->used + n > OUT_CAP) return false;
+    put_copy(w, otpc_buf_data(it->payload), n);
+    return true;
+  }
+  size_t clen = ctrl_size(w, it), plen = payload_size(it);
+  bool copy = clen + plen <= DIST_COPY_MAX;
+  size_t need = 7 + (copy || it->ctrl == NULL ? clen : 0) + (copy ? plen : 0);
+  if (w->niov + 3 > IOV_N || w->used + need > OUT_CAP) return false;
+  uint8_t h[7];
+  put_be32(h, (uint32_t)(3 + clen + plen));
+  h[4] = 131;
+  h[5] = 68;
+  h[6] = 0; /* no atom cache refs */
+  put_copy(w, h, 7);
+  if (it->ctrl == NULL) {
+    uint8_t *d = w->out + w->used;
+    size_t n = otpc__ctrl_send_put(d, &it->sender, &it->to, lazy_sender(w, it));
+    w->used += n;
+    put_iov(w, d, n);
+  } else if (copy) {
+    put_copy(w, otpc_buf_data(it->ctrl) + 1, clen);
+  } else {
+    put_iov(w, otpc_buf_data(it->ctrl) + 1, clen);
+  }
+  if (plen > 0) {
+    if (copy)
+      put_copy(w, otpc_buf_data(it->payload) + 1, plen);
+    else
+      put_iov(w, otpc_buf_data(it->payload) + 1, plen);
+  }
+  return true;
+}
+
+/* Stages it (writing the batch first if it is full) and keeps it in done;
+ * the batch is written once it is big. */
+static int stage(wstate_t *w, item_t *it) {
+  int rc = 0;
+  if (!stage_whole(w, it)) {
+    rc = flush(w);
+    stage_whole(w, it);
+  }
+  it->next = w->done;
+  w->done = it;
+  if (rc == 0 && w->bytes >= BATCH_BYTES) rc = flush(w);
+  return rc;
 }
 
 #define BLOCKED_MAX 64
@@ -535,97 +854,155 @@ static bool pid_in(const otpc_pid_t *set, size_t n, otpc_pid_t p) {
   return false;
 }
 
-/* Between two fragments of big: writes the small messages of other
- * senders that wait, keeping each sender's order. */
-static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked) {
-  take_queue(w);
-  for (item_t **pp = &w->head; *pp != NULL;) {
+/* Between two fragments of a big message: stages the small messages of
+ * other senders that wait, keeping each sender's order. An item passed
+ * over stays passed over until the big one is done (its sender is
+ * blocked, or the set of them is full), so each call looks only at what
+ * came after *resume, the link after the last one passed over: the
+ * fragments of a big message behind a long queue cost no rescans. */
+static int interleave(wstate_t *w, otpc_pid_t *blocked, size_t *nblocked,
+                      item_t ***resume) {
+  take_queue(w, false);
+  item_t **pp = *resume;
+  for (; *pp != NULL;) {
     item_t *it = *pp;
-    bool go = item_size(it) <= DIST_FRAG_SIZE && *nblocked < BLOCKED_MAX &&
+    bool go = ctrl_size(w, it) + payload_size(it) <= DIST_FRAG_SIZE &&
+              *nblocked < BLOCKED_MAX &&
               !pid_in(blocked, *nblocked, it->sender);
     if (!go) {
       if (*nblocked < BLOCKED_MAX && !pid_in(blocked, *nblocked, it->sender))
         blocked[(*nblocked)++] = it->sender;
       pp = &it->next;
+      *resume = pp;
       continue;
     }
     *pp = it->next;
     if (*pp == NULL) w->tail = pp;
-    int rc = write_whole(w, it);
-    it->next = NULL;
-    free_items(it);
+    int rc = stage(w, it);
     if (rc != 0) return rc;
   }
   return 0;
 }
 
-static int write_item(wstate_t *w, item_t *it) {
-  if (!w->frags || item_size(it) <= DIST_FRAG_SIZE) return write_whole(w, it);
+/* A message too big for one frame, as fragments, with other senders'
+ * messages between them. The batch is written before it returns, so the
+ * caller may free it. */
+static int write_fragments(wstate_t *w, item_t *it) {
   otpc_pid_t blocked[BLOCKED_MAX];
   size_t nblocked = 1;
   blocked[0] = it->sender;
   uint64_t seq = ++w->c->next_seq;
   size_t off = 0;
   otpc__txframe_t f;
+  item_t **resume = &w->head;
   for (;;) {
+    if (w->niov + 3 > IOV_N || w->used + sizeof f.head > OUT_CAP) {
+      int rc = flush(w);
+      if (rc != 0) return rc;
+    }
     int more = otpc__tx_next(it->ctrl, it->payload, true, seq, &off, &f);
-    int rc = write_frame(w->fd, &f);
-    w->last_write = otpc_now_ms();
-    if (rc != 0) return rc;
-    if (!more) return 0;
-    rc = interleave(w, blocked, &nblocked);
-    if (rc != 0) return rc;
+    put_copy(w, f.head, f.head_len);
+    put_iov(w, f.a, f.alen);
+    put_iov(w, f.b, f.blen);
+    int rc = interleave(w, blocked, &nblocked, &resume);
+    if (rc != 0 || !more) return rc != 0 ? rc : flush(w);
+    if (w->bytes >= BATCH_BYTES && (rc = flush(w)) != 0) return rc;
   }
 }
 
+/* Writes everything taken from the queue. */
+static int write_list(wstate_t *w) {
+  while (w->head != NULL) {
+    item_t *it = w->head;
+    w->head = it->next;
+    if (w->head == NULL) w->tail = &w->head;
+    it->next = NULL;
+    int rc;
+    if (w->frags && it->ctrl != NULL &&
+        ctrl_size(w, it) + payload_size(it) > DIST_FRAG_SIZE) {
+      rc = write_fragments(w, it);
+      free_items(it);
+    } else {
+      rc = stage(w, it);
+    }
+    if (rc != 0) return rc;
+  }
+  return flush(w);
+}
+
+/* The idle writer takes the socket from senders for a tick (on), and
+ * gives it back (off). false: a sender writes, so no tick is needed. */
+static bool claim_socket(conn_t *c, bool on) {
+  pthread_mutex_lock(&c->lock);
+  bool ok = !on || (!c->writing && c->head == NULL);
+  if (ok) c->writing = on;
+  pthread_mutex_unlock(&c->lock);
+  return ok;
+}
+
+static void writer_free(wstate_t *w) {
+  if (w == NULL) return;
+  free_items(w->head);
+  free_items(w->done);
+  otpc__free(w->out);
+  otpc__free(w);
+}
+
+/* The writer's loop. Its state lives in its role, so that a kill (which
+ * ends the process wherever it waits) frees it too (proc_done). */
 static void writer_run(void *arg) {
-  conn_t *c = ((role_t *)arg)->c;
-  wstate_t w = {c, -1, false, NULL, NULL, otpc_now_ms()};
-  w.tail = &w.head;
+  role_t *r = arg;
+  conn_t *c = r->c;
+  wstate_t *w = otpc__calloc(1, sizeof *w);
+  if (w != NULL) w->out = otpc__malloc(OUT_CAP);
+  r->ws = w;
+  if (w == NULL || w->out == NULL) {
+    conn_down(c, "out of memory for the writer");
+    return;
+  }
+  w->c = c;
+  w->tail = &w->head;
+  w->last_write = otpc_now_ms();
   pthread_mutex_lock(&c->lock);
   c->writer = otpc_self();
   c->has_writer = true;
   bool up = c->state == C_UP;
-  w.frags = (c->flags & OTPC_DFLAG_FRAGMENTS) != 0;
-  w.fd = up ? dup(c->fd) : -1;
+  w->frags = (c->flags & OTPC_DFLAG_FRAGMENTS) != 0;
+  w->sender = (c->flags & OTPC_DFLAG_SEND_SENDER) != 0;
+  w->fd = up ? dup(c->fd) : -1;
   pthread_mutex_unlock(&c->lock);
-  if (w.fd < 0 || otpc_own_fd(w.fd) != 0) {
-    if (w.fd >= 0) close(w.fd);
-    conn_down(c, "writer could not start");
-    return;
+  const char *why = "writer stopped";
+  if (w->fd < 0 || otpc_own_fd(w->fd) != 0) {
+    if (w->fd >= 0) close(w->fd);
+    why = "writer could not start";
+    goto out;
   }
   int64_t tick = (int64_t)otpc__dist.ticktime * 1000 / 4;
-  const char *why = "writer stopped";
   for (;;) {
-    if (!take_queue(&w)) break;
-    while (w.head != NULL) {
-      item_t *it = w.head;
-      w.head = it->next;
-      if (w.head == NULL) w.tail = &w.head;
-      it->next = NULL;
-      int rc = write_item(&w, it);
-      free_items(it);
-      if (rc != 0) {
-        why = "write failed";
-        goto out;
-      }
-      take_queue(&w);
-    }
-    int64_t idle = otpc_now_ms() - w.last_write;
-    if (idle >= tick) {
-      static const uint8_t zero[4];
-      if (otpc__sock_write(w.fd, zero, 4, -1) != 0) {
+    if (!take_queue(w, true)) break;
+    if (w->head != NULL) {
+      if (write_list(w) != 0) {
         why = "write failed";
         break;
       }
-      w.last_write = otpc_now_ms();
+      continue; /* more may have come meanwhile */
+    }
+    int64_t idle = otpc_now_ms() - w->last_write;
+    if (idle >= tick && claim_socket(c, true)) {
+      static const uint8_t zero[4];
+      int rc = otpc__sock_write(w->fd, zero, 4, -1);
+      claim_socket(c, false);
+      if (rc != 0) {
+        why = "write failed";
+        break;
+      }
+      w->last_write = otpc_now_ms();
       idle = 0;
     }
     otpc_buf_t *m;
     if (otpc_receive(NULL, tick - idle, &m) == 0) otpc_buf_unref(m);
   }
 out:
-  free_items(w.head);
   conn_down(c, why);
 }
 
@@ -644,6 +1021,7 @@ static void proc_done(void *arg) {
     if (owner) conn_down(c, "connection process ended");
     conn_unref(c);
   }
+  writer_free(r->ws);
   otpc__free(r);
 }
 
@@ -835,8 +1213,14 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
  * The reader
  * ------------------------------------------------------------------------ */
 
+/* The reader's buffer: room for a whole fragment and many small frames,
+ * so one recv takes what has come; it grows for a frame bigger than it,
+ * and goes back to this size after one over RX_KEEP. */
+#define RX_BUF ((size_t)256 << 10)
+#define RX_KEEP ((size_t)1 << 20)
+
 static void reader_loop(conn_t *c) {
-  size_t cap = 65536, len = 0;
+  size_t cap = RX_BUF, len = 0;
   uint8_t *buf = otpc_palloc(cap);
   int64_t tick_ms = (int64_t)otpc__dist.ticktime * 1000;
   int64_t last = otpc_now_ms();
@@ -866,6 +1250,9 @@ static void reader_loop(conn_t *c) {
     }
     len += (size_t)got;
     last = otpc_now_ms();
+    pthread_mutex_lock(&c->lock);
+    c->direct = false; /* the peer answers: a sender may write again */
+    pthread_mutex_unlock(&c->lock);
     size_t at = 0;
     int bad = 0;
     while (len - at >= 4) {
@@ -876,12 +1263,13 @@ static void reader_loop(conn_t *c) {
         break;
       }
       if (len - at - 4 < flen) {
-        if (4 + flen > cap) { /* make room for the whole frame */
+        /* Room for the frame, as its bytes come (doubling once the buffer
+         * is half full), so that a length is never taken on trust. */
+        if (4 + flen > cap && len - at > cap / 2) {
           memmove(buf, buf + at, len - at);
           len -= at;
           at = 0;
-          size_t ncap = cap;
-          while (ncap < 4 + flen) ncap *= 2;
+          size_t ncap = cap * 2 < 4 + flen ? cap * 2 : 4 + flen;
           uint8_t *bigger = otpc_palloc(ncap);
           if (bigger == NULL) {
             snprintf(why, sizeof why, "out of memory for a frame of %zu bytes",
@@ -915,13 +1303,13 @@ static void reader_loop(conn_t *c) {
     }
     memmove(buf, buf + at, len - at);
     len -= at;
-    if (cap > 65536 && len < 65536) { /* a big frame is done: shrink */
-      uint8_t *small = otpc_palloc(65536);
+    if (cap > RX_KEEP && len < RX_BUF) { /* a big frame is done: shrink */
+      uint8_t *small = otpc_palloc(RX_BUF);
       if (small != NULL) {
         memcpy(small, buf, len);
         otpc_pfree(buf);
         buf = small;
-        cap = 65536;
+        cap = RX_BUF;
       }
     }
   }
@@ -938,6 +1326,7 @@ static void become_reader(conn_t *c, uint32_t gen, int fd,
   if (mine) {
     c->state = C_UP;
     c->fd = fd;
+    c->sfd = dup(fd);
     c->flags = hs->peer_flags;
     c->creation = hs->peer_creation;
     c->hidden = !(hs->peer_flags & OTPC_DFLAG_PUBLISHED) || otpc__dist.hidden;
@@ -1203,10 +1592,6 @@ int otpc__conn_accept(int fd) {
  * Routing signals to other nodes
  * ------------------------------------------------------------------------ */
 
-static bool real_pid(otpc_pid_t p) {
-  return p.node != OTPC_ATOM_UNDEFINED;
-}
-
 /* The name a monitor by name was set up with (B_MON_OUT: ours, B_MON_IN:
  * the peer's on one of ours), or none. */
 static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref,
@@ -1215,10 +1600,10 @@ static otpc_atom_t bond_name(otpc_atom_t node, const otpc_ref_t *ref,
   pthread_mutex_lock(&tab_lock);
   conn_t *c = find(node);
   if (c != NULL) {
+    bond_t key = {.kind = kind, .ref = *ref};
     pthread_mutex_lock(&c->lock);
-    for (size_t i = 0; i < c->nbonds; i++)
-      if (c->bonds[i].kind == kind && otpc_ref_eq(&c->bonds[i].ref, ref))
-        name = c->bonds[i].name;
+    size_t i = bonds_find(&c->bonds, &key);
+    if (i != SIZE_MAX) name = c->bonds.slot[i].name;
     pthread_mutex_unlock(&c->lock);
   }
   pthread_mutex_unlock(&tab_lock);
@@ -1240,6 +1625,23 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
     /* our old incarnation, or no node at all (nonode@nohost is one, but
      * never a peer) */
     otpc__answer_noproc(sig, to);
+    return;
+  }
+  if (sig->kind == SIG_MESSAGE && sig->buf != NULL &&
+      otpc_buf_size(sig->buf) - 1 <= DIST_COPY_MAX) {
+    /* the writer writes its control */
+    item_t *it = otpc__malloc(sizeof *it);
+    if (it != NULL) {
+      it->next = NULL;
+      it->ctrl = NULL;
+      it->payload = sig->buf;
+      it->sender = sig->from;
+      it->to = to;
+      it->raw = false;
+      sig->buf = NULL;
+    }
+    otpc__sig_free(sig);
+    if (it != NULL) enqueue_item(to.node, it, NULL);
     return;
   }
   uint64_t fl = otpc__conn_flags(to.node);

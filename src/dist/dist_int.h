@@ -54,6 +54,10 @@
 #define DIST_NAME_MAX 1023   /* bytes of a node name we accept */
 #define DIST_SETUP_MS 7000   /* Erlang's net_setuptime default */
 #define DIST_FRAG_SIZE 65536 /* payload bytes per outgoing fragment */
+/* Messages up to this size are copied into the writer's batch (and get
+ * their control written there); larger ones are written from their
+ * buffers. */
+#define DIST_COPY_MAX 2048
 #define DIST_FRAME_MAX ((size_t)1 << 31) /* largest incoming frame */
 
 /* ------------------------------------------------------------------------
@@ -205,7 +209,9 @@ typedef struct otpc__dmsg {
   otpc_atom_t from_name; /* MONITOR_P_EXIT by name */
   otpc_ref_t ref;        /* monitors; ALIAS_SEND's alias */
   uint64_t id;           /* UNLINK_ID, UNLINK_ID_ACK */
-  otpc_buf_t *ctrl;      /* the control tuple, version byte first */
+  otpc_buf_t *ctrl;      /* the control tuple, version byte first, for
+                          * SPAWN_REQUEST (and when it came with atom
+                          * cache refs); else NULL: read in place */
   otpc_buf_t *payload;   /* message or exit reason, or NULL */
 } otpc__dmsg_t;
 
@@ -250,6 +256,14 @@ typedef struct otpc__txframe {
 int otpc__tx_next(const otpc_buf_t *ctrl, const otpc_buf_t *payload,
                   bool fragments, uint64_t seq, size_t *offset,
                   otpc__txframe_t *f);
+
+/* The control of a plain message, written straight into the writer's
+ * batch: {22, From, To} (SEND_SENDER) when sender, else {2, '', To}
+ * (SEND); no version byte. _size says how many bytes _put writes. */
+size_t otpc__ctrl_send_size(const otpc_pid_t *from, const otpc_pid_t *to,
+                            bool sender);
+size_t otpc__ctrl_send_put(uint8_t *out, const otpc_pid_t *from,
+                           const otpc_pid_t *to, bool sender);
 
 /* ------------------------------------------------------------------------
  * conn.c and net.c

@@ -32,21 +32,35 @@
 
 #define FRAG_SEQ_MAX 1024 /* sequences in progress on one connection */
 
+/* A fragmented message being put together. When the first fragment holds
+ * the whole control (as it does from Erlang and from otpc), the control is
+ * kept apart and `buf` collects the message itself after a version byte,
+ * so that buf becomes the message's buffer without another copy;
+ * otherwise buf collects every byte and the message is cut out at the
+ * end. */
 struct otpc__frag {
   uint64_t seq;
   uint64_t left; /* fragments still to come */
   uint32_t nrefs;
   otpc_atom_t refs[255];
-  uint8_t *data;
-  size_t len, cap;
+  uint8_t *ctrl; /* the control (without version byte), or NULL */
+  size_t clen;
+  otpc_buf_t *buf; /* a version byte, then the bytes so far */
+  size_t len;      /* bytes after the version byte */
+  size_t cap;      /* room after the version byte */
 };
+
+static void frag_release(otpc__frag_t *f) {
+  otpc__free(f->ctrl);
+  if (f->buf != NULL) otpc_buf_unref(f->buf);
+}
 
 void otpc__rx_init(otpc__rx_t *rx) {
   memset(rx, 0, sizeof *rx);
 }
 
 void otpc__rx_free(otpc__rx_t *rx) {
-  for (size_t i = 0; i < rx->nfrags; i++) otpc__free(rx->frags[i].data);
+  for (size_t i = 0; i < rx->nfrags; i++) frag_release(&rx->frags[i]);
   otpc__free(rx->frags);
   rx->frags = NULL;
   rx->nfrags = 0;
@@ -210,8 +224,14 @@ static int pid_or_name(otpc_term_t e, otpc_pid_t *pid, otpc_atom_t *name) {
   return otpc_term_get_pid(e, pid);
 }
 
+static int decode_ctrl_term(otpc__dmsg_t *m, otpc_term_t t);
+
 int otpc__dmsg_decode_ctrl(otpc__dmsg_t *m) {
-  otpc_term_t t = otpc_buf_term(m->ctrl), e;
+  return decode_ctrl_term(m, otpc_buf_term(m->ctrl));
+}
+
+static int decode_ctrl_term(otpc__dmsg_t *m, otpc_term_t t) {
+  otpc_term_t e;
   size_t arity;
   int op;
   if (otpc_term_get_tuple(t, &arity, &e) != 0 || arity < 1 ||
@@ -244,6 +264,47 @@ int otpc__dmsg_decode_ctrl(otpc__dmsg_t *m) {
   return 0;
 }
 
+/* The control at p (clen bytes, checked) into out; rest: bytes of
+ * message that follow it. */
+static int take_ctrl(const uint8_t *p, size_t clen, size_t crefs, size_t rest,
+                     const otpc_atom_t *refs, otpc__dmsg_t *out, char *why,
+                     size_t wl) {
+  int rc = 0;
+  if (crefs == 0) {
+    /* read where it is (checked bytes); only a spawn request keeps its
+     * control, for spawn.c */
+    rc = decode_ctrl_term(out, term_at(p));
+    if (rc == 0 &&
+        (out->op == DOP_SPAWN_REQUEST || out->op == DOP_SPAWN_REQUEST_TT)) {
+      out->ctrl = plain(p, clen, 0, refs, &rc);
+      if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
+    }
+  } else {
+    out->ctrl = plain(p, clen, crefs, refs, &rc);
+    if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
+    rc = otpc__dmsg_decode_ctrl(out);
+  }
+  if (rc != 0) return bad(why, wl, rc, "malformed control message");
+  bool want = has_payload(out->op);
+  if (want != (rest > 0) && !(out->payload != NULL && rest == 0))
+    return bad(why, wl, OTPC_EBADARG, "control %d %s a message", out->op,
+               want ? "without" : "with");
+  return 0;
+}
+
+/* Checks the message at p (n bytes, exactly one term). */
+static int check_payload(const uint8_t *p, size_t n, const otpc_atom_t *refs,
+                         uint32_t nrefs, size_t *prefs, char *why, size_t wl) {
+  otpc_decode_error_t err;
+  long plen = otpc__term_validate_cached(p, n, refs, nrefs, prefs, &err);
+  if (plen < 0)
+    return bad(why, wl, (int)plen, "bad message: %s at byte %zu",
+               otpc_strerror((int)plen), err.offset);
+  if ((size_t)plen != n)
+    return bad(why, wl, OTPC_ETRAIL, "bytes after the message");
+  return 0;
+}
+
 /* Control and payload of one whole message at p, n bytes. */
 static int take_message(const uint8_t *p, size_t n, uint32_t nrefs,
                         const otpc_atom_t *refs, otpc__dmsg_t *out, char *why,
@@ -254,24 +315,12 @@ static int take_message(const uint8_t *p, size_t n, uint32_t nrefs,
   if (clen < 0)
     return bad(why, wl, (int)clen, "bad control message: %s at byte %zu",
                otpc_strerror((int)clen), err.offset);
-  int rc = 0;
-  out->ctrl = plain(p, (size_t)clen, crefs, refs, &rc);
-  if (out->ctrl == NULL) return bad(why, wl, rc, "out of memory");
-  rc = otpc__dmsg_decode_ctrl(out);
-  if (rc != 0) return bad(why, wl, rc, "malformed control message");
-  bool want = has_payload(out->op);
   size_t rest = n - (size_t)clen;
-  if (want != (rest > 0) && !(out->payload != NULL && rest == 0))
-    return bad(why, wl, OTPC_EBADARG, "control %d %s a message", out->op,
-               want ? "without" : "with");
+  int rc = take_ctrl(p, (size_t)clen, crefs, rest, refs, out, why, wl);
+  if (rc != 0) return rc;
   if (rest == 0) return 1;
-  long plen =
-      otpc__term_validate_cached(p + clen, rest, refs, nrefs, &prefs, &err);
-  if (plen < 0)
-    return bad(why, wl, (int)plen, "bad message: %s at byte %zu",
-               otpc_strerror((int)plen), err.offset);
-  if ((size_t)plen != rest)
-    return bad(why, wl, OTPC_ETRAIL, "bytes after the message");
+  rc = check_payload(p + clen, rest, refs, nrefs, &prefs, why, wl);
+  if (rc != 0) return rc;
   out->payload = plain(p + clen, rest, prefs, refs, &rc);
   if (out->payload == NULL) return bad(why, wl, rc, "out of memory");
   return 1;
@@ -316,26 +365,59 @@ static otpc__frag_t *frag_find(otpc__rx_t *rx, uint64_t seq) {
 
 static void frag_drop(otpc__rx_t *rx, otpc__frag_t *f) {
   rx->frag_bytes -= f->len;
-  otpc__free(f->data);
+  frag_release(f);
   *f = rx->frags[--rx->nfrags];
+}
+
+/* Room for n more bytes; the buffer grows by doubling (a large one is
+ * remapped, not copied, by the allocator). */
+static int frag_room(otpc__frag_t *f, size_t n) {
+  if (n <= f->cap - f->len && f->buf != NULL) return 0;
+  /* The first room is what was asked (the message's likely size), so
+   * that the buffer is not cut down at the end: the allocator keeps
+   * big blocks of one size warm, not ones that shrink. */
+  size_t cap = f->cap ? f->cap : n > 65536 ? n : 65536;
+  while (cap - f->len < n) cap *= 2;
+  otpc_buf_t *bigger = otpc__buf_resize(f->buf, 1 + cap);
+  if (bigger == NULL) return OTPC_ENOMEM;
+  f->buf = bigger;
+  f->cap = cap;
+  return 0;
 }
 
 static int frag_append(otpc__rx_t *rx, otpc__frag_t *f, const uint8_t *p,
                        size_t n) {
-  if (n == 0) return 0;
   if (n > DIST_FRAME_MAX - f->len) return OTPC_ELENGTH;
-  if (n > f->cap - f->len) {
-    size_t cap = f->cap ? f->cap : 65536;
-    while (cap - f->len < n) cap *= 2;
-    uint8_t *bigger = otpc__realloc(f->data, cap);
-    if (bigger == NULL) return OTPC_ENOMEM;
-    f->data = bigger;
-    f->cap = cap;
-  }
-  memcpy(f->data + f->len, p, n);
+  int rc = frag_room(f, n);
+  if (rc != 0) return rc;
+  memcpy(otpc_buf_mutable_data(f->buf) + 1 + f->len, p, n);
   f->len += n;
   rx->frag_bytes += n;
   return 0;
+}
+
+/* The last fragment came: the message, as take_message gives it. */
+static int frag_finish(otpc__frag_t *f, otpc__dmsg_t *out, char *why,
+                       size_t wl) {
+  uint8_t *d = otpc_buf_mutable_data(f->buf);
+  if (f->ctrl == NULL)
+    return take_message(d + 1, f->len, f->nrefs, f->refs, out, why, wl);
+  otpc_decode_error_t err;
+  size_t crefs = 0, prefs = 0;
+  otpc__term_validate_cached(f->ctrl, f->clen, f->refs, f->nrefs, &crefs, &err);
+  int rc = take_ctrl(f->ctrl, f->clen, crefs, f->len, f->refs, out, why, wl);
+  if (rc != 0 || f->len == 0) return rc != 0 ? rc : 1;
+  rc = check_payload(d + 1, f->len, f->refs, f->nrefs, &prefs, why, wl);
+  if (rc != 0) return rc;
+  if (prefs > 0) {
+    out->payload = otpc__term_uncache(d + 1, f->len, f->refs, &rc);
+    if (out->payload == NULL) return bad(why, wl, rc, "out of memory");
+    return 1;
+  }
+  d[0] = 131; /* the collected bytes are the message's buffer */
+  out->payload = otpc__buf_shrink(f->buf, 1 + f->len);
+  f->buf = NULL;
+  return 1;
 }
 
 static int frag_start(otpc__rx_t *rx, const uint8_t *p, size_t n,
@@ -370,7 +452,25 @@ static int frag_start(otpc__rx_t *rx, const uint8_t *p, size_t n,
   f->left = fid - 1;
   f->nrefs = nrefs;
   memcpy(f->refs, refs, nrefs * sizeof refs[0]);
-  rc = frag_append(rx, f, data, dlen);
+  /* The control whole in this fragment: kept apart (see otpc__frag). */
+  otpc_decode_error_t err;
+  long clen = otpc__term_validate_cached(data, dlen, refs, nrefs, NULL, &err);
+  if (clen > 0) {
+    f->ctrl = otpc__malloc((size_t)clen);
+    if (f->ctrl == NULL) {
+      frag_drop(rx, f);
+      return bad(why, wl, OTPC_ENOMEM, "out of memory");
+    }
+    memcpy(f->ctrl, data, (size_t)clen);
+    f->clen = (size_t)clen;
+    data += clen;
+    dlen -= (size_t)clen;
+  }
+  /* Room for as many fragments as this one, up to 8 MiB at first (a
+   * peer cannot make us reserve much before it sends it). */
+  size_t guess = (dlen > 4096 ? dlen : 4096) * (size_t)fid;
+  rc = frag_room(f, guess < ((size_t)8 << 20) ? guess : (size_t)8 << 20);
+  if (rc == 0) rc = frag_append(rx, f, data, dlen);
   if (rc != 0) {
     frag_drop(rx, f);
     return bad(why, wl, rc, "fragment too large");
@@ -392,7 +492,7 @@ static int frag_more(otpc__rx_t *rx, const uint8_t *p, size_t n,
   int rc = frag_append(rx, f, p + 16, n - 16);
   if (rc != 0) return bad(why, wl, rc, "fragmented message too large");
   if (--f->left > 0) return 0;
-  rc = take_message(f->data, f->len, f->nrefs, f->refs, out, why, wl);
+  rc = frag_finish(f, out, why, wl);
   frag_drop(rx, f);
   return rc;
 }
@@ -478,4 +578,55 @@ int otpc__tx_next(const otpc_buf_t *ctrl, const otpc_buf_t *payload,
   }
   *offset = off + chunk;
   return *offset < total ? 1 : 0;
+}
+
+/* The control of a message, written by the writer itself (no buffer, no
+ * format): {22, From, To} (SEND_SENDER) or {2, '', To} (SEND). */
+static size_t pid_size(const otpc_pid_t *p) {
+  size_t len;
+  otpc_atom_name(p->node, &len);
+  return 1 + (len < 256 ? 2 : 3) + len + 12;
+}
+
+static uint8_t *put_pid(uint8_t *o, const otpc_pid_t *p) {
+  size_t len;
+  const char *name = otpc_atom_name(p->node, &len);
+  *o++ = 88; /* NEW_PID_EXT */
+  if (len < 256) {
+    *o++ = 119; /* SMALL_ATOM_UTF8_EXT */
+    *o++ = (uint8_t)len;
+  } else {
+    *o++ = 118; /* ATOM_UTF8_EXT */
+    put_be16(o, (uint16_t)len);
+    o += 2;
+  }
+  memcpy(o, name, len);
+  o += len;
+  put_be32(o, p->id);
+  put_be32(o + 4, p->serial);
+  put_be32(o + 8, p->creation);
+  return o + 12;
+}
+
+size_t otpc__ctrl_send_size(const otpc_pid_t *from, const otpc_pid_t *to,
+                            bool sender) {
+  return 4 + (sender ? pid_size(from) : 2) + pid_size(to);
+}
+
+size_t otpc__ctrl_send_put(uint8_t *out, const otpc_pid_t *from,
+                           const otpc_pid_t *to, bool sender) {
+  uint8_t *o = out;
+  *o++ = 104; /* SMALL_TUPLE_EXT */
+  *o++ = 3;
+  *o++ = 97; /* SMALL_INTEGER_EXT */
+  if (sender) {
+    *o++ = DOP_SEND_SENDER;
+    o = put_pid(o, from);
+  } else {
+    *o++ = DOP_SEND;
+    *o++ = 119; /* '' */
+    *o++ = 0;
+  }
+  o = put_pid(o, to);
+  return (size_t)(o - out);
 }

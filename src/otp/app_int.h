@@ -12,6 +12,8 @@
 #ifndef OTPC_APP_INT_H
 #define OTPC_APP_INT_H
 
+/* rt_int.h counts the locks a thread holds (fault containment needs it). */
+#include "../rt/rt_int.h"
 #include "otpc/application.h"
 
 /* A registered application. */

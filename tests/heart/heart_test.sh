@@ -133,7 +133,10 @@ check 3 $? "never beats: exit status"
 
 # 8. SIGTERM to the watchdog goes to the node, and then nothing restarts.
 d=$(fresh term)
-timeout 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" -- "$node" run "$d" 2> "$d/err" &
+# --foreground: a plain timeout passes the SIGTERM it gets to its whole
+# process group, so the node would get it straight, not through the watchdog.
+timeout --foreground 60 "$otpc" heart --timeout $T --cmd "touch $d/marker" \
+  -- "$node" run "$d" 2> "$d/err" &
 watchdog=$!
 await "$d/pid" || bad "SIGTERM: the node never started"
 kill -TERM "$watchdog"
