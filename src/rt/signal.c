@@ -5,8 +5,9 @@
  * travels in the receiver's one inbox, so everything A sends to B arrives
  * in the order A sent it. The receiver acts on signals when it takes its
  * inbox in (otpc__take_inbox), which it does before every receive and
- * every handler dispatch: messages go to its private queue, the rest
- * change its links and monitors or end it.
+ * every handler dispatch: messages go to its private queue (one sent to
+ * an alias only while the alias is active, alias.c), the rest change its
+ * links and monitors or end it.
  *
  * Exit semantics are Erlang's (erlang:exit/2 and the "Processes" chapter):
  *   - 'kill' sent with exit/2 cannot be trapped: the process dies 'killed';
