@@ -448,8 +448,7 @@ int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
   otpc_buf_t *req =
       otpc_term_fmt("{'$gen_call', {~p, [alias | ~r]}, {is_auth, ~A}}", &self,
                     &alias, otpc__dist.node);
-  rc = req ? otpc_send_remote(otpc_atom("net_kernel"), node, req)
-           : OTPC_ENOMEM;
+  rc = req ? otpc_send_remote(otpc_atom("net_kernel"), node, req) : OTPC_ENOMEM;
   otpc_buf_unref(req);
   if (rc == 0) rc = ping_wait(node, &alias, deadline);
   otpc_unalias(&alias);
@@ -532,8 +531,8 @@ int otpc_gen_server_call_remote(otpc_atom_t name, otpc_atom_t node,
   if (node == otpc_node_name())
     return otpc_gen_server_call_name(name, req, timeout_ms, reply);
   otpc_ref_t mon;
-  int rc = monitor_remote(otpc__current(), name, node, ALIAS_MON_DEMONITOR,
-                          &mon);
+  int rc =
+      monitor_remote(otpc__current(), name, node, ALIAS_MON_DEMONITOR, &mon);
   if (rc != 0) return rc;
   named_t to = {name, node};
   return otpc__gen_request(&mon, node, send_named, &to, otpc_atom("$gen_call"),
@@ -559,8 +558,7 @@ static bool rpc_answer(otpc_term_t msg, void *ctx) {
   if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
   if (arity == 2) return otpc_tag_alias(e, &r) && otpc_ref_eq(&r, mon);
   return arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN) &&
-         otpc_term_get_ref(otpc_term_next(e), &r) == 0 &&
-         otpc_ref_eq(&r, mon);
+         otpc_term_get_ref(otpc_term_next(e), &r) == 0 && otpc_ref_eq(&r, mon);
 }
 
 int otpc_rpc_call(otpc_atom_t node, const char *module, const char *function,

@@ -505,7 +505,6 @@ typedef struct waiting {
   otpc_atom_t node; /* the server's node, for {nodedown, Node} */
 } waiting_t;
 
-
 /* Whether t is our tag (the reply's; down: the DOWN's ref). A reply
  * echoes the bytes we sent, so comparing bytes settles it at once,
  * without decoding the ref (which interns its node's atom); a tag written

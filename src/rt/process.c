@@ -384,8 +384,8 @@ int otpc_trap_exit(bool on) {
 }
 
 /* alias: ALIAS_MON_* to make the ref an alias too (alias.c), or 0. */
-static int monitor_common(otpc__proc_t *p, otpc_pid_t target,
-                          otpc_buf_t *name, unsigned alias, otpc_ref_t *out) {
+static int monitor_common(otpc__proc_t *p, otpc_pid_t target, otpc_buf_t *name,
+                          unsigned alias, otpc_ref_t *out) {
   otpc_ref_t ref;
   int rc = 0;
   if (alias != 0)
@@ -417,7 +417,6 @@ int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
   if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
   return monitor_common(p, pid, NULL, mode[a], ref);
 }
-
 
 int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {
   return otpc__monitor_name(name, 0, ref);

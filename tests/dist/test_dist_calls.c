@@ -171,7 +171,7 @@ TEST(gen_server_call_remote_results) {
 
 /* A caller on a node with a long name: the [alias | Ref] tag of its calls
  * carries that name, and must still fit in the server's otpc_from_t. */
-#define LONG_CALLER                                                      \
+#define LONG_CALLER                                                        \
   "caller_on_a_node_with_a_rather_long_name_for_its_alias_tags_0123456789" \
   "@localhost"
 

@@ -1078,8 +1078,8 @@ static void check_erl_to_otpc_alias(otpc_pid_t peer) {
   bool r2 = alias_delivered(peer, plain, &r, 7);
   record("erl_sends_to_otpc_alias",
          rc == 0 && d1 && d2 && d3 && un == 1 && !d4 && !d5 && r1 && !r2,
-         "active: %d %d(tt) %d; unaliased: %d %d(tt); reply alias: %d %d",
-         d1, d2, d3, d4, d5, r1, r2);
+         "active: %d %d(tt) %d; unaliased: %d %d(tt); reply alias: %d %d", d1,
+         d2, d3, d4, d5, r1, r2);
 }
 
 /* erl cuts the connection (erlang:disconnect_node): our monitor and link

@@ -272,7 +272,9 @@ static void body_call_tags(void *arg) {
   otpc_gen_server_stop(s, NULL, 5000);
 }
 
-TEST(gen_server_call_tags_as_gen_call) { run(body_call_tags); }
+TEST(gen_server_call_tags_as_gen_call) {
+  run(body_call_tags);
+}
 
 /* Many calls time out, one after another; every late reply is dropped
  * (the old stand-in remembered only the last 16 tags). */

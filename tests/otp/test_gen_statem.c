@@ -903,7 +903,9 @@ static void body_call_timeout_action(void *arg) {
   stop(sm);
 }
 
-TEST(gen_statem_late_reply_action_dropped) { run(body_call_timeout_action); }
+TEST(gen_statem_late_reply_action_dropped) {
+  run(body_call_timeout_action);
+}
 
 /* ------------------------------------------------------------------------
  * Stop, terminate, crash reports
