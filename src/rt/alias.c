@@ -41,14 +41,19 @@ typedef struct otpc__alias_tab {
 
 #define TAB_MIN 4
 
+/* The make_ref counter in the first three words. */
+static uint64_t key_of(const otpc_ref_t *ref) {
+  return (uint64_t)ref->id[0] | (uint64_t)ref->id[1] << 18 |
+         (uint64_t)ref->id[2] << 50;
+}
+
 /* The counter of an alias of this node, and the pid it names; false if
  * ref is no such alias. */
 static bool alias_parts(const otpc_ref_t *ref, uint64_t *key, otpc_pid_t *pid) {
   if (ref->node != otpc__rt.name || ref->creation != otpc__rt.creation ||
       ref->len != 5 || ref->id[0] >> 18 != 0 || ref->id[2] >> 14 != 0)
     return false;
-  *key = (uint64_t)ref->id[0] | (uint64_t)ref->id[1] << 18 |
-         (uint64_t)ref->id[2] << 50;
+  *key = key_of(ref);
   pid->node = otpc__rt.name;
   pid->id = ref->id[3];
   pid->serial = ref->id[4];
@@ -123,10 +128,7 @@ int otpc__alias_new(otpc__proc_t *p, unsigned mode, otpc_ref_t *out) {
   ref.len = 5;
   ref.id[3] = p->index;
   ref.id[4] = p->serial;
-  uint64_t key;
-  otpc_pid_t pid;
-  alias_parts(&ref, &key, &pid);
-  put(t, key, mode);
+  put(t, key_of(&ref), mode);
   *out = ref;
   return 0;
 }
