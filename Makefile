@@ -24,7 +24,7 @@ FUZZ_QUICK_SECONDS ?= 20
 # libcrypto (the distribution handshake's MD5), Erlang (and Elixir) for
 # the interop tests and benchmarks, clang with its runtime for libFuzzer.
 PKGS_BUILD = gcc make cmake pkg-config zlib1g-dev libssl-dev
-PKGS_TEST  = $(PKGS_BUILD) erlang-nox elixir clang libclang-rt-14-dev
+PKGS_TEST  = $(PKGS_BUILD) erlang-nox elixir clang libclang-rt-14-dev openssl
 PKGS_BENCH = $(PKGS_BUILD) erlang-nox golang-go
 
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
