@@ -22,13 +22,16 @@
  * reader waits for are never taken off the socket by the writer. The SSL
  * has a descriptor of its own (a dup, closed with the object), so it
  * stays valid for the writer after the reader's process, which owned the
- * first one, has ended.
+ * first one, has ended; it reaches it through a BIO of ours that sends
+ * with MSG_NOSIGNAL (a reset connection must not raise SIGPIPE).
  */
+#include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "dist_int.h"
@@ -44,6 +47,72 @@ struct otpc__tls {
 enum { STEP_WAIT = 0, STEP_CLOSED = -1000 };
 
 static SSL_CTX *server_ctx, *client_ctx;
+
+/* ---- the socket under an SSL -------------------------------------------- */
+
+/* OpenSSL's own socket BIO writes with write(), which raises SIGPIPE on a
+ * connection the peer has reset; this one sends with MSG_NOSIGNAL, as the
+ * TCP paths do, and closes its descriptor when freed. */
+static BIO_METHOD *sock_method;
+static pthread_once_t sock_method_once = PTHREAD_ONCE_INIT;
+
+static int bio_fd(BIO *b) {
+  return (int)(intptr_t)BIO_get_data(b);
+}
+
+static int sock_bwrite(BIO *b, const char *buf, int n) {
+  BIO_clear_retry_flags(b);
+  ssize_t k;
+  do k = send(bio_fd(b), buf, (size_t)n, MSG_NOSIGNAL);
+  while (k < 0 && errno == EINTR);
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    BIO_set_retry_write(b);
+  return (int)k;
+}
+
+static int sock_bread(BIO *b, char *buf, int n) {
+  BIO_clear_retry_flags(b);
+  ssize_t k;
+  do k = recv(bio_fd(b), buf, (size_t)n, 0);
+  while (k < 0 && errno == EINTR);
+  if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) BIO_set_retry_read(b);
+  return (int)k;
+}
+
+static long sock_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int sock_destroy(BIO *b) {
+  if (BIO_get_init(b)) close(bio_fd(b));
+  BIO_set_init(b, 0);
+  return 1;
+}
+
+static void sock_method_make(void) {
+  BIO_METHOD *m = BIO_meth_new(
+      BIO_get_new_index() | BIO_TYPE_SOURCE_SINK | BIO_TYPE_DESCRIPTOR,
+      "otpc dist socket");
+  if (m == NULL) return;
+  BIO_meth_set_write(m, sock_bwrite);
+  BIO_meth_set_read(m, sock_bread);
+  BIO_meth_set_ctrl(m, sock_ctrl);
+  BIO_meth_set_destroy(m, sock_destroy);
+  sock_method = m;
+}
+
+/* A BIO over fd, which it owns from now on (closed also on failure). */
+static BIO *sock_bio(int fd) {
+  pthread_once(&sock_method_once, sock_method_make);
+  BIO *b = sock_method ? BIO_new(sock_method) : NULL;
+  if (b == NULL) {
+    close(fd);
+    return NULL;
+  }
+  BIO_set_data(b, (void *)(intptr_t)fd);
+  BIO_set_init(b, 1);
+  return b;
+}
 static bool check_host = true;
 
 /* The first error on OpenSSL's queue (this thread's), as text, and the
@@ -179,9 +248,12 @@ int otpc__tls_start(int fd, bool server, const char *host, int64_t deadline,
   }
   pthread_mutex_init(&t->lock, NULL);
   t->ssl = SSL_new(server ? server_ctx : client_ctx);
-  BIO *bio = t->ssl ? BIO_new_socket(own, BIO_CLOSE) : NULL;
-  if (bio == NULL) {
+  BIO *bio = NULL;
+  if (t->ssl != NULL)
+    bio = sock_bio(own);
+  else
     close(own);
+  if (bio == NULL) {
     snprintf(why, whylen, "cannot make a TLS connection");
     otpc__tls_free(t);
     return OTPC_ENOMEM;
