@@ -42,7 +42,9 @@
  * kill included). References: the table holds one, each process one, and
  * a sender one while it queues.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -1614,6 +1616,26 @@ static int claim_fresh(accept_ctx_t *a, const char *peer) {
   return rc;
 }
 
+/* "address:port" of the peer on fd, for the log. */
+static void peer_text(int fd, char *out, size_t n) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+      port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+      port = ntohs(a->sin6_port);
+    }
+  }
+  snprintf(out, n, "%s:%u", host, port);
+}
+
 static void accept_run(void *arg) {
   role_t *r = arg;
   int fd = r->fd;
@@ -1631,7 +1653,9 @@ static void accept_run(void *arg) {
     int rc = otpc__tls_start(fd, true, NULL, sio.deadline, &sio.tls, why,
                              sizeof why);
     if (rc != 0) {
-      OTPC_LOG_WARNING("connection attempt refused: %s", why);
+      char from[80];
+      peer_text(fd, from, sizeof from);
+      OTPC_LOG_WARNING("connection attempt from %s refused: %s", from, why);
       return;
     }
   }
