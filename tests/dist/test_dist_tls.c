@@ -167,6 +167,7 @@ static void two_main(void *arg) {
   /* A link and a monitor to the peer's echo, then the peer dies. */
   otpc_buf_t *whoami = otpc_term_fmt("{~p, whoami}", &self);
   otpc_send_remote(otpc_atom("echo"), node, whoami);
+  otpc_buf_unref(whoami);
   otpc_pattern_t *iam;
   otpc_pattern_compile("{iam, ~p}", &iam, NULL);
   otpc_buf_t *ans;
