@@ -4,8 +4,10 @@
  * monitor that hear noconnection; a node that presents a certificate from
  * a CA nobody trusts, one that trusts another CA, and a plain TCP node are
  * all refused with the reason logged, and the TLS node goes on serving a
- * good peer. The key material is made at run time (tls_certs.sh) in a
- * temporary directory; real erl nodes are in tests/interop/dist_tls.c.
+ * good peer; a node we call must name its host in its certificate; bad
+ * files are an error; without a CA nothing is verified. The key material is
+ * made at run time (tls_certs.sh) in a temporary directory; real erl nodes are
+ * in tests/interop/dist_tls.c.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -52,8 +54,9 @@ static void ident(ident_t *id, const char *cert, const char *ca) {
   snprintf(id->cert, sizeof id->cert, "%s/%s.pem", certs, cert);
   snprintf(id->key, sizeof id->key, "%s/%s.key", certs, cert);
   snprintf(id->ca, sizeof id->ca, "%s/%s.pem", certs, ca);
-  id->tls = (otpc_dist_tls_t){
-      .certfile = id->cert, .keyfile = id->key, .cafile = id->ca};
+  id->tls = (otpc_dist_tls_t){.certfile = id->cert,
+                              .keyfile = id->key,
+                              .cafile = ca[0] ? id->ca : NULL};
 }
 
 static int start_dist(uint16_t epmd, const ident_t *id) {
@@ -385,5 +388,26 @@ TEST(tls_bad_files_are_an_error) {
   CHECK_INT_EQ(otpc_dist_start(&d), OTPC_EINVAL);
   CHECK(!otpc_dist_running());
   drop_certs();
+  otpc_node_stop();
+}
+
+/* Without a CA nothing is verified (Erlang's verify_none): a certificate
+ * from a CA nobody knows gets in, over TLS all the same. */
+TEST(tls_without_ca_does_not_verify) {
+  make_certs();
+  uint16_t epmd = tls_port(5);
+  pid_t child = tls_peer("loose_b@localhost", epmd, "rogue", "");
+  usleep(300000);
+  ident_t id;
+  ident(&id, "node", "");
+  CHECK_INT_EQ(start_node("loose_a@localhost", epmd, &id), 0);
+  ping_job_t j = {"loose_b@localhost", -1};
+  otpc_pid_t p;
+  otpc_spawn(ping_other, &j, NULL, &p);
+  for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
+  stop_peer(child);
+  drop_certs();
+  CHECK_INT_EQ(j.result, 1);
+  otpc_dist_stop();
   otpc_node_stop();
 }
