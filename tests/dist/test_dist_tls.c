@@ -5,7 +5,8 @@
  * a CA nobody trusts, one that trusts another CA, and a plain TCP node are
  * all refused with the reason logged, and the TLS node goes on serving a
  * good peer; a node we call must name its host in its certificate; bad
- * files are an error; without a CA nothing is verified. The key material is
+ * files are an error; without a CA nothing is verified; client_certfile
+ * is what the connections we make present. The key material is
  * made at run time (tls_certs.sh) in a temporary directory; real erl nodes are
  * in tests/interop/dist_tls.c.
  */
@@ -402,6 +403,32 @@ TEST(tls_without_ca_does_not_verify) {
   ident(&id, "node", "");
   CHECK_INT_EQ(start_node("loose_a@localhost", epmd, &id), 0);
   ping_job_t j = {"loose_b@localhost", -1};
+  otpc_pid_t p;
+  otpc_spawn(ping_other, &j, NULL, &p);
+  for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
+  stop_peer(child);
+  drop_certs();
+  CHECK_INT_EQ(j.result, 1);
+  otpc_dist_stop();
+  otpc_node_stop();
+}
+
+/* client_certfile: the connections we make present that certificate, not
+ * the one we accept with (here one nobody trusts). */
+TEST(tls_client_certificate_for_connections_we_make) {
+  make_certs();
+  uint16_t epmd = tls_port(6);
+  pid_t child = tls_peer("split_b@localhost", epmd, "node", "ca");
+  usleep(300000);
+  ident_t id;
+  ident(&id, "rogue", "ca");
+  char ccert[300], ckey[300];
+  snprintf(ccert, sizeof ccert, "%s/node.pem", certs);
+  snprintf(ckey, sizeof ckey, "%s/node.key", certs);
+  id.tls.client_certfile = ccert;
+  id.tls.client_keyfile = ckey;
+  CHECK_INT_EQ(start_node("split_a@localhost", epmd, &id), 0);
+  ping_job_t j = {"split_b@localhost", -1};
   otpc_pid_t p;
   otpc_spawn(ping_other, &j, NULL, &p);
   for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
