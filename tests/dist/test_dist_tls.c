@@ -6,9 +6,9 @@
  * all refused with the reason logged, and the TLS node goes on serving a
  * good peer; a node we call must name its host in its certificate; bad
  * files are an error; without a CA nothing is verified; client_certfile
- * is what the connections we make present. The key material is
- * made at run time (tls_certs.sh) in a temporary directory; real erl nodes are
- * in tests/interop/dist_tls.c.
+ * is what the connections we make present. The key material is made at
+ * run time (tls_certs.sh) in a temporary directory; real erl nodes are in
+ * tests/interop/dist_tls.c.
  */
 #include <signal.h>
 #include <stdio.h>
