@@ -18,6 +18,9 @@
  * object's `lock`, and no one waits while holding it (the sockets are
  * non-blocking; WANT_READ and WANT_WRITE turn into waits on the caller's
  * own descriptor through otpc__sock_wait, after the lock is released).
+ * A wait follows only WANT_READ or WANT_WRITE, which OpenSSL gives after
+ * the socket itself said EAGAIN, never while decrypted bytes or a whole
+ * record wait in the SSL (SSL_pending): the reader takes those first.
  * Renegotiation is off, so a write never has to read: the bytes the
  * reader waits for are never taken off the socket by the writer. The SSL
  * has a descriptor of its own (a dup, closed with the object), so it
