@@ -28,8 +28,10 @@ extern "C" {
 
 /* Who called: the caller's pid and the call's tag, kept as the ETF of the
  * tag so that any tag (a reference, or OTP 24's [alias | Ref]) is
- * answered as it came. Plain data: copy it to reply later. */
-#define OTPC_FROM_TAG_MAX 80
+ * answered as it came. Plain data: copy it to reply later. The room is
+ * enough for [alias | Ref] with a five-word reference (otpc's aliases)
+ * of a node whose name is as long as an atom can be (297 bytes). */
+#define OTPC_FROM_TAG_MAX 320
 typedef struct otpc_from {
   otpc_pid_t pid;
   uint32_t tag_len;

@@ -179,11 +179,14 @@ OTPC_API bool otpc_is_alive(otpc_pid_t pid);
 OTPC_API int otpc_send(otpc_pid_t to, otpc_buf_t *msg);
 /* Sends to a registered name; OTPC_ENONAME (badarg) if nobody has it. */
 OTPC_API int otpc_send_name(otpc_atom_t name, otpc_buf_t *msg);
-/* Sends msg to a process alias (Erlang's Alias ! Msg, OTP 24 and later),
- * such as the [alias | Alias] tag of a gen_server call from an Erlang
- * node. An alias of another node goes over distribution (ALIAS_SEND)
- * when it runs; otpc processes make no aliases of their own yet, so one
- * of this node delivers nothing. Never an error for an inactive alias. */
+/* Sends msg to a process alias (Erlang's Alias ! Msg, OTP 24 and later):
+ * one made by otpc_alias() or otpc_monitor_opts() here, or one of another
+ * node (such as the [alias | Alias] tag of a gen_server call from an
+ * Erlang node), which goes over distribution (ALIAS_SEND). A message to
+ * an alias that is not active when its owner takes it in, or whose owner
+ * is dead, is dropped without a word, as in Erlang; so is one to a
+ * reference that was never an alias. Never an error for those. May be
+ * called from any thread. */
 OTPC_API int otpc_send_alias(const otpc_ref_t *alias, otpc_buf_t *msg);
 /* Builds a message from a format (see otpc_build_fmt) and sends it. */
 OTPC_API int otpc_sendf(otpc_pid_t to, const char *fmt, ...);
@@ -228,6 +231,26 @@ OTPC_API int otpc_trap_exit(bool on);
 
 /* Monitors pid; DOWN arrives as {'DOWN', Ref, process, Pid, Reason}. */
 OTPC_API int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref);
+/* Monitors with options (monitor/3). .alias makes the monitor's
+ * reference an alias of the caller too (see otpc_alias), deactivated:
+ *   OTPC_MONITOR_ALIAS_EXPLICIT_UNALIAS  only by otpc_unalias;
+ *   OTPC_MONITOR_ALIAS_DEMONITOR         also when the monitor goes
+ *                                        (otpc_demonitor, or its DOWN);
+ *   OTPC_MONITOR_ALIAS_REPLY_DEMONITOR   also when a message sent to the
+ *                                        alias is taken in, which removes
+ *                                        the monitor as well.
+ * opts may be NULL (a plain monitor). In a process. */
+typedef enum otpc_monitor_alias {
+  OTPC_MONITOR_NO_ALIAS = 0,
+  OTPC_MONITOR_ALIAS_EXPLICIT_UNALIAS,
+  OTPC_MONITOR_ALIAS_DEMONITOR,
+  OTPC_MONITOR_ALIAS_REPLY_DEMONITOR
+} otpc_monitor_alias_t;
+typedef struct otpc_monitor_opts {
+  otpc_monitor_alias_t alias;
+} otpc_monitor_opts_t;
+OTPC_API int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
+                               otpc_ref_t *ref);
 /* Monitors whoever has the name now; DOWN names {Name, Node}. */
 OTPC_API int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref);
 /* Removes a monitor; with flush, also a DOWN already received. */
@@ -285,6 +308,31 @@ OTPC_API _Noreturn void otpc_assert_fail(const char *file, int line,
 #endif
 OTPC_API _Noreturn void otpc_fail_at(const char *file, int line,
                                      const char *fmt, ...) OTPC_FAIL_PRINTF_;
+
+/* ------------------------------------------------------------------------
+ * Aliases (erlang:alias/1, unalias/1; OTP 24 and later)
+ *
+ * An alias is a reference that names the process that made it: a message
+ * sent to it (otpc_send_alias, or Alias ! Msg from an Erlang node) lands
+ * in that process's mailbox while the alias is active, and is dropped
+ * once it is not. Whether it is active is checked when the owner takes
+ * the message in, so a message sent before otpc_unalias but arriving
+ * after it is dropped too. Aliases end with their process. A reply to a
+ * call that timed out never lands, which is what gen_server calls use
+ * them for. Sending costs what a send to a pid costs; finding the alias
+ * at the owner is a hash lookup.
+ * ------------------------------------------------------------------------ */
+
+#define OTPC_ALIAS_EXPLICIT_UNALIAS 0 /* active until otpc_unalias */
+#define OTPC_ALIAS_REPLY 1            /* the first message deactivates it */
+
+/* Makes an alias of the calling process (opts: OTPC_ALIAS_*). In a
+ * process. */
+OTPC_API int otpc_alias(int opts, otpc_ref_t *alias);
+/* Deactivates an alias of the calling process: 1 if it was active, 0 if
+ * not (never one, another's, or already inactive). A monitor that made
+ * the alias stays. In a process. */
+OTPC_API int otpc_unalias(const otpc_ref_t *alias);
 
 /* A fresh reference, unique on this node (make_ref()). */
 OTPC_API otpc_ref_t otpc_make_ref(void);

@@ -1240,9 +1240,13 @@ static void dispatch(conn_t *c, otpc__dmsg_t *m) {
       break;
     case DOP_SPAWN_REQUEST:
     case DOP_SPAWN_REQUEST_TT: spawn_request(c, m); break;
+    case DOP_ALIAS_SEND:
+    case DOP_ALIAS_SEND_TT:
+      /* To one of our aliases; an unknown or inactive one drops it. */
+      otpc__alias_deliver(&m->ref, take_payload(m), m->from);
+      break;
     default:
-      /* UNLINK_ID_ACK, ALIAS_SEND (no aliases yet), GROUP_LEADER, ...:
-       * nothing to do. */
+      /* UNLINK_ID_ACK, GROUP_LEADER, ...: nothing to do. */
       break;
   }
 }

@@ -414,12 +414,30 @@ int otpc_net_connect(otpc_atom_t node, int64_t timeout_ms) {
   }
 }
 
+/* {[alias | Alias], _} for our alias. */
 static bool is_pong(otpc_term_t msg, void *ctx) {
   size_t arity;
   otpc_term_t e;
   otpc_ref_t ref;
   return otpc_term_get_tuple(msg, &arity, &e) == 0 && arity == 2 &&
-         otpc_term_get_ref(e, &ref) == 0 && otpc_ref_eq(&ref, ctx);
+         otpc_tag_alias(e, &ref) && otpc_ref_eq(&ref, ctx);
+}
+
+static int ping_wait(otpc_atom_t node, const otpc_ref_t *alias,
+                     int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline < 0 ? 1000 : deadline - otpc_now_ms();
+    if (left <= 0) return 0;
+    otpc_buf_t *ans;
+    if (otpc_receive_fn(is_pong, (void *)alias, left < 200 ? left : 200,
+                        &ans) == 0) {
+      bool yes = otpc_term_is_atom(otpc_term_tuple_elem(otpc_buf_term(ans), 1),
+                                   otpc_atom("yes"));
+      otpc_buf_unref(ans);
+      return yes;
+    }
+    if (otpc__conn_state(node, false) < 0) return 0; /* the node went away */
+  }
 }
 
 int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
@@ -427,32 +445,19 @@ int otpc_net_ping(otpc_atom_t node, int64_t timeout_ms) {
   if (node == otpc_node_name()) return 1;
   int64_t deadline = otpc__deadline(timeout_ms);
   if (otpc_net_connect(node, timeout_ms) != 1) return 0;
-  otpc_ref_t ref = otpc_make_ref();
-  otpc_pid_t self = otpc_self();
-  otpc_buf_t *req = otpc_term_fmt("{'$gen_call', {~p, ~r}, {is_auth, ~A}}",
-                                  &self, &ref, otpc__dist.node);
-  if (req == NULL) return OTPC_ENOMEM;
-  int rc = otpc_send_remote(otpc_atom("net_kernel"), node, req);
-  otpc_buf_unref(req);
+  /* The pong comes to an alias, so one after we gave up is dropped. */
+  otpc_ref_t alias;
+  int rc = otpc_alias(OTPC_ALIAS_EXPLICIT_UNALIAS, &alias);
   if (rc != 0) return rc;
-  for (;;) {
-    int64_t left = deadline < 0 ? 1000 : deadline - otpc_now_ms();
-    if (left <= 0) {
-      otpc__forget_reply(otpc__current(), &ref); /* a late pong is dropped */
-      return 0;
-    }
-    otpc_buf_t *ans;
-    if (otpc_receive_fn(is_pong, &ref, left < 200 ? left : 200, &ans) == 0) {
-      bool yes = otpc_term_is_atom(otpc_term_tuple_elem(otpc_buf_term(ans), 1),
-                                   otpc_atom("yes"));
-      otpc_buf_unref(ans);
-      return yes;
-    }
-    if (otpc__conn_state(node, false) < 0) { /* the node went away */
-      otpc__forget_reply(otpc__current(), &ref);
-      return 0;
-    }
-  }
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *req =
+      otpc_term_fmt("{'$gen_call', {~p, [alias | ~r]}, {is_auth, ~A}}", &self,
+                    &alias, otpc__dist.node);
+  rc = req ? otpc_send_remote(otpc_atom("net_kernel"), node, req) : OTPC_ENOMEM;
+  otpc_buf_unref(req);
+  if (rc == 0) rc = ping_wait(node, &alias, deadline);
+  otpc_unalias(&alias);
+  return rc;
 }
 
 int otpc_net_disconnect(otpc_atom_t node) {
@@ -463,18 +468,24 @@ size_t otpc_nodes(otpc_atom_t *out, size_t max, bool hidden) {
   return otpc__conn_nodes(out, max, hidden);
 }
 
-int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
-  otpc__proc_t *p = otpc__current();
-  if (p == NULL) return OTPC_ENOTPROC;
-  if (node == otpc_node_name()) return otpc_monitor_name(name, ref);
+/* monitor(process, {Name, Node}), its ref an alias too if alias is one
+ * of rt's ALIAS_MON_* modes (0: none). Node is another node. */
+static int monitor_remote(otpc__proc_t *p, otpc_atom_t name, otpc_atom_t node,
+                          unsigned alias, otpc_ref_t *ref) {
   otpc_buf_t *obj = otpc_term_fmt("{~A, ~A}", name, node);
   if (obj == NULL) return OTPC_ENOMEM;
-  otpc_ref_t r = otpc_make_ref();
+  otpc_ref_t r;
+  int rc = 0;
+  if (alias != 0)
+    rc = otpc__alias_new(p, alias, &r);
+  else
+    r = otpc_make_ref();
   /* The entry that DOWN and demonitor find: its pid is no process of that
    * node (id UINT32_MAX), its name what DOWN shows. */
   otpc_pid_t nobody = {node, UINT32_MAX, 0, 0};
-  int rc = otpc__mon_add(p, &r, nobody, MON_WATCHING, obj);
+  if (rc == 0) rc = otpc__mon_add(p, &r, nobody, MON_WATCHING, obj);
   if (rc != 0) {
+    if (alias != 0) otpc__alias_drop(p, &r);
     otpc_buf_unref(obj);
     return rc;
   }
@@ -492,6 +503,13 @@ int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
   return otpc__monitor_remote_name(otpc__proc_pid(p), name, node, &r);
 }
 
+int otpc_monitor_remote(otpc_atom_t name, otpc_atom_t node, otpc_ref_t *ref) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  if (node == otpc_node_name()) return otpc_monitor_name(name, ref);
+  return monitor_remote(p, name, node, 0, ref);
+}
+
 /* ------------------------------------------------------------------------
  * gen_server:call({Name, Node}, Request)
  * ------------------------------------------------------------------------ */
@@ -505,9 +523,10 @@ static int send_named(void *ctx, otpc_buf_t *msg) {
   return otpc_send_remote(n->name, n->node, msg);
 }
 
-/* As gen:call does: monitor {Name, Node} (which connects), send the call
- * by name, wait for the reply or the DOWN (noproc, noconnection, or the
- * server's exit reason). */
+/* As gen:call does: monitor {Name, Node} with {alias, demonitor} (which
+ * connects), send the call by name with the tag [alias | Mon], wait for
+ * the reply or the DOWN (noproc, noconnection, or the server's exit
+ * reason). */
 int otpc_gen_server_call_remote(otpc_atom_t name, otpc_atom_t node,
                                 otpc_buf_t *req, int64_t timeout_ms,
                                 otpc_buf_t **reply) {
@@ -517,7 +536,8 @@ int otpc_gen_server_call_remote(otpc_atom_t name, otpc_atom_t node,
   if (node == otpc_node_name())
     return otpc_gen_server_call_name(name, req, timeout_ms, reply);
   otpc_ref_t mon;
-  int rc = otpc_monitor_remote(name, node, &mon);
+  int rc =
+      monitor_remote(otpc__current(), name, node, ALIAS_MON_DEMONITOR, &mon);
   if (rc != 0) return rc;
   named_t to = {name, node};
   return otpc__gen_request(&mon, node, send_named, &to, otpc_atom("$gen_call"),
@@ -534,22 +554,16 @@ int otpc_gen_statem_call_remote(otpc_atom_t name, otpc_atom_t node,
  * rpc:call
  * ------------------------------------------------------------------------ */
 
-typedef struct rpc_wait {
-  otpc_ref_t tag, mon;
-} rpc_wait_t;
-
-/* {Tag, Result}, or {'DOWN', Mon, _, _, _}. */
+/* {[alias | Mon], Result}, or {'DOWN', Mon, _, _, _}. */
 static bool rpc_answer(otpc_term_t msg, void *ctx) {
-  rpc_wait_t *w = ctx;
+  const otpc_ref_t *mon = ctx;
   size_t arity;
   otpc_term_t e;
   otpc_ref_t r;
   if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
-  if (arity == 2)
-    return otpc_term_get_ref(e, &r) == 0 && otpc_ref_eq(&r, &w->tag);
+  if (arity == 2) return otpc_tag_alias(e, &r) && otpc_ref_eq(&r, mon);
   return arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN) &&
-         otpc_term_get_ref(otpc_term_next(e), &r) == 0 &&
-         otpc_ref_eq(&r, &w->mon);
+         otpc_term_get_ref(otpc_term_next(e), &r) == 0 && otpc_ref_eq(&r, mon);
 }
 
 int otpc_rpc_call(otpc_atom_t node, const char *module, const char *function,
@@ -561,28 +575,30 @@ int otpc_rpc_call(otpc_atom_t node, const char *module, const char *function,
        otpc_term_type(args) != OTPC_TYPE_NIL))
     return OTPC_EINVAL;
   *result = NULL;
-  rpc_wait_t w;
-  w.tag = otpc_make_ref();
+  otpc_ref_t mon;
   otpc_pid_t self = otpc_self();
   otpc_atom_t rex = otpc_atom("rex");
   /* As gen_server:call({rex, Node}, {call, M, F, A, user}): user as the
-   * group leader keeps the function's output on that node. */
-  int rc = otpc_monitor_remote(rex, node, &w.mon);
+   * group leader keeps the function's output on that node. The monitor's
+   * alias is the tag: demonitor deactivates it, so a late answer is
+   * dropped. */
+  int rc = node == otpc_node_name()
+               ? otpc__monitor_name(rex, ALIAS_MON_DEMONITOR, &mon)
+               : monitor_remote(p, rex, node, ALIAS_MON_DEMONITOR, &mon);
   if (rc != 0) return rc;
-  otpc_buf_t *req =
-      otpc_term_fmt("{'$gen_call', {~p, ~r}, {call, ~a, ~a, ~t, user}}", &self,
-                    &w.tag, module, function, args);
+  otpc_buf_t *req = otpc_term_fmt(
+      "{'$gen_call', {~p, [alias | ~r]}, {call, ~a, ~a, ~t, user}}", &self,
+      &mon, module, function, args);
   if (req == NULL) {
-    otpc_demonitor(&w.mon, OTPC_DEMONITOR_FLUSH);
+    otpc_demonitor(&mon, OTPC_DEMONITOR_FLUSH);
     return OTPC_ENOMEM;
   }
   rc = otpc_send_remote(rex, node, req);
   otpc_buf_unref(req);
   otpc_buf_t *ans = NULL;
-  if (rc == 0) rc = otpc_receive_fn(rpc_answer, &w, timeout_ms, &ans);
-  otpc_demonitor(&w.mon, OTPC_DEMONITOR_FLUSH);
+  if (rc == 0) rc = otpc_receive_fn(rpc_answer, &mon, timeout_ms, &ans);
+  otpc_demonitor(&mon, OTPC_DEMONITOR_FLUSH);
   if (rc == OTPC_ETIMEDOUT) {
-    otpc__forget_reply(p, &w.tag);
     *result = otpc_term_fmt("{badrpc, timeout}");
   } else if (rc != 0) {
     return rc;

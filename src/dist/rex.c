@@ -124,7 +124,17 @@ static void reply_to(job_t *j, otpc_buf_t *result) {
     if (otpc_term_get_tuple(j->reply_to, &arity, &e) != 0 || arity != 2 ||
         otpc_term_get_pid(e, &pid) != 0)
       return;
-    otpc_sendf(pid, "{~t, ~t}", otpc_term_next(e), otpc_buf_term(result));
+    /* To the caller's alias if the tag is [alias | Alias] (OTP 24 and
+     * later), as gen_server:reply does: a late answer is then dropped. */
+    otpc_term_t tag = otpc_term_next(e);
+    otpc_ref_t alias;
+    otpc_buf_t *msg = otpc_term_fmt("{~t, ~t}", tag, otpc_buf_term(result));
+    if (msg == NULL) return;
+    if (otpc_tag_alias(tag, &alias))
+      otpc_send_alias(&alias, msg);
+    else
+      otpc_send(pid, msg);
+    otpc_buf_unref(msg);
   } else if (otpc_term_get_pid(j->reply_to, &pid) == 0) {
     otpc_sendf(pid, "{rex, ~t}", otpc_buf_term(result));
   }

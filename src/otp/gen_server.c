@@ -11,9 +11,14 @@
  * name, runs init, and sends {ack, Ref, Result} to the starter, which
  * waits for it with a selective receive (or for the process's DOWN).
  *
- * The client side (call, stop) monitors the server and uses the monitor
- * reference as the call's tag, as OTP does; a reply that comes after a
- * timeout is dropped by the runtime (otpc__forget_reply).
+ * The client side (call, stop) is OTP 25's gen:call: it monitors the
+ * server with {alias, demonitor} and sends the tag [alias | Mref], to
+ * which the server replies ({[alias | Mref], Reply} sent to the alias).
+ * A timeout removes the monitor, which deactivates the alias, so a reply
+ * that comes later is dropped by the runtime as it is taken in (alias.c).
+ * A call to a local server without a timeout uses the plain monitor
+ * reference as its tag, as gen:call does: it waits until the reply or
+ * the DOWN, so no reply can come late.
  *
  * Hot code: a server started from a loaded module (src/code) carries a
  * binding. Before each dispatch it asks the binding whether a newer
@@ -70,6 +75,11 @@ static otpc_atom_t protocol_atom(_Atomic otpc_atom_t *slot, const char *name) {
 static otpc_atom_t atom_gen_call(void) {
   static _Atomic otpc_atom_t a;
   return protocol_atom(&a, "$gen_call");
+}
+
+static otpc_atom_t atom_alias(void) {
+  static _Atomic otpc_atom_t a;
+  return protocol_atom(&a, "alias");
 }
 
 static otpc_atom_t atom_system(void) {
@@ -489,34 +499,43 @@ static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
  * ------------------------------------------------------------------------ */
 
 typedef struct waiting {
-  otpc_ref_t ref;   /* the monitor's, the call's tag */
+  otpc_ref_t ref;   /* the monitor's, the call's tag (or its alias) */
   otpc_term_t tag;  /* the tag as sent, in the request (kept alive) */
   size_t tag_len;   /* its bytes */
   otpc_atom_t node; /* the server's node, for {nodedown, Node} */
 } waiting_t;
 
-
-/* Whether t is our tag. A reply echoes the bytes we sent and the
- * runtime's DOWN writes the ref as we did, so comparing bytes settles
- * it at once, without decoding the ref (which interns its node's atom);
- * a tag written some other way is compared by value. */
-static bool is_our_tag(otpc_term_t t, const waiting_t *w) {
+/* Whether t is our tag (the reply's; down: the DOWN's ref). A reply
+ * echoes the bytes we sent, so comparing bytes settles it at once,
+ * without decoding the ref (which interns its node's atom); a tag written
+ * some other way is compared by value. */
+static bool is_our_tag(otpc_term_t t, const waiting_t *w, bool down) {
   otpc_ref_t ref;
-  if (t.kind == TERM_ENCODED && w->tag_len > 0 &&
+  if (!down && t.kind == TERM_ENCODED && w->tag_len > 0 &&
       otpc_term_size(t) == w->tag_len && memcmp(t.p, w->tag.p, w->tag_len) == 0)
     return true;
-  return otpc_term_get_ref(t, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
+  if (down || w->tag_len == 0 || otpc_term_type(w->tag) == OTPC_TYPE_REF)
+    return otpc_term_get_ref(t, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
+  return otpc_tag_alias(t, &ref) && otpc_ref_eq(&ref, &w->ref);
 }
 
-/* {Ref, _} or {'DOWN', Ref, process, _, _} for our ref. */
+/* {Tag, _} for our tag. */
+static bool our_reply(otpc_term_t msg, void *ctx) {
+  size_t arity;
+  otpc_term_t e;
+  return otpc_term_get_tuple(msg, &arity, &e) == 0 && arity == 2 &&
+         is_our_tag(e, ctx, false);
+}
+
+/* {Tag, _} or {'DOWN', Ref, process, _, _} for our tag and ref. */
 static bool reply_or_down(otpc_term_t msg, void *ctx) {
   waiting_t *w = ctx;
   size_t arity;
   otpc_term_t e;
   if (otpc_term_get_tuple(msg, &arity, &e) != 0) return false;
-  if (arity == 2) return is_our_tag(e, w);
+  if (arity == 2) return is_our_tag(e, w, false);
   if (arity == 5 && otpc_term_is_atom(e, OTPC_ATOM_DOWN))
-    return is_our_tag(otpc_term_next(e), w);
+    return is_our_tag(otpc_term_next(e), w, true);
   return false;
 }
 
@@ -527,9 +546,16 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
   for (;;) {
     int rc = otpc_receive_fn(reply_or_down, w, timeout_ms, &got);
     if (rc != 0) {
+      /* Deactivates the alias too ({alias, demonitor}): a reply sent
+       * from now on is dropped. As gen:call, one that is here already
+       * is still the answer. */
       otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
-      otpc__forget_reply(p, &w->ref);
-      return rc;
+      if (rc != OTPC_ETIMEDOUT || want_down ||
+          otpc_receive_fn(our_reply, w, 0, &got) != 0)
+        return rc;
+      *reply = otpc__term_copy(otpc_term_tuple_elem(otpc_buf_term(got), 1));
+      otpc_buf_unref(got);
+      return *reply ? 0 : OTPC_ENOMEM;
     }
     size_t arity;
     otpc_term_t e;
@@ -561,8 +587,10 @@ static int send_to_pid(void *ctx, otpc_buf_t *msg) {
   return otpc_send(*(otpc_pid_t *)ctx, msg);
 }
 
-/* Sends {Label, {Self, Mon}, Request} with send(ctx, Msg) to a server that
- * *mon monitors, and waits for {Mon, Reply} or the monitor's DOWN. */
+/* Sends {Label, {Self, Tag}, Request} with send(ctx, Msg) to a server
+ * that *mon monitors, and waits for {Tag, Reply} or the monitor's DOWN.
+ * Tag is [alias | Mon] if *mon is an alias (otpc_monitor_opts), else
+ * Mon. */
 int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
                       int (*send)(void *ctx, otpc_buf_t *msg), void *ctx,
                       otpc_atom_t label, otpc_term_t req, int64_t timeout_ms,
@@ -577,6 +605,10 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   otpc_build_atom_id(&b, label);
   otpc_build_tuple(&b, 2);
   otpc_build_pid(&b, &self);
+  if (otpc__ref_is_alias(&w.ref)) { /* [alias | Mon] */
+    otpc_build_list(&b, 1);
+    otpc_build_atom_id(&b, atom_alias());
+  }
   otpc_build_ref(&b, &w.ref);
   otpc_build_term(&b, req);
   int rc;
@@ -594,13 +626,17 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   return rc;
 }
 
-/* The same to a pid, monitored here. */
+/* The same to a pid, monitored here: with {alias, demonitor} unless the
+ * server is local and the call waits forever (gen:call's rule). */
 int otpc__gen_request_pid(otpc_pid_t server, otpc_atom_t label,
                           otpc_term_t req, int64_t timeout_ms,
                           otpc_buf_t **reply, bool want_down) {
   if (otpc__current() == NULL) return OTPC_ENOTPROC;
+  otpc_monitor_opts_t mo = {OTPC_MONITOR_ALIAS_DEMONITOR};
+  if (timeout_ms < 0 && otpc__pid_is_local(server))
+    mo.alias = OTPC_MONITOR_NO_ALIAS;
   otpc_ref_t mon;
-  int rc = otpc_monitor(server, &mon);
+  int rc = otpc_monitor_opts(server, &mo, &mon);
   if (rc != 0) return rc;
   return otpc__gen_request(&mon, server.node, send_to_pid, &server, label, req,
                            timeout_ms, reply, want_down);

@@ -335,7 +335,7 @@ static void free_live(otpc__proc_t *p) {
     otpc__free(p->ext->links);
     otpc__free(p->ext->monitors);
     otpc__free(p->ext->saved);
-    otpc__free(p->ext->dropped);
+    otpc__alias_free_all(p);
   }
   otpc_buf_unref(p->exit_reason);
   otpc__free(p->ext);

@@ -206,7 +206,7 @@ void otpc__proc_free(otpc__proc_t *p) {
   otpc_pid_t pid = otpc__proc_pid(p);
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     otpc__answer_noproc((otpc__sig_t *)l, pid);
-  if (p->ext) otpc__free(p->ext->dropped);
+  otpc__alias_free_all(p);
   otpc__free(p->ext);
   otpc__proc_dealloc(p);
 }

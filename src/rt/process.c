@@ -143,12 +143,17 @@ int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
 
 int otpc_send_alias(const otpc_ref_t *alias, otpc_buf_t *msg) {
   if (alias == NULL || msg == NULL) return OTPC_EINVAL;
-  if (alias->node == otpc__rt.name) return 0; /* no local aliases yet */
+  otpc__proc_t *self = otpc__current();
+  otpc_pid_t from = self ? otpc__proc_pid(self) : undefined_pid();
+  if (alias->node == otpc__rt.name) { /* alias.c; costs as otpc_send */
+    uint32_t backlog = otpc__alias_deliver(alias, otpc_buf_ref(msg), from);
+    spend_n(self, 1 + (uint64_t)backlog);
+    return 0;
+  }
   otpc__alias_route_fn route =
       atomic_load_explicit(&otpc__alias_route, memory_order_acquire);
   if (route == NULL) return 0; /* unreachable: dropped, as to a dead pid */
-  otpc__proc_t *self = otpc__current();
-  route(alias, otpc_buf_ref(msg), self ? otpc__proc_pid(self) : undefined_pid());
+  route(alias, otpc_buf_ref(msg), from);
   spend(self);
   return 0;
 }
@@ -378,11 +383,18 @@ int otpc_trap_exit(bool on) {
   return old;
 }
 
-static int monitor_common(otpc__proc_t *p, otpc_pid_t target,
-                          otpc_buf_t *name, otpc_ref_t *out) {
-  otpc_ref_t ref = otpc_make_ref();
-  int rc = otpc__mon_add(p, &ref, target, MON_WATCHING, name);
+/* alias: ALIAS_MON_* to make the ref an alias too (alias.c), or 0. */
+static int monitor_common(otpc__proc_t *p, otpc_pid_t target, otpc_buf_t *name,
+                          unsigned alias, otpc_ref_t *out) {
+  otpc_ref_t ref;
+  int rc = 0;
+  if (alias != 0)
+    rc = otpc__alias_new(p, alias, &ref);
+  else
+    ref = otpc_make_ref();
+  if (rc == 0) rc = otpc__mon_add(p, &ref, target, MON_WATCHING, name);
   if (rc != 0) {
+    if (alias != 0) otpc__alias_drop(p, &ref);
     otpc_buf_unref(name);
     return rc;
   }
@@ -392,13 +404,25 @@ static int monitor_common(otpc__proc_t *p, otpc_pid_t target,
 }
 
 int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
-  otpc__proc_t *p = otpc__current();
-  if (p == NULL) return OTPC_ENOTPROC;
-  return monitor_common(p, pid, NULL, ref);
+  return otpc_monitor_opts(pid, NULL, ref);
 }
 
+int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
+                      otpc_ref_t *ref) {
+  static const unsigned mode[] = {0, ALIAS_MON_EXPLICIT, ALIAS_MON_DEMONITOR,
+                                  ALIAS_MON_REPLY_DEMONITOR};
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  unsigned a = opts ? (unsigned)opts->alias : 0;
+  if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
+  return monitor_common(p, pid, NULL, mode[a], ref);
+}
 
 int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {
+  return otpc__monitor_name(name, 0, ref);
+}
+
+int otpc__monitor_name(otpc_atom_t name, unsigned alias, otpc_ref_t *ref) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
   otpc_builder_t b;
@@ -417,7 +441,7 @@ int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {
     target.id = UINT32_MAX;
     target.serial = 0;
   }
-  return monitor_common(p, target, obj, ref);
+  return monitor_common(p, target, obj, alias, ref);
 }
 
 int otpc_demonitor(const otpc_ref_t *ref, int flags) {
@@ -425,6 +449,7 @@ int otpc_demonitor(const otpc_ref_t *ref, int flags) {
   if (p == NULL) return OTPC_ENOTPROC;
   otpc_pid_t target;
   if (otpc__mon_remove_watching(p, ref, &target)) {
+    otpc__alias_monitor_gone(p, ref);
     int rc = send_signal(target, SIG_DEMONITOR, otpc__proc_pid(p), ref, NULL);
     if (rc != 0) return rc;
   }

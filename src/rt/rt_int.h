@@ -124,6 +124,7 @@ typedef enum otpc__sig_kind {
 
 #define SIGF_LINKED 1u /* SIG_EXIT caused by a link */
 #define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
+#define SIGF_ALIAS 4u  /* SIG_MESSAGE sent to an alias: ref is the alias */
 
 typedef struct otpc__sig {
   otpc__qlink_t link; /* must be first */
@@ -189,8 +190,7 @@ typedef struct otpc__proc_ext {
   struct otpc__proc *park_prev, *park_next; /* LRU of evictable processes */
   bool parked;
   void *tsan_fiber;           /* TSan: the fiber of evicted frames */
-  otpc_ref_t *dropped;        /* call tags whose late replies are dropped */
-  uint32_t ndropped;
+  struct otpc__alias_tab *aliases; /* active aliases (alias.c) */
   uint32_t wait_seq;          /* io.c: the current fd or dirty wait */
   uint32_t wake_seq_done;     /* the last wait that ended */
   uint32_t wake_events;       /* what woke it */
@@ -454,12 +454,42 @@ bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
                                otpc_pid_t *target);
 size_t otpc__mon_count(const otpc__proc_t *p, unsigned dir);
 
-/* A call of the calling process timed out: a reply {Tag, _} arriving
- * from now on is dropped as it is taken in, as Erlang drops a late reply
- * to a deactivated alias. At most DROPPED_MAX tags are remembered (the
- * oldest is forgotten). (signal.c) */
-#define DROPPED_MAX 16
-void otpc__forget_reply(otpc__proc_t *p, const otpc_ref_t *tag);
+/* ---- alias.c: process aliases (see its head comment) ---- */
+/* How an alias goes: made by otpc_alias (explicit_unalias, reply) or by a
+ * monitor (its three modes). */
+enum {
+  ALIAS_EXPLICIT = 1,
+  ALIAS_REPLY,
+  ALIAS_MON_EXPLICIT,
+  ALIAS_MON_DEMONITOR,
+  ALIAS_MON_REPLY_DEMONITOR
+};
+/* A new active alias of p (the owner), one of the modes above. */
+int otpc__alias_new(otpc__proc_t *p, unsigned mode, otpc_ref_t *out);
+/* Owner only: deactivates an alias; whether it was active. */
+bool otpc__alias_drop(otpc__proc_t *p, const otpc_ref_t *alias);
+/* take_inbox: whether a message sent to alias is taken in (the alias is
+ * active); deactivates a reply alias, and removes its monitor for
+ * reply_demonitor. */
+bool otpc__alias_accept(otpc__proc_t *p, const otpc_ref_t *alias);
+/* The monitor ref of p is gone (demonitor, or its DOWN): its alias goes
+ * too if it was made with the demonitor or reply_demonitor mode. */
+void otpc__alias_monitor_gone(otpc__proc_t *p, const otpc_ref_t *ref);
+/* otpc_monitor_name, its ref an alias too if alias is an ALIAS_MON_*
+ * mode (0: none). (process.c) */
+int otpc__monitor_name(otpc_atom_t name, unsigned alias, otpc_ref_t *ref);
+/* Whether ref has the shape of an alias made on this node. */
+bool otpc__ref_is_alias(const otpc_ref_t *ref);
+/* Sends msg (taken over) from `from` to an alias of this node: to the
+ * process it names, if alive, flagged SIGF_ALIAS; else it is dropped.
+ * Returns the receiver's queue length hint, as otpc__deliver_pid. */
+uint32_t otpc__alias_deliver(const otpc_ref_t *alias, otpc_buf_t *msg,
+                             otpc_pid_t from);
+/* Frees p's alias table (it died, or the node stops). */
+void otpc__alias_free_all(otpc__proc_t *p);
+/* Bytes the table takes; whether it is empty (for otpc__ext_trim). */
+size_t otpc__alias_bytes(const otpc__proc_t *p);
+bool otpc__alias_none(const otpc__proc_t *p);
 
 /* ---- registry.c ---- */
 void otpc__registry_drop(otpc__proc_t *p);

@@ -5,8 +5,9 @@
  * travels in the receiver's one inbox, so everything A sends to B arrives
  * in the order A sent it. The receiver acts on signals when it takes its
  * inbox in (otpc__take_inbox), which it does before every receive and
- * every handler dispatch: messages go to its private queue, the rest
- * change its links and monitors or end it.
+ * every handler dispatch: messages go to its private queue (one sent to
+ * an alias only while the alias is active, alias.c), the rest change its
+ * links and monitors or end it.
  *
  * Exit semantics are Erlang's (erlang:exit/2 and the "Processes" chapter):
  *   - 'kill' sent with exit/2 cannot be trapped: the process dies 'killed';
@@ -328,8 +329,7 @@ size_t otpc__ext_bytes(const otpc__proc_t *p) {
   if (x->monitors)
     n += sizeof *x->monitors + x->monitors->cap * sizeof(mon_entry_t) +
          index_bytes(x->monitors->cap);
-  n += x->ndropped * sizeof(otpc_ref_t);
-  return n;
+  return n + otpc__alias_bytes(p);
 }
 
 /* A handler between messages gives back what it holds for nothing: empty
@@ -347,12 +347,9 @@ void otpc__ext_trim(otpc__proc_t *p) {
     otpc__free(x->monitors);
     x->monitors = NULL;
   }
-  if (x->dropped && x->ndropped == 0) {
-    otpc__free(x->dropped);
-    x->dropped = NULL;
-  }
+  if (x->aliases && otpc__alias_none(p)) otpc__alias_free_all(p);
   if (x->links || x->monitors || x->resources || x->saved || x->parked ||
-      x->tsan_fiber || x->dropped || x->wait_timer.armed || x->wait_seq ||
+      x->tsan_fiber || x->aliases || x->wait_timer.armed || x->wait_seq ||
       x->dirty_job)
     return;
   p->ext = NULL;
@@ -419,41 +416,10 @@ static bool on_exit_signal(otpc__proc_t *p, otpc__sig_t *sig) {
 static void on_down(otpc__proc_t *p, otpc__sig_t *sig) {
   otpc_buf_t *name = NULL;
   if (!mon_remove(p, &sig->ref, MON_WATCHING, NULL, &name)) return;
+  otpc__alias_monitor_gone(p, &sig->ref);
   enqueue_message(p, down_message(&sig->ref, sig->from, name,
                                   otpc_buf_term(sig->buf)));
   otpc_buf_unref(name);
-}
-
-void otpc__forget_reply(otpc__proc_t *p, const otpc_ref_t *tag) {
-  otpc__proc_ext_t *x = otpc__proc_ext(p);
-  if (x == NULL) return; /* no memory: a late reply may then land */
-  if (x->dropped == NULL) {
-    x->dropped = otpc__calloc(DROPPED_MAX, sizeof *x->dropped);
-    if (x->dropped == NULL) return;
-  }
-  if (x->ndropped == DROPPED_MAX) { /* forget the oldest */
-    memmove(x->dropped, x->dropped + 1, (DROPPED_MAX - 1) * sizeof *x->dropped);
-    x->ndropped--;
-  }
-  x->dropped[x->ndropped++] = *tag;
-}
-
-/* Whether msg is a late reply {Tag, _} to a forgotten call; if so the tag
- * is used up. */
-static bool late_reply(otpc__proc_ext_t *x, otpc_buf_t *msg) {
-  size_t arity;
-  otpc_term_t first;
-  otpc_ref_t ref;
-  if (otpc_term_get_tuple(otpc_buf_term(msg), &arity, &first) != 0 ||
-      arity != 2 || otpc_term_get_ref(first, &ref) != 0)
-    return false;
-  for (uint32_t i = 0; i < x->ndropped; i++) {
-    if (otpc_ref_eq(&x->dropped[i], &ref)) {
-      x->dropped[i] = x->dropped[--x->ndropped];
-      return true;
-    }
-  }
-  return false;
 }
 
 /* process_info from another process: what only the owner may read. */
@@ -481,7 +447,8 @@ bool otpc__take_inbox(otpc__proc_t *p) {
     bool alive = true;
     switch (sig->kind) {
       case SIG_MESSAGE:
-        if (p->ext && p->ext->ndropped && late_reply(p->ext, sig->buf)) break;
+        if ((sig->flags & SIGF_ALIAS) && !otpc__alias_accept(p, &sig->ref))
+          break; /* to an inactive alias: dropped */
         atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
         *p->mq_last = sig;
         p->mq_last = (otpc__sig_t **)&sig->link.next;
@@ -602,6 +569,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   otpc_pid_t self = otpc__proc_pid(p);
   /* What it owned is released before anyone hears of the death. */
   otpc__resources_release(p);
+  otpc__alias_free_all(p);
   otpc__registry_drop(p);
   otpc__timers_cancel_for(self);
   /* Out of the process table before anyone hears of the death, so that

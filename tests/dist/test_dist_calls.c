@@ -168,3 +168,38 @@ TEST(gen_server_call_remote_results) {
   otpc_dist_stop();
   otpc_node_stop();
 }
+
+/* A caller on a node with a long name: the [alias | Ref] tag of its calls
+ * carries that name, and must still fit in the server's otpc_from_t. */
+#define LONG_CALLER                                                        \
+  "caller_on_a_node_with_a_rather_long_name_for_its_alias_tags_0123456789" \
+  "@localhost"
+
+static void long_main(void *arg) {
+  int *ok = arg;
+  otpc_atom_t b = otpc_atom("callee_long@localhost"), gs = otpc_atom("gs");
+  otpc_buf_t *r = NULL;
+  int rc = -1;
+  for (int i = 0; i < 50 && rc != 0; i++) { /* the peer starts */
+    rc = call(gs, b, "hello", 2000, &r);
+    if (rc != 0) otpc_sleep(100);
+  }
+  *ok = rc == 0 && reply_is(r, "{ok, hello}");
+  otpc_buf_unref(r);
+}
+
+TEST(gen_server_call_remote_from_a_long_node_name) {
+  uint16_t epmd = calls_port(2);
+  pid_t child = peer("callee_long@localhost", epmd);
+  usleep(300000);
+  CHECK_INT_EQ(start_node(LONG_CALLER, epmd), 0);
+  int ok = 0;
+  otpc_pid_t p;
+  otpc_spawn(long_main, &ok, NULL, &p);
+  for (int i = 0; i < 600 && otpc_is_alive(p); i++) usleep(50000);
+  CHECK_INT_EQ(ok, 1);
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  otpc_dist_stop();
+  otpc_node_stop();
+}

@@ -59,6 +59,10 @@
  *                         with the reason, noproc for a missing name
  *   alias_to_erl          otpc_send_alias to an erl alias(); dropped by
  *                         erl once unaliased
+ *   erl_sends_to_otpc_alias  erl sends to an otpc_alias() (ALIAS_SEND and,
+ *                         with a seq_trace token, ALIAS_SEND_TT): it
+ *                         arrives while active, is dropped once
+ *                         unaliased, and a reply alias takes one
  *   cut_by_erl_noconnection  erlang:disconnect_node from erl: monitors
  *                         and links on both sides fire with noconnection
  *   nodeup_nodedown_both_sides  otpc_monitor_node(NONE) and
@@ -1032,6 +1036,52 @@ static void check_alias_to_erl(otpc_pid_t peer) {
   otpc_buf_unref(want);
 }
 
+/* erl sends to an otpc alias. Each send to the alias is followed by
+ * {sent, N} from the same erl process, so the first of the two that
+ * comes tells whether the alias message was delivered or dropped. */
+static bool alias_delivered(otpc_pid_t peer, const char *op,
+                            const otpc_ref_t *a, int n) {
+  otpc_pid_t self = otpc_self();
+  ask(peer, op, &self, a, n);
+  otpc_pattern_t *p[2];
+  otpc_pattern_compile("{via_otpc_alias, _}", &p[0], NULL);
+  otpc_pattern_compile("{sent, _}", &p[1], NULL);
+  size_t which = 2;
+  otpc_buf_t *m = NULL;
+  bool via = false;
+  if (otpc_receive_any((const otpc_pattern_t *const *)p, 2, 10000, &which,
+                       &m) == 0) {
+    int k = -1;
+    otpc_term_get_int(otpc_term_tuple_elem(otpc_buf_term(m), 1), &k);
+    via = which == 0 && k == n;
+    otpc_buf_unref(m);
+    if (via) otpc_buf_unref(recv_match("{sent, _}", 10000, NULL));
+  }
+  otpc_pattern_free(p[0]);
+  otpc_pattern_free(p[1]);
+  return via;
+}
+
+static void check_erl_to_otpc_alias(otpc_pid_t peer) {
+  const char *plain = "{~p, to_otpc_alias, ~r, ~i}",
+             *tt = "{~p, to_otpc_alias_tt, ~r, ~i}";
+  otpc_ref_t a, r;
+  int rc = otpc_alias(OTPC_ALIAS_EXPLICIT_UNALIAS, &a);
+  bool d1 = rc == 0 && alias_delivered(peer, plain, &a, 1);
+  bool d2 = rc == 0 && alias_delivered(peer, tt, &a, 2);
+  bool d3 = rc == 0 && alias_delivered(peer, plain, &a, 3);
+  int un = otpc_unalias(&a);
+  bool d4 = alias_delivered(peer, plain, &a, 4);
+  bool d5 = alias_delivered(peer, tt, &a, 5);
+  rc |= otpc_alias(OTPC_ALIAS_REPLY, &r);
+  bool r1 = alias_delivered(peer, plain, &r, 6);
+  bool r2 = alias_delivered(peer, plain, &r, 7);
+  record("erl_sends_to_otpc_alias",
+         rc == 0 && d1 && d2 && d3 && un == 1 && !d4 && !d5 && r1 && !r2,
+         "active: %d %d(tt) %d; unaliased: %d %d(tt); reply alias: %d %d", d1,
+         d2, d3, d4, d5, r1, r2);
+}
+
 /* erl cuts the connection (erlang:disconnect_node): our monitor and link
  * of an erl process fire with noconnection, and so do erl's monitor and
  * link of an otpc process (asked once we are connected again). */
@@ -1265,6 +1315,7 @@ static void control(void *arg) {
   check_exit2(peer);
   check_erl_monitors_name(peer);
   check_alias_to_erl(peer);
+  check_erl_to_otpc_alias(peer);
   check_cut_by_erl(peer, enode);
   check_hidden_erl();
   /* A second erl node, killed with kill -9. */

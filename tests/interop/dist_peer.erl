@@ -185,6 +185,17 @@ loop(Node) ->
             Named = receive {'DOWN', R1, process, O1, W1} -> {O1, W1}
                     after 10000 -> none end,
             From ! {name_downs, Named, Missing};
+        {From, to_otpc_alias, A, N} ->
+            %% A is an otpc process's alias: ALIAS_SEND, then a plain
+            %% send from this same process (so it comes after).
+            A ! {via_otpc_alias, N},
+            From ! {sent, N};
+        {From, to_otpc_alias_tt, A, N} ->
+            %% The same with a seq_trace token: ALIAS_SEND_TT.
+            seq_trace:set_token(label, 17),
+            A ! {via_otpc_alias, N},
+            seq_trace:set_token([]),
+            From ! {sent, N};
         {From, alias_test} ->
             A = alias(),
             From ! {alias, A},

@@ -77,6 +77,9 @@ static void c_call(void **state, otpc_term_t req, const otpc_from_t *from,
   } else if (otpc_term_atom_eq(req, "slow", 4)) {
     otpc_sleep(200);
     otpc_gs_replyf(r, "late");
+  } else if (otpc_term_atom_eq(req, "tag", 3)) {
+    otpc_term_t tag = {from->tag, 0, 1}; /* the call's tag, as it came */
+    otpc_gs_replyf(r, "~t", tag);
   } else if (otpc_term_atom_eq(req, "stop_me", 7)) {
     otpc_gs_replyf(r, "stopping");
     otpc_gs_stop(r, T("asked"));
@@ -239,6 +242,65 @@ static void body_timeout(void *arg) {
 }
 
 TEST(gen_server_call_timeout_drops_late_reply) { run(body_timeout); }
+
+/* As OTP 25's gen:call: a call with a timeout sends the tag [alias | Mref],
+ * Mref being the monitor's reference and an alias of the caller that the
+ * reply goes to; one without a timeout to a local server a plain Mref. */
+static void body_call_tags(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *req = T("tag"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, 5000, &reply), 0);
+  otpc_ref_t alias;
+  CHECK(otpc_tag_alias(otpc_buf_term(reply), &alias));
+  CHECK(alias.len == 5 && alias.node == otpc_node_name());
+  /* The call is over: its alias is inactive (demonitor took it). */
+  CHECK_INT_EQ(otpc_unalias(&alias), 0);
+  otpc_buf_t *stray = T("stray");
+  CHECK_INT_EQ(otpc_send_alias(&alias, stray), 0);
+  otpc_buf_unref(stray);
+  otpc_buf_unref(reply);
+  CHECK_INT_EQ(otpc_gen_server_call(s, req, OTPC_INFINITY, &reply), 0);
+  CHECK_INT_EQ(otpc_term_type(otpc_buf_term(reply)), OTPC_TYPE_REF);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(req);
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ETIMEDOUT); /* nothing left */
+  otpc_proc_info_t info;
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.monitors, 0);
+  otpc_gen_server_stop(s, NULL, 5000);
+}
+
+TEST(gen_server_call_tags_as_gen_call) {
+  run(body_call_tags);
+}
+
+/* Many calls time out, one after another; every late reply is dropped
+ * (the old stand-in remembered only the last 16 tags). */
+static void body_many_timeouts(void *arg) {
+  enum { N = 40 };
+  otpc_pid_t s[N];
+  otpc_buf_t *req = T("park"), *reply = NULL;
+  for (int i = 0; i < N; i++) {
+    CHECK_INT_EQ(otpc_gen_server_start(&counter, NULL, NULL, &s[i], NULL), 0);
+    CHECK_INT_EQ(otpc_gen_server_call(s[i], req, 1, &reply), OTPC_ETIMEDOUT);
+  }
+  otpc_buf_unref(req);
+  otpc_buf_t *rel = T("release");
+  for (int i = 0; i < N; i++) CHECK_INT_EQ(otpc_gen_server_cast(s[i], rel), 0);
+  otpc_buf_unref(rel);
+  /* Each server replied before it answers this call (one sender's
+   * messages arrive in order): the late replies would be here by now. */
+  for (int i = 0; i < N; i++) CHECK_INT_EQ(call_int(s[i], "get"), 0);
+  otpc_buf_t *m;
+  CHECK_INT_EQ(otpc_receive(NULL, 0, &m), OTPC_ETIMEDOUT);
+  for (int i = 0; i < N; i++) otpc_gen_server_stop(s[i], NULL, 5000);
+}
+
+TEST(gen_server_many_timed_out_calls_drop_every_late_reply) {
+  run(body_many_timeouts);
+}
 
 static void parker(void *arg) {
   otpc_pid_t *report = arg;

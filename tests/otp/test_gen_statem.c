@@ -887,6 +887,26 @@ static void body_call_timeout(void *arg) {
 
 TEST(gen_statem_call_timeout_drops_late_reply) { run(body_call_timeout); }
 
+/* The same for a reply action ({reply, From, R}) that comes late. */
+static void body_call_timeout_action(void *arg) {
+  otpc_pid_t sm = start(&rec_sm, NULL);
+  otpc_buf_t *req = T("[{sleep, 200}, {reply, too_late}]"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_statem_call(sm, req, 30, &reply), OTPC_ETIMEDOUT);
+  otpc_buf_unref(req);
+  /* The machine's next reply comes after the late one (one sender). */
+  CALL(sm, "where", "{ok, a}");
+  otpc_buf_t *m;
+  otpc_pattern_t *late;
+  otpc_pattern_compile("{_, too_late}", &late, NULL);
+  CHECK_INT_EQ(otpc_receive(late, 0, &m), OTPC_ETIMEDOUT);
+  otpc_pattern_free(late);
+  stop(sm);
+}
+
+TEST(gen_statem_late_reply_action_dropped) {
+  run(body_call_timeout_action);
+}
+
 /* ------------------------------------------------------------------------
  * Stop, terminate, crash reports
  * ------------------------------------------------------------------------ */

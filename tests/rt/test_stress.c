@@ -16,6 +16,12 @@
 #else
 #define SCALE 1
 #endif
+/* How long a stress test waits for the next message before it calls the
+ * node hung. Under TSan every process that gets an execution stack makes
+ * a TSan fiber (about 800 KB zeroed), and a storm's chains all grow
+ * breadth first, so the first EXIT comes only once nearly all of its
+ * thousands of processes have run: tens of seconds on a loaded machine. */
+#define HUNG_MS (10000 * SCALE)
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
 enum { SLAB_PROC, SLAB_SIG };
@@ -129,7 +135,7 @@ static void storm(int chains) {
   CHECK_INT_EQ(otpc_pattern_compile("{'EXIT', _, crash}", &exit, NULL), 0);
   for (int i = 0; i < chains; i++) {
     otpc_buf_t *m;
-    CHECK_INT_EQ(otpc_receive(exit, 10000, &m), 0);
+    CHECK_INT_EQ(otpc_receive(exit, HUNG_MS, &m), 0);
     otpc_buf_unref(m);
   }
   otpc_buf_t *m;
@@ -162,7 +168,7 @@ static void body_many_to_one(void *arg) {
     otpc_buf_t *m;
     otpc_pid_t from;
     int seq;
-    CHECK_INT_EQ(otpc_receive(p, 10000, &m, &from, &seq), 0);
+    CHECK_INT_EQ(otpc_receive(p, HUNG_MS, &m, &from, &seq), 0);
     otpc_buf_unref(m);
     int s = 0;
     while (s < SENDERS && !otpc_pid_eq(senders[s], from)) s++;
