@@ -75,11 +75,12 @@ bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail) {
 }
 
 /* Signal nodes are made and freed at the rate messages flow: they come
- * from a pool (slab.c). */
+ * from pools (slab.c), messages from a pool of smaller blocks. */
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
-  otpc__sig_t *s = otpc__slab_alloc(OTPC__SLAB_SIG);
+  bool msg = kind == SIG_MESSAGE;
+  otpc__sig_t *s = otpc__slab_alloc(msg ? OTPC__SLAB_MSG : OTPC__SLAB_SIG);
   if (s == NULL) return NULL;
-  memset(s, 0, sizeof *s);
+  memset(s, 0, msg ? OTPC__SIG_MSG_SIZE : sizeof *s);
   s->kind = (uint16_t)kind;
   return s;
 }
@@ -87,6 +88,5 @@ otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
 void otpc__sig_free(otpc__sig_t *s) {
   if (s == NULL) return;
   otpc_buf_unref(s->buf);
-  otpc_buf_unref(s->name);
-  otpc__slab_free(OTPC__SLAB_SIG, s);
+  otpc__slab_free(s->kind == SIG_MESSAGE ? OTPC__SLAB_MSG : OTPC__SLAB_SIG, s);
 }

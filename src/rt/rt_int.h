@@ -84,8 +84,11 @@ typedef enum otpc__sig_kind {
 #define OTPC__INFO_TAG "$otpc_info"
 
 #define SIGF_LINKED 1u /* SIG_EXIT caused by a link */
-#define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
 
+/* A message is by far the most common signal, and messages can pile up
+ * by the million in a mailbox: its node holds only the fields before
+ * `ref` (OTPC__SIG_MSG_SIZE bytes, from a pool of its own); every other
+ * kind has the whole struct. Never touch `ref` of a SIG_MESSAGE. */
 typedef struct otpc__sig {
   otpc__qlink_t link; /* must be first */
   uint16_t kind;
@@ -93,9 +96,10 @@ typedef struct otpc__sig {
   uint32_t aux;       /* SIG_WAKE: the wait it ends */
   otpc_buf_t *buf;    /* message or exit reason (one reference) */
   otpc_pid_t from;
-  otpc_ref_t ref;     /* monitors */
-  otpc_buf_t *name;   /* SIGF_NAMED: {Name, Node} */
+  otpc_ref_t ref;     /* monitors; not in a SIG_MESSAGE node */
 } otpc__sig_t;
+
+#define OTPC__SIG_MSG_SIZE offsetof(otpc__sig_t, ref)
 
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
 void otpc__sig_free(otpc__sig_t *sig);
@@ -202,7 +206,8 @@ typedef struct otpc__proc {
 
 typedef enum otpc__slab_id {
   OTPC__SLAB_PROC,
-  OTPC__SLAB_SIG,
+  OTPC__SLAB_SIG, /* signals other than messages */
+  OTPC__SLAB_MSG, /* SIG_MESSAGE nodes (OTPC__SIG_MSG_SIZE bytes) */
   OTPC__SLAB_N
 } otpc__slab_id_t;
 

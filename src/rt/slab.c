@@ -1,6 +1,6 @@
 /*
  * slab.c: memory for the runtime's own fixed-size objects, the process
- * control blocks and signal nodes, which are made and freed at the rate
+ * control blocks, signal nodes and message nodes, which are made and freed at the rate
  * processes spawn and messages flow.
  *
  * General-purpose malloc pays for that rate twice: per call, and in heap
@@ -50,7 +50,7 @@ typedef struct chunk {
 } chunk_t;
 
 typedef struct pool {
-  size_t size;               /* block size, a multiple of 16 */
+  size_t size;               /* block size, a multiple of 8 */
   pthread_mutex_t lock;
   free_block_t *batches;     /* full batches of BATCH blocks */
   free_block_t *singles;     /* blocks given back one at a time */
@@ -64,13 +64,16 @@ static pool_t pools[OTPC__SLAB_N];
 static const size_t sizes[OTPC__SLAB_N] = {
     [OTPC__SLAB_PROC] = sizeof(otpc__proc_t),
     [OTPC__SLAB_SIG] = sizeof(otpc__sig_t),
+    [OTPC__SLAB_MSG] = OTPC__SIG_MSG_SIZE,
 };
 
 void otpc__slab_init(void) {
   for (int i = 0; i < OTPC__SLAB_N; i++) {
     pool_t *p = &pools[i];
     memset(p, 0, sizeof *p);
-    p->size = (sizes[i] + 15) & ~(size_t)15;
+    /* The structs need 8-byte alignment; a free block is two pointers. */
+    p->size = (sizes[i] + 7) & ~(size_t)7;
+    if (p->size < sizeof(free_block_t)) p->size = sizeof(free_block_t);
     pthread_mutex_init(&p->lock, NULL);
   }
 }

@@ -18,17 +18,17 @@
 #endif
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
-enum { SLAB_PROC, SLAB_SIG };
+enum { SLAB_PROC, SLAB_SIG, SLAB_MSG };
 int64_t otpc__slab_in_use(int pool);
 
 typedef struct usage {
   size_t heap;
-  int64_t procs, sigs;
+  int64_t procs, sigs, msgs;
 } usage_t;
 
 static usage_t in_use(void) {
   usage_t u = {mallinfo2().uordblks, otpc__slab_in_use(SLAB_PROC),
-               otpc__slab_in_use(SLAB_SIG)};
+               otpc__slab_in_use(SLAB_SIG), otpc__slab_in_use(SLAB_MSG)};
   return u;
 }
 
@@ -43,6 +43,7 @@ static usage_t in_use(void) {
                      (before).heap, (after).heap);                            \
     CHECK_INT_EQ((after).procs, (before).procs);                              \
     CHECK_INT_EQ((after).sigs, (before).sigs);                                \
+    CHECK_INT_EQ((after).msgs, (before).msgs);                                \
   } while (0)
 
 static void run(void (*body)(void *)) {
