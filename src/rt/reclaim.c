@@ -66,8 +66,7 @@ void otpc__reclaim_init(void) {
     atomic_store(&external[i], OFFLINE);
 }
 
-void otpc__reclaim_enter(void) {
-  if (otpc__self_sched != NULL) return; /* schedulers are always inside */
+void otpc__reclaim_enter_ext(void) {
   if (external_depth++ > 0) return;
   if (my_external < 0) {
     unsigned i = atomic_fetch_add(&next_external, 1);
@@ -83,8 +82,7 @@ void otpc__reclaim_enter(void) {
   } while (atomic_load(&global_epoch) != e);
 }
 
-void otpc__reclaim_exit(void) {
-  if (otpc__self_sched != NULL) return;
+void otpc__reclaim_exit_ext(void) {
   if (--external_depth > 0) return;
   atomic_store(&external[my_external], OFFLINE);
 }

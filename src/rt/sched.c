@@ -101,8 +101,10 @@ static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
   unsigned prio = __atomic_load_n(&p->priority, __ATOMIC_RELAXED) & 3;
   atomic_fetch_add_explicit(&s->runq_len, 1, memory_order_relaxed);
   otpc__mpsc_push(&s->runq[prio], &p->rq_link);
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&s->sleeping, memory_order_relaxed)) wake_sched(s);
+  /* The push (seq_cst) and this load are ordered against the sleeper's
+   * store of `sleeping` and second look at its queues (next_runnable);
+   * a scheduler queueing for itself is awake. */
+  if (s != otpc__self_sched && atomic_load(&s->sleeping)) wake_sched(s);
 }
 
 /*
@@ -178,8 +180,7 @@ static void share_work(otpc__sched_t *s) {
   atomic_fetch_sub_explicit(&s->runq_len, given, memory_order_relaxed);
   atomic_fetch_add_explicit(&to->runq_len, given, memory_order_relaxed);
   otpc__mpsc_push_chain(&to->runq[OTPC_PRIO_NORMAL], give, give_last);
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&to->sleeping, memory_order_relaxed)) wake_sched(to);
+  if (atomic_load(&to->sleeping)) wake_sched(to); /* as in enqueue */
 }
 
 static bool runq_nonempty(otpc__sched_t *s) {

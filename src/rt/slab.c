@@ -28,22 +28,14 @@
 
 #include "rt_int.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLAB_PLAIN_MALLOC 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef OTPC__SLAB_PLAIN_MALLOC /* rt_int.h */
 #define SLAB_PLAIN_MALLOC 1
 #endif
 
 #define CHUNK ((size_t)2 << 20) /* a huge page */
-#define BATCH 64
+#define BATCH OTPC__SLAB_BATCH
 
-typedef struct free_block {
-  struct free_block *next;       /* within a magazine or batch */
-  struct free_block *next_batch; /* first block of a batch: the next one */
-} free_block_t;
+typedef struct otpc__free_block free_block_t;
 
 typedef struct chunk {
   struct chunk *next;
@@ -91,11 +83,7 @@ void otpc__slab_destroy(void) {
   }
 }
 
-/* Counts for the owner thread alone: no read-modify-write needed. */
-static void bump(_Atomic int64_t *n) {
-  atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-}
+#define bump otpc__slab_bump
 
 #ifndef SLAB_PLAIN_MALLOC
 /* A chunk aligned to its size, so that the kernel can back it with one
@@ -143,7 +131,7 @@ static unsigned list_len(const free_block_t *b) {
 }
 #endif
 
-void *otpc__slab_alloc(otpc__slab_id_t id) {
+void *otpc__slab_alloc_any(otpc__slab_id_t id) {
   pool_t *p = &pools[id];
   otpc__sched_t *s = otpc__self_sched;
 #ifdef SLAB_PLAIN_MALLOC
@@ -198,7 +186,7 @@ void *otpc__slab_alloc(otpc__slab_id_t id) {
   return b;
 }
 
-void otpc__slab_free(otpc__slab_id_t id, void *ptr) {
+void otpc__slab_free_any(otpc__slab_id_t id, void *ptr) {
   if (ptr == NULL) return;
   pool_t *p = &pools[id];
   otpc__sched_t *s = otpc__self_sched;
