@@ -303,8 +303,12 @@ typedef struct otpc__sched {
   unsigned nstacks;            /* stacks made by this scheduler */
   otpc__proc_t *parked_first;  /* suspended processes holding stacks, */
   otpc__proc_t *parked_last;   /* least recently suspended first */
-  otpc__mpsc_t runq[4];        /* runnable processes, per priority */
-  _Atomic int64_t runq_len;    /* all four together */
+  otpc__mpsc_t runq[4];        /* queued by other threads, per priority */
+  _Atomic int64_t runq_len;    /* all four together, not yet taken over */
+  struct {                     /* queued by this scheduler itself, and */
+    otpc__qlink_t *head, *tail;/* those taken over from runq: a plain */
+  } lq[4];                     /* FIFO per priority, this thread only */
+  int64_t lq_len;              /* all four together */
   uint32_t low_turn;           /* normal picks over waiting low ones */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
