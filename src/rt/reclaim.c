@@ -103,12 +103,24 @@ static uint64_t min_epoch(void) {
 }
 
 
-void otpc__reclaim_quiescent(otpc__sched_t *s) {
+/* Between two process runs: announce the epoch (only when it moved: the
+ * store is a write to a line others read), and every TRY_EVERY such
+ * points, or when asked, try to move the epoch on and free what is old
+ * enough. Trying costs a look at every thread's epoch and a
+ * compare-and-swap on the global one, lines that move between cores:
+ * done after every process, that was a few cache misses per spawn. */
+#define TRY_EVERY 64
+
+static __thread unsigned ticks;
+
+static void quiescent(otpc__sched_t *s, bool try_now) {
   uint64_t g = atomic_load(&global_epoch);
-  atomic_store(&s->epoch, g);
+  if (atomic_load_explicit(&s->epoch, memory_order_relaxed) != g)
+    atomic_store(&s->epoch, g);
   if (local_list.head == NULL &&
       __atomic_load_n(&shared_list.head, __ATOMIC_RELAXED) == NULL)
     return;
+  if (!try_now && ++ticks % TRY_EVERY != 0) return;
   uint64_t m = min_epoch();
   if (m >= g) atomic_compare_exchange_strong(&global_epoch, &g, g + 1);
   free_older(&local_list, m);
@@ -118,6 +130,10 @@ void otpc__reclaim_quiescent(otpc__sched_t *s) {
     pthread_mutex_unlock(&shared_lock);
   }
 }
+
+void otpc__reclaim_quiescent(otpc__sched_t *s) { quiescent(s, true); }
+
+void otpc__reclaim_between_runs(otpc__sched_t *s) { quiescent(s, false); }
 
 bool otpc__reclaim_pending(void) {
   return local_list.head != NULL ||

@@ -498,6 +498,9 @@ static inline void otpc__reclaim_exit(void) {
   if (otpc__self_sched == NULL) otpc__reclaim_exit_ext();
 }
 void otpc__reclaim_quiescent(otpc__sched_t *s);
+/* The same between two process runs: frees (and moves the epoch) only
+ * every so often. */
+void otpc__reclaim_between_runs(otpc__sched_t *s);
 void otpc__reclaim_retire(otpc__proc_t *p);
 void otpc__reclaim_drain(void); /* at node stop: frees everything retired */
 void otpc__reclaim_init(void);

@@ -128,6 +128,9 @@ static otpc__qlink_t *lq_pop(otpc__sched_t *s, unsigned prio) {
 
 /* Moves what other threads queued to the local queues. */
 static void take_over(otpc__sched_t *s) {
+  /* Pushers count before they push: nothing counted, nothing to take (a
+   * count not seen yet is seen at the next pick, or before sleeping). */
+  if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0) return;
   int64_t n = 0;
   for (unsigned prio = 0; prio < 4; prio++) {
     otpc__qlink_t *l;
@@ -554,7 +557,7 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine) {
   for (;;) {
-    otpc__reclaim_quiescent(s);
+    otpc__reclaim_between_runs(s);
     otpc__proc_t *p = next_runnable(s);
     if (p == NULL) break;
     run_proc(s, p, mine);
