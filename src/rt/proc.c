@@ -256,7 +256,7 @@ uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
   otpc__reclaim_enter();
   otpc__proc_t *p = otpc__proc_lookup(to);
   if (p != NULL) {
-    len = __atomic_load_n(&p->mq_len, __ATOMIC_RELAXED);
+    len = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
     otpc__deliver(p, sig);
   }
   otpc__reclaim_exit();

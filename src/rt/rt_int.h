@@ -223,6 +223,7 @@ typedef struct otpc__proc {
   uint8_t why;                 /* otpc__why_t, after a switch out */
   int16_t home;                /* scheduler it is pinned to, or -1 */
   uint16_t wait_id;            /* counts waits, to drop stale wake-ups */
+  uint32_t backlog;            /* mq_len as published for senders (below) */
   otpc__sig_t *mq_first;       /* private queue: messages taken in */
   otpc__sig_t **mq_last;
   otpc__sig_t **mq_save;       /* where the current receive scans next */
@@ -461,6 +462,17 @@ uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
 /* mq_len is written by the owner only; others read it as a hint. */
 static inline void otpc__mq_len_set(otpc__proc_t *p, uint32_t n) {
   __atomic_store_n(&p->mq_len, n, __ATOMIC_RELAXED);
+}
+
+/* A send costs the sender the receiver's queue length (process.c). The
+ * senders read it from `backlog`, on the line they write anyway (the
+ * inbox tail); the owner republishes it only when it moved by more than
+ * an eighth (and eight): a count rewritten with every message would
+ * take that line away from every sender on another core each time. */
+static inline void otpc__backlog_publish(otpc__proc_t *p) {
+  uint32_t n = p->mq_len, o = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
+  uint32_t d = n > o ? n - o : o - n;
+  if (d > 8 + o / 8) __atomic_store_n(&p->backlog, n, __ATOMIC_RELAXED);
 }
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
 /* Undoes otpc__proc_new for a process that never started. */

@@ -328,6 +328,7 @@ static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__qlink_t *tail;
   /* A handler between messages holds no stack: nor empty tables. */
   if (p->ext != NULL && p->stack == NULL) otpc__ext_trim(p);
+  otpc__backlog_publish(p); /* what is left for the senders' charge */
   if (!otpc__mpsc_empty_at(&p->inbox, &tail)) {
     enqueue(s, p); /* still ours: run it again */
     return;

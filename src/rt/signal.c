@@ -511,6 +511,7 @@ bool otpc__take_inbox_any(otpc__proc_t *p) {
     otpc__sig_free(sig);
     if (!alive) return false;
   }
+  otpc__backlog_publish(p);
   return true;
 }
 
