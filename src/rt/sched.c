@@ -247,7 +247,11 @@ static bool runq_nonempty(otpc__sched_t *s) {
 
 /* Where a process that became runnable should run: where it is pinned, or
  * with whoever woke it (the message it was sent is hot in that cache), or,
- * from outside the schedulers, round-robin. */
+ * from outside the schedulers, round-robin. One process at a time goes to
+ * an idle scheduler only while few wait here: with SHARE_MIN or more,
+ * share_work hands over a batch after this run, and moving them one by
+ * one as well cost each its control block, message and counts crossing
+ * between the cores (docs/internals/performance.md). */
 void otpc__make_runnable(otpc__proc_t *p) {
   int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
                                       memory_order_relaxed);
@@ -256,10 +260,12 @@ void otpc__make_runnable(otpc__proc_t *p) {
     s = &otpc__rt.scheds[home];
   } else if (otpc__self_sched != NULL) {
     s = otpc__self_sched;
-    /* Busy here and someone idle: give it the work instead. */
+    /* Busy here and someone idle: give it the work instead; with a long
+     * queue here, share_work hands over a batch after this run. */
     uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) &
                  ~bit_of(s);
-    if (h != 0 && queued(s) > 0) {
+    int64_t n = h != 0 ? queued(s) : 0;
+    if (n > 0 && n < SHARE_MIN) {
       uint64_t b = h & -h;
       if (atomic_fetch_and(&hungry, ~b) & b)
         s = &otpc__rt.scheds[__builtin_ctzll(b)];
