@@ -110,7 +110,7 @@ void otpc__resources_release(otpc__proc_t *p) {
 
 
 size_t otpc_process_count(void) {
-  int64_t n = otpc__proc_count();
+  int64_t n = atomic_load(&otpc__rt.nprocs);
   return n > 0 ? (size_t)n : 0;
 }
 
@@ -254,7 +254,6 @@ int otpc_node_start(const otpc_node_opts_t *opts) {
   otpc_term_set_local_node(otpc__rt.name, otpc__rt.creation);
   atomic_store(&otpc__rt.stopping, 0);
   atomic_store(&otpc__rt.nprocs, 0);
-  atomic_store(&otpc__rt.waiters, 0);
   atomic_store(&otpc__rt.next_ref, 1);
   pthread_mutex_init(&otpc__rt.wait_lock, NULL);
   pthread_cond_init(&otpc__rt.wait_cond, NULL);
@@ -299,8 +298,7 @@ int otpc_node_wait(int64_t timeout_ms) {
   int rc = 0;
   int64_t deadline = timeout_ms >= 0 ? otpc_now_ms() + timeout_ms : -1;
   pthread_mutex_lock(&otpc__rt.wait_lock);
-  atomic_fetch_add(&otpc__rt.waiters, 1);
-  while (otpc__proc_count() > 0) {
+  while (atomic_load(&otpc__rt.nprocs) > 0) {
     if (deadline < 0) {
       pthread_cond_wait(&otpc__rt.wait_cond, &otpc__rt.wait_lock);
       continue;
@@ -313,7 +311,6 @@ int otpc_node_wait(int64_t timeout_ms) {
     struct timespec ts = otpc__after_ms(CLOCK_REALTIME, left);
     pthread_cond_timedwait(&otpc__rt.wait_cond, &otpc__rt.wait_lock, &ts);
   }
-  atomic_fetch_sub(&otpc__rt.waiters, 1);
   pthread_mutex_unlock(&otpc__rt.wait_lock);
   return rc;
 }

@@ -116,44 +116,6 @@ void otpc__proc_cache_flush(void) {
   pthread_mutex_unlock(&index_lock);
 }
 
-/*
- * The process count. A spawn and an exit each changed one node-wide
- * counter, a line that moved between cores twice per process. Now each
- * scheduler counts the processes made and ended on its thread (both only
- * grow; only its thread writes them), other threads share `nprocs`, and
- * the count is the sum. Reading every `ended` before any `spawned` never
- * shows zero while a process lives: a process is made before it ends, and
- * one that spawned another before it ended was counted with it. Whoever
- * ends a process tells otpc_node_wait when the sum reaches zero, if it
- * waits (the seq_cst add and load pair with the waiter's).
- */
-static void count_change(int64_t d) {
-  otpc__sched_t *s = otpc__self_sched;
-  if (s == NULL)
-    atomic_fetch_add(&otpc__rt.nprocs, d);
-  else if (d > 0)
-    atomic_fetch_add(&s->spawned, d);
-  else
-    atomic_fetch_add(&s->ended, -d);
-  if (d < 0 && atomic_load(&otpc__rt.waiters) > 0 && otpc__proc_count() == 0) {
-    pthread_mutex_lock(&otpc__rt.wait_lock);
-    pthread_cond_broadcast(&otpc__rt.wait_cond);
-    pthread_mutex_unlock(&otpc__rt.wait_lock);
-  }
-}
-
-int64_t otpc__proc_count(void) {
-  otpc__sched_t *scheds = otpc__rt.scheds;
-  if (scheds == NULL) return 0;
-  int64_t n = 0;
-  for (unsigned i = 0; i < otpc__rt.nsched; i++)
-    n -= atomic_load(&scheds[i].ended);
-  n += atomic_load(&otpc__rt.nprocs);
-  for (unsigned i = 0; i < otpc__rt.nsched; i++)
-    n += atomic_load(&scheds[i].spawned);
-  return n;
-}
-
 static otpc__proc_t *proc_alloc(void) {
   return otpc__slab_alloc(OTPC__SLAB_PROC);
 }
@@ -180,7 +142,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   p->mq_save = &p->mq_first;
   p->priority = opts ? (uint8_t)opts->priority : OTPC_PRIO_NORMAL;
   p->name_hint = opts ? opts->name : NULL;
-  count_change(1);
+  atomic_fetch_add(&otpc__rt.nprocs, 1);
   *out = p;
   return 0;
 }
@@ -191,7 +153,7 @@ void otpc__proc_undo(otpc__proc_t *p) {
   otpc__free(p->ext);
   release_index(p->index);
   otpc__proc_dealloc(p);
-  count_change(-1);
+  atomic_fetch_sub(&otpc__rt.nprocs, 1);
 }
 
 void otpc__proc_publish(otpc__proc_t *p) {
@@ -215,7 +177,11 @@ void otpc__proc_retire(otpc__proc_t *p) {
   atomic_store_explicit(&otpc__rt.slots[p->index], NULL, memory_order_release);
   release_index(p->index); /* the slot is empty already (finish_exit) */
   otpc__reclaim_retire(p);
-  count_change(-1);
+  if (atomic_fetch_sub(&otpc__rt.nprocs, 1) == 1) {
+    pthread_mutex_lock(&otpc__rt.wait_lock);
+    pthread_cond_broadcast(&otpc__rt.wait_cond);
+    pthread_mutex_unlock(&otpc__rt.wait_lock);
+  }
 }
 
 

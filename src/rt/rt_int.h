@@ -318,8 +318,6 @@ typedef struct otpc__sched {
   uint64_t rounds;
   uint64_t turn_start;         /* reductions of the running process then */
   _Atomic int64_t homed;       /* live processes pinned here */
-  _Atomic int64_t spawned;     /* processes made on this thread, ever */
-  _Atomic int64_t ended;       /* processes ended on this thread, ever */
   otpc__slab_cache_t slab[OTPC__SLAB_N];
   char pad[64];
 } otpc__sched_t;
@@ -336,9 +334,7 @@ typedef struct otpc__rt {
   size_t max_procs;
   _Atomic(otpc__proc_t *) *slots; /* process table */
   _Atomic uint32_t *serials;      /* next serial per slot */
-  _Atomic int64_t nprocs;         /* made minus ended by other threads;
-                                   * see otpc__proc_count */
-  _Atomic int waiters;            /* in otpc_node_wait */
+  _Atomic int64_t nprocs;
   _Atomic uint64_t next_ref;
   pthread_mutex_t wait_lock;
   pthread_cond_t wait_cond;
@@ -449,8 +445,6 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts);
 static inline otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid);
 static inline otpc_pid_t otpc__proc_pid(const otpc__proc_t *p);
 void otpc__proc_retire(otpc__proc_t *p);
-/* Live processes, counted without a shared counter (proc.c). */
-int64_t otpc__proc_count(void);
 /* Pushes a signal and makes the process runnable if it was idle. */
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
 /* Delivers to a pid: drops the signal (and answers link/monitor
