@@ -1760,7 +1760,9 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   bool payload_exit = fl & OTPC_DFLAG_EXIT_PAYLOAD;
   otpc_buf_t *ctrl = NULL, *payload = NULL;
   otpc_pid_t from = sig->from;
-  bond_op_t bond = {false, {0, from, to, sig->ref, OTPC_ATOM_NONE}};
+  /* A message node has no ref (rt_int.h): read it only for the others. */
+  bond_op_t bond = {false, {0, from, to, {0}, OTPC_ATOM_NONE}};
+  if (sig->kind != SIG_MESSAGE) bond.b.ref = sig->ref;
   switch (sig->kind) {
     case SIG_LINK:
       bond.add = true;
