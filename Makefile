@@ -20,11 +20,13 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 300
 FUZZ_QUICK_SECONDS ?= 20
 
-# Debian packages each part needs: a compiler and CMake, zlib, OpenSSL's
-# libcrypto (the distribution handshake's MD5), Erlang (and Elixir) for
-# the interop tests and benchmarks, clang with its runtime for libFuzzer.
+# Debian packages each part needs: a compiler and CMake, zlib, OpenSSL
+# (libcrypto for the distribution handshake's MD5, libssl for TLS
+# distribution), Erlang (and Elixir; erlang-nox brings erlang-ssl) for the
+# interop tests and benchmarks, the openssl command that makes the TLS
+# tests' certificates, clang with its runtime for libFuzzer.
 PKGS_BUILD = gcc make cmake pkg-config zlib1g-dev libssl-dev
-PKGS_TEST  = $(PKGS_BUILD) erlang-nox elixir clang libclang-rt-14-dev
+PKGS_TEST  = $(PKGS_BUILD) erlang-nox elixir clang libclang-rt-14-dev openssl
 PKGS_BENCH = $(PKGS_BUILD) erlang-nox golang-go
 
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -100,13 +100,13 @@ static bool in_window(const sample_t *s) {
 /* p99 and max (us) of the samples, all of them or those in a window. */
 static size_t stats(bool windowed, double *p99, double *max) {
   size_t n = 0, total = 0;
+  *p99 = *max = 0;
   for (int c = 0; c < CLIENTS; c++) total += nsamples[c];
   int64_t *d = malloc((total ? total : 1) * sizeof *d);
   if (d == NULL) return 0;
   for (int c = 0; c < CLIENTS; c++)
     for (size_t i = 0; i < nsamples[c]; i++)
       if (!windowed || in_window(&samples[c][i])) d[n++] = samples[c][i].dur;
-  *p99 = *max = 0;
   if (n > 0) {
     qsort(d, n, sizeof *d, cmp_i64);
     *p99 = d[(n * 99) / 100 < n ? (n * 99) / 100 : n - 1] / 1e3;

@@ -14,7 +14,8 @@
  *                           program's directory); QUICK=1 for short runs;
  *                           DIST_BENCH_PAIRS=otpc,otpc-erlang,erlang and
  *                           DIST_BENCH_ONLY=small|round|big (otpc's side)
- *                           run a part, for profiling
+ *                           run a part, for profiling;
+ *                           DIST_BENCH_TLS=DIR runs the otpc pair over TLS
  *
  * This node runs the embedded epmd on a port of its own, which every other
  * node of the run uses (ERL_EPMD_PORT), so nothing touches the host's
@@ -35,6 +36,21 @@
 #include "otpc.h"
 
 #define BIG_BYTES ((size_t)1 << 20)
+
+/* DIST_BENCH_TLS=DIR: the otpc nodes speak TLS distribution with
+ * DIR/node.pem, node.key and ca.pem (tests/dist/tls_certs.sh makes them);
+ * for the otpc pair only (the Erlang nodes of the run speak TCP). */
+static const otpc_dist_tls_t *bench_tls(void) {
+  static char cert[512], key[512], ca[512];
+  static otpc_dist_tls_t tls;
+  const char *dir = getenv("DIST_BENCH_TLS");
+  if (dir == NULL || *dir == 0) return NULL;
+  snprintf(cert, sizeof cert, "%s/node.pem", dir);
+  snprintf(key, sizeof key, "%s/node.key", dir);
+  snprintf(ca, sizeof ca, "%s/ca.pem", dir);
+  tls = (otpc_dist_tls_t){.certfile = cert, .keyfile = key, .cafile = ca};
+  return &tls;
+}
 
 static int runs = 3;
 static bool quick;
@@ -133,7 +149,8 @@ static pid_t otpc_server(const char *name, int *go_fd) {
                         .cookie = cookie,
                         .schedulers = sch ? (unsigned)atoi(sch) : 0};
   if (otpc_node_start(&n) != 0) _exit(3);
-  otpc_dist_opts_t d = {.epmd_port = epmd_port, .listen_addr = "127.0.0.1"};
+  otpc_dist_opts_t d = {
+      .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .tls = bench_tls()};
   if (otpc_dist_start(&d) != 0) _exit(4);
   otpc_spawn(serve, NULL, NULL, NULL);
   for (;;) pause();
@@ -374,7 +391,8 @@ int main(int argc, char **argv) {
   const char *sch = getenv("BENCH_SCHEDULERS");
   otpc_node_opts_t n = {
       .name = a, .cookie = cookie, .schedulers = sch ? (unsigned)atoi(sch) : 0};
-  otpc_dist_opts_t d = {.epmd_port = epmd_port, .listen_addr = "127.0.0.1"};
+  otpc_dist_opts_t d = {
+      .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .tls = bench_tls()};
   if (otpc_node_start(&n) != 0 || otpc_dist_start(&d) != 0) {
     fprintf(stderr, "dist_bench: cannot start a node\n");
     return 1;

@@ -23,6 +23,12 @@
  *   many_to_one          20 sequential senders x 1M messages each to one
  *                        handler: messages per second
  *   idle_10m_handler     10M idle handler processes: total RSS (GiB)
+ *   xcore_line           the machine, not otpc: ns to move a cache line
+ *                        from one core to the other (two pinned threads
+ *                        pass a counter); and fresh_memory_4k/_2m, us to
+ *                        touch a MiB of memory never touched before, in
+ *                        4 KiB and in 2 MiB (huge) pages. The limits that
+ *                        docs/internals/performance.md works from.
  *
  * Every workload runs in a forked child with a fresh node (schedulers =
  * BENCH_SCHEDULERS, else the online cores), so that a crash or a hang of
@@ -40,6 +46,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -644,6 +652,78 @@ static void w_many_to_one(void) {
 }
 
 /* ------------------------------------------------------------------------
+ * The machine: what a cache line and fresh memory cost
+ * ------------------------------------------------------------------------ */
+
+/* Round trips in batches; the fastest batch counts, so that a thread
+ * preempted by other load on the machine does not. */
+#define XCORE_BATCH 5000L
+#define XCORE_BATCHES 400L
+#define XCORE_ROUNDS (XCORE_BATCH * XCORE_BATCHES)
+
+static _Alignas(64) _Atomic long xc_line;
+
+static int pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+/* The other side: waits for each odd value and answers with the next. */
+static void *xc_echo(void *arg) {
+  pin_to(1);
+  for (long i = 0; i < XCORE_ROUNDS; i++) {
+    while (atomic_load_explicit(&xc_line, memory_order_acquire) != 2 * i + 1)
+      ;
+    atomic_store_explicit(&xc_line, 2 * i + 2, memory_order_release);
+  }
+  return arg;
+}
+
+/* Microseconds to touch one MiB never touched before (256 MiB, page by
+ * page), with or without transparent huge pages. */
+static double fresh_touch_us(int huge) {
+  size_t len = (size_t)256 << 20, align = (size_t)2 << 20;
+  char *m = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) fail("mmap: %s", strerror(errno));
+  char *a = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
+  madvise(a, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  double t0 = now();
+  for (size_t i = 0; i < len; i += 4096) a[i] = 1;
+  double us = (now() - t0) * 1e6 / 256.0;
+  munmap(m, len + align);
+  return us;
+}
+
+static void w_machine(void) {
+  stage("xcore_line: two threads on cpus 0 and 1");
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) fail("needs two cores");
+  atomic_store(&xc_line, 0);
+  pthread_t t;
+  if (pin_to(0) != 0 || pthread_create(&t, NULL, xc_echo, NULL) != 0)
+    fail("cannot pin two threads");
+  double best = 1e9;
+  for (long b = 0; b < XCORE_BATCHES; b++) {
+    double t0 = now();
+    for (long i = b * XCORE_BATCH; i < (b + 1) * XCORE_BATCH; i++) {
+      atomic_store_explicit(&xc_line, 2 * i + 1, memory_order_release);
+      while (atomic_load_explicit(&xc_line, memory_order_acquire) != 2 * i + 2)
+        ;
+    }
+    double secs = now() - t0;
+    if (secs < best) best = secs;
+  }
+  pthread_join(t, NULL);
+  /* A round trip moves the line there and back. */
+  result("xcore_line", best * 1e9 / (double)XCORE_BATCH / 2.0, "ns", 1);
+  stage("fresh_memory: first touch of 256 MiB");
+  result("fresh_memory_4k", fresh_touch_us(0), "us", 1);
+  result("fresh_memory_2m", fresh_touch_us(1), "us", 1);
+}
+
+/* ------------------------------------------------------------------------
  * The table of workloads, and the parent that runs them
  * ------------------------------------------------------------------------ */
 
@@ -720,6 +800,16 @@ static const workload_t workloads[] = {
      {"otpc: 10M idle handler processes (max_processes 10.1M), the whole "
       "RSS in GiB (skipped in QUICK mode)"},
      {"fits, < 4 GiB"}},
+    {"xcore_line", w_machine,
+     {"xcore_line", "fresh_memory_4k", "fresh_memory_2m"}, 1, 0, 120,
+     {"the machine, not otpc: nanoseconds to move a cache line from one core "
+      "to the other (two pinned threads pass a counter back and forth)",
+      "the machine: microseconds to touch one MiB of memory never touched "
+      "before, in 4 KiB pages (the kernel zeroes each; in a VM the host may "
+      "have to back it too)",
+      "the same in 2 MiB (transparent huge) pages"},
+     {"a limit, see docs/internals/performance.md", "a limit",
+      "a limit"}},
 };
 #define NWORKLOADS (sizeof workloads / sizeof workloads[0])
 

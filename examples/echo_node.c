@@ -124,7 +124,8 @@ static int run_proc(void (*fn)(void *)) {
 static int usage(void) {
   fprintf(stderr,
           "usage: echo_node --name NAME [--cookie COOKIE] [--hidden]\n"
-          "                 [--ticktime SECONDS]\n");
+          "                 [--ticktime SECONDS]\n"
+          "                 [--tls-cert PEM [--tls-key PEM] [--tls-ca PEM]]\n");
   return 2;
 }
 
@@ -132,6 +133,7 @@ int main(int argc, char **argv) {
   const char *name = NULL, *cookie = NULL;
   bool hidden = false;
   unsigned ticktime = 0;
+  otpc_dist_tls_t tls = {0};
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
       name = argv[++i];
@@ -142,10 +144,17 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--ticktime") == 0 && i + 1 < argc &&
              atoi(argv[i + 1]) > 0)
       ticktime = (unsigned)atoi(argv[++i]);
+    else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc)
+      tls.certfile = argv[++i];
+    else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc)
+      tls.keyfile = argv[++i];
+    else if (strcmp(argv[i], "--tls-ca") == 0 && i + 1 < argc)
+      tls.cafile = argv[++i];
     else
       return usage();
   }
-  if (name == NULL) return usage();
+  if (name == NULL || ((tls.keyfile || tls.cafile) && !tls.certfile))
+    return usage();
   char full[256];
   if (strchr(name, '@') == NULL) {
     char host[200] = "localhost";
@@ -169,7 +178,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   otpc_rpc_export("echo", "reverse", echo_reverse, NULL);
-  otpc_dist_opts_t d = {.hidden = hidden, .net_ticktime = ticktime};
+  otpc_dist_opts_t d = {.hidden = hidden,
+                        .net_ticktime = ticktime,
+                        .tls = tls.certfile ? &tls : NULL};
   rc = otpc_dist_start(&d);
   if (rc == 0) rc = run_proc(starter);
   if (rc != 0 || start_rc != 0) {

@@ -12,7 +12,9 @@
  * ping and rpc start a short-lived hidden node (as erl_call does): its name
  * is --name or otpc_<pid>, at NODE's host so that long and short names
  * match; its cookie is --cookie or ~/.erlang.cookie. epmd is found at
- * $ERL_EPMD_PORT, else 4369. Errors go to stderr; usage errors exit 2.
+ * $ERL_EPMD_PORT, else 4369. With --tls-cert (and --tls-key, --tls-ca)
+ * the node speaks TLS distribution, for nodes started with Erlang's
+ * -proto_dist inet_tls. Errors go to stderr; usage errors exit 2.
  */
 #include "dist_cmds.h"
 
@@ -33,14 +35,17 @@ const char otpc__dist_usage[] =
     "                               list in Erlang syntax; prints the result\n"
     "                               (exit 1 for {badrpc, Reason})\n"
     "    OPTS: --cookie C (default ~/.erlang.cookie), --name N (default\n"
-    "          otpc_<pid>, hidden), --timeout MS (default 10000)\n";
+    "          otpc_<pid>, hidden), --timeout MS (default 10000),\n"
+    "          --tls-cert PEM [--tls-key PEM] [--tls-ca PEM] (TLS\n"
+    "          distribution, as erl -proto_dist inet_tls)\n";
 
 /* ---- options ---------------------------------------------------------- */
 
 typedef struct cmd_opts {
   const char *cookie, *name;
   int64_t timeout_ms;
-  char *pos[4]; /* positional arguments */
+  otpc_dist_tls_t tls; /* certfile NULL: plain TCP */
+  char *pos[4];        /* positional arguments */
   int npos;
 } cmd_opts_t;
 
@@ -57,6 +62,12 @@ static int parse_opts(const char *cmd, int argc, char **argv, int want,
       o->cookie = argv[++i];
     } else if (strcmp(a, "--name") == 0 && has_value) {
       o->name = argv[++i];
+    } else if (strcmp(a, "--tls-cert") == 0 && has_value) {
+      o->tls.certfile = argv[++i];
+    } else if (strcmp(a, "--tls-key") == 0 && has_value) {
+      o->tls.keyfile = argv[++i];
+    } else if (strcmp(a, "--tls-ca") == 0 && has_value) {
+      o->tls.cafile = argv[++i];
     } else if (strcmp(a, "--timeout") == 0 && has_value) {
       char *end;
       long long ms = strtoll(argv[++i], &end, 10);
@@ -74,6 +85,10 @@ static int parse_opts(const char *cmd, int argc, char **argv, int want,
       fprintf(stderr, "otpc %s: too many arguments\n", cmd);
       return -1;
     }
+  }
+  if ((o->tls.keyfile || o->tls.cafile) && !o->tls.certfile) {
+    fprintf(stderr, "otpc %s: --tls-key and --tls-ca need --tls-cert\n", cmd);
+    return -1;
   }
   if (o->npos != want) {
     fprintf(stderr, "otpc %s: missing arguments (see otpc help)\n", cmd);
@@ -131,7 +146,9 @@ static int with_node(const char *cmd, const char *target, job_t *j) {
             otpc_strerror(rc));
     return 1;
   }
-  otpc_dist_opts_t d = {.hidden = true, .listen_addr = "127.0.0.1"};
+  otpc_dist_opts_t d = {.hidden = true,
+                        .listen_addr = "127.0.0.1",
+                        .tls = j->o->tls.certfile ? &j->o->tls : NULL};
   rc = otpc_dist_start(&d);
   if (rc != 0) {
     fprintf(stderr, "otpc %s: starting distribution as %s: %s\n", cmd, self,

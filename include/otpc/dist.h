@@ -35,6 +35,28 @@
 extern "C" {
 #endif
 
+/* TLS for the distribution, compatible with Erlang's inet_tls_dist
+ * (`erl -proto_dist inet_tls -ssl_dist_optfile FILE`): every connection,
+ * accepted or made, runs TLS (1.2 or later) first, then the usual
+ * handshake and frames inside it. Files are PEM. Guide:
+ * docs/distribution.md, "TLS distribution". */
+typedef struct otpc_dist_tls {
+  const char *certfile; /* this node's certificate (and chain); required */
+  const char *keyfile;  /* its private key; NULL: in certfile */
+  /* The CAs a peer's certificate must chain to. With one, peers are
+   * verified both ways (unless verify_none): a node that connects must
+   * present a certificate, and the node we connect to must present one
+   * that also names its host (the part after '@'; unless no_host_check).
+   * NULL: peers are not verified (as Erlang's verify_none). */
+  const char *cafile;
+  bool verify_none;
+  bool no_host_check;
+  /* For the connections this node makes (Erlang's client_certfile and
+   * client_keyfile); NULL: certfile and keyfile. */
+  const char *client_certfile;
+  const char *client_keyfile;
+} otpc_dist_tls_t;
+
 typedef struct otpc_dist_opts {
   /* The cookie; NULL: otpc_node_opts_t.cookie, else ~/.erlang.cookie
    * (created with random content and mode 0400 when missing). */
@@ -45,6 +67,9 @@ typedef struct otpc_dist_opts {
   unsigned net_ticktime;   /* seconds; 0: 60, as Erlang's default */
   uint16_t epmd_port;      /* 0: $ERL_EPMD_PORT or 4369 */
   bool no_epmd_server;     /* never start the embedded epmd */
+  /* TLS on every connection; NULL: plain TCP. Read by otpc_dist_start()
+   * (the files are loaded then; OTPC_EINVAL, logged, if one is bad). */
+  const otpc_dist_tls_t *tls;
 } otpc_dist_opts_t;
 
 /* Starts distribution on the running node, whose name must be

@@ -21,6 +21,10 @@ void otpc_set_allocator(const otpc_allocator_t *allocator) {
   }
 }
 
+bool otpc__allocator_is_default(void) {
+  return current.malloc == malloc && current.free == free;
+}
+
 void *otpc__malloc(size_t size) { return current.malloc(size ? size : 1); }
 
 void *otpc__calloc(size_t n, size_t size) {

@@ -5,6 +5,7 @@
 #ifndef OTPC_BASE_INT_H
 #define OTPC_BASE_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "otpc/base.h"
@@ -13,6 +14,9 @@ void *otpc__malloc(size_t size);
 void *otpc__calloc(size_t n, size_t size);
 void *otpc__realloc(void *ptr, size_t size);
 void otpc__free(void *ptr);
+/* Whether the hook is libc's own (no test allocator is set): private
+ * pools may then serve small blocks without going through it. */
+bool otpc__allocator_is_default(void);
 
 #define OTPC_UNUSED(x) ((void)(x))
 #define OTPC_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -42,7 +42,9 @@
  * kill included). References: the table holds one, each process one, and
  * a sender one while it queues.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -83,10 +85,11 @@ typedef struct conn {
   otpc_pid_t reader, writer;
   bool has_writer;
   item_t *head, **tail;
-  bool kicked;  /* the writer has work: it sends, senders only queue */
-  bool writing; /* a sender writes to sfd (see direct_write) */
-  bool direct;  /* a sender wrote last: the next ones queue (batches) */
-  int sfd;      /* a dup of fd for senders, closed with the conn */
+  bool kicked;      /* the writer has work: it sends, senders only queue */
+  bool writing;     /* a sender writes to sfd (see direct_write) */
+  bool direct;      /* a sender wrote last: the next ones queue (batches) */
+  int sfd;          /* a dup of fd for senders, closed with the conn */
+  otpc__tls_t *tls; /* with TLS: set once UP, freed with the conn */
   uint64_t next_seq;
   uint64_t next_unlink_id;
   struct bonds {
@@ -193,6 +196,7 @@ static void conn_unref(conn_t *c) {
   if (atomic_fetch_sub(&c->refs, 1) != 1) return;
   free_items(c->head);
   if (c->sfd >= 0) close(c->sfd);
+  otpc__tls_free(c->tls);
   otpc__free(c->bonds.slot);
   otpc__rx_free(&c->rx);
   pthread_mutex_destroy(&c->lock);
@@ -567,7 +571,7 @@ static int enqueue_item(otpc_atom_t node, item_t *it, const bond_op_t *bond) {
   }
   if (bond != NULL) bond_apply(c, bond);
   if (c->state == C_UP && c->has_writer && !c->kicked && !c->writing &&
-      !c->direct && c->head == NULL && c->sfd >= 0 &&
+      !c->direct && c->head == NULL && c->sfd >= 0 && c->tls == NULL &&
       flat_size(c->flags, it) > 0) {
     direct_write(c, it); /* unlocks */
     conn_unref(c);
@@ -675,10 +679,14 @@ static role_t *role_new(conn_t *c, uint32_t gen, int fd) {
  * small messages are copied into `out` (length, header, control and
  * message together), the bytes of larger ones are pointed at where they
  * are (an iovec per piece), so a message buffer is never copied for the
- * socket. The items of a batch are kept in `done` until it is written. */
+ * socket. The items of a batch are kept in `done` until it is written.
+ * Over TLS the pieces go into SSL_write calls instead: small ones
+ * gathered in `tbuf`, big ones written from where they are, so that the
+ * records are full and few. */
 #define OUT_CAP ((size_t)128 << 10)     /* bytes copied into one batch */
 #define IOV_N 256                       /* pieces of one batch */
 #define BATCH_BYTES ((size_t)256 << 10) /* a batch this big is written */
+#define TLS_GATHER ((size_t)64 << 10)   /* tbuf: small pieces for TLS */
 
 typedef struct wstate {
   conn_t *c;
@@ -692,7 +700,9 @@ typedef struct wstate {
   size_t bytes; /* in the batch */
   struct iovec iov[IOV_N];
   int niov;
-  item_t *done; /* in the batch: freed once it is written */
+  item_t *done;     /* in the batch: freed once it is written */
+  otpc__tls_t *tls; /* the conn's, or NULL: plain TCP */
+  uint8_t *tbuf;    /* TLS_GATHER bytes, with tls */
 } wstate_t;
 
 /* Moves the conn's queue to the writer's list; false once DOWN. While
@@ -742,11 +752,35 @@ static int write_iov(int fd, struct iovec *v, int n) {
   return 0;
 }
 
+/* The batch through TLS: pieces up to TLS_GATHER bytes are gathered,
+ * bigger ones written as they are. */
+static int write_iov_tls(wstate_t *w) {
+  size_t have = 0;
+  int rc = 0;
+  for (int i = 0; i < w->niov && rc == 0; i++) {
+    const struct iovec *v = &w->iov[i];
+    if (have > 0 && have + v->iov_len > TLS_GATHER) {
+      rc = otpc__tls_write(w->tls, w->fd, w->tbuf, have, -1);
+      have = 0;
+    }
+    if (rc != 0) break;
+    if (v->iov_len >= TLS_GATHER) {
+      rc = otpc__tls_write(w->tls, w->fd, v->iov_base, v->iov_len, -1);
+    } else {
+      memcpy(w->tbuf + have, v->iov_base, v->iov_len);
+      have += v->iov_len;
+    }
+  }
+  if (rc == 0 && have > 0)
+    rc = otpc__tls_write(w->tls, w->fd, w->tbuf, have, -1);
+  return rc;
+}
+
 /* Writes the batch; its items are released. */
 static int flush(wstate_t *w) {
   int rc = 0;
   if (w->niov > 0) {
-    rc = write_iov(w->fd, w->iov, w->niov);
+    rc = w->tls ? write_iov_tls(w) : write_iov(w->fd, w->iov, w->niov);
     w->last_write = otpc_now_ms();
   }
   w->niov = 0;
@@ -945,6 +979,7 @@ static void writer_free(wstate_t *w) {
   free_items(w->head);
   free_items(w->done);
   otpc__free(w->out);
+  otpc__free(w->tbuf);
   otpc__free(w);
 }
 
@@ -970,8 +1005,14 @@ static void writer_run(void *arg) {
   w->frags = (c->flags & OTPC_DFLAG_FRAGMENTS) != 0;
   w->sender = (c->flags & OTPC_DFLAG_SEND_SENDER) != 0;
   w->fd = up ? dup(c->fd) : -1;
+  w->tls = c->tls;
   pthread_mutex_unlock(&c->lock);
   const char *why = "writer stopped";
+  if (w->tls != NULL && (w->tbuf = otpc__malloc(TLS_GATHER)) == NULL) {
+    if (w->fd >= 0) close(w->fd);
+    conn_down(c, "out of memory for the writer");
+    return;
+  }
   if (w->fd < 0 || otpc_own_fd(w->fd) != 0) {
     if (w->fd >= 0) close(w->fd);
     why = "writer could not start";
@@ -990,7 +1031,8 @@ static void writer_run(void *arg) {
     int64_t idle = otpc_now_ms() - w->last_write;
     if (idle >= tick && claim_socket(c, true)) {
       static const uint8_t zero[4];
-      int rc = otpc__sock_write(w->fd, zero, 4, -1);
+      int rc = w->tls ? otpc__tls_write(w->tls, w->fd, zero, 4, -1)
+                      : otpc__sock_write(w->fd, zero, 4, -1);
       claim_socket(c, false);
       if (rc != 0) {
         why = "write failed";
@@ -1230,7 +1272,21 @@ static void reader_loop(conn_t *c) {
     return;
   }
   for (;;) {
-    ssize_t got = recv(c->fd, buf + len, cap - len, 0);
+    ssize_t got;
+    if (c->tls != NULL) {
+      got = otpc__tls_recv(c->tls, c->fd, buf + len, cap - len, last + tick_ms);
+      if (got == OTPC_ETIMEDOUT) {
+        if (otpc_now_ms() - last < tick_ms) continue;
+        snprintf(why, sizeof why, "net_tick_timeout");
+        break;
+      }
+      if (got < 0) {
+        snprintf(why, sizeof why, "%s", otpc__tls_why(c->tls));
+        break;
+      }
+    } else {
+      got = recv(c->fd, buf + len, cap - len, 0);
+    }
     if (got == 0) {
       snprintf(why, sizeof why, "connection closed by peer");
       break;
@@ -1319,13 +1375,14 @@ static void reader_loop(conn_t *c) {
 
 /* The handshake is done: the conn goes UP with fd, the writer starts, and
  * the calling process reads. */
-static void become_reader(conn_t *c, uint32_t gen, int fd,
+static void become_reader(conn_t *c, uint32_t gen, int fd, otpc__tls_t *tls,
                           const otpc__hs_t *hs) {
   pthread_mutex_lock(&c->lock);
   bool mine = c->gen == gen && c->state == C_PENDING;
   if (mine) {
     c->state = C_UP;
     c->fd = fd;
+    c->tls = tls;
     c->sfd = dup(fd);
     c->flags = hs->peer_flags;
     c->creation = hs->peer_creation;
@@ -1334,7 +1391,10 @@ static void become_reader(conn_t *c, uint32_t gen, int fd,
     c->kicked = true; /* the writer looks at the queue as it starts */
   }
   pthread_mutex_unlock(&c->lock);
-  if (!mine) return; /* another handshake won; our socket closes */
+  if (!mine) { /* another handshake won; our socket closes */
+    otpc__tls_free(tls);
+    return;
+  }
   OTPC_LOG_INFO("connected to %s", hs->peer);
   conn_ref(c);
   role_t *w = role_new(c, gen, -1);
@@ -1356,15 +1416,18 @@ static void become_reader(conn_t *c, uint32_t gen, int fd,
 typedef struct sock_io {
   int fd;
   int64_t deadline;
+  otpc__tls_t *tls; /* or NULL: plain TCP */
 } sock_io_t;
 
 static int io_read(void *ctx, void *buf, size_t n) {
   sock_io_t *s = ctx;
-  return otpc__sock_read(s->fd, buf, n, s->deadline);
+  return s->tls ? otpc__tls_read(s->tls, s->fd, buf, n, s->deadline)
+                : otpc__sock_read(s->fd, buf, n, s->deadline);
 }
 static int io_write(void *ctx, const void *buf, size_t n) {
   sock_io_t *s = ctx;
-  return otpc__sock_write(s->fd, buf, n, s->deadline);
+  return s->tls ? otpc__tls_write(s->tls, s->fd, buf, n, s->deadline)
+                : otpc__sock_write(s->fd, buf, n, s->deadline);
 }
 
 static void hs_init(otpc__hs_t *hs) {
@@ -1418,17 +1481,28 @@ static void connect_run(void *arg) {
     conn_fail(c, gen, "connect failed");
     return;
   }
+  sock_io_t sio = {fd, deadline, NULL};
+  if (otpc__tls_on()) {
+    char why[200];
+    rc =
+        otpc__tls_start(fd, false, at + 1, deadline, &sio.tls, why, sizeof why);
+    if (rc != 0) {
+      OTPC_LOG_WARNING("cannot connect to %s: %s", node, why);
+      conn_fail(c, gen, "TLS failed");
+      return;
+    }
+  }
   hs_init(hs);
   hs->expect = node;
   hs->still_wanted = connector_wanted;
   hs->ctx = c;
-  sock_io_t sio = {fd, deadline};
-  otpc__hs_io_t io = {io_read, io_write, &sio};
+  otpc__hs_io_t io = {io_read, io_write, &sio, sio.tls != NULL};
   rc = otpc__hs_initiate(hs, &io);
   if (rc == 0) {
-    become_reader(c, gen, fd, hs);
+    become_reader(c, gen, fd, sio.tls, hs);
     return;
   }
+  otpc__tls_free(sio.tls);
   if (hs->nok) {
     /* Simultaneous connect, and the peer's attempt wins: it will reach
      * our acceptor, which takes the conn over. Wait for that. */
@@ -1546,6 +1620,26 @@ static int claim_fresh(accept_ctx_t *a, const char *peer) {
   return rc;
 }
 
+/* "address:port" of the peer on fd, for the log. */
+static void peer_text(int fd, char *out, size_t n) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  char host[INET6_ADDRSTRLEN] = "?";
+  unsigned port = 0;
+  if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+      port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+      port = ntohs(a->sin6_port);
+    }
+  }
+  snprintf(out, n, "%s:%u", host, port);
+}
+
 static void accept_run(void *arg) {
   role_t *r = arg;
   int fd = r->fd;
@@ -1557,8 +1651,19 @@ static void accept_run(void *arg) {
   otpc__hs_t *hs = otpc_palloc(sizeof *hs);
   if (hs == NULL) return;
   hs_init(hs);
-  sock_io_t sio = {fd, otpc__deadline(DIST_SETUP_MS)};
-  otpc__hs_io_t io = {io_read, io_write, &sio};
+  sock_io_t sio = {fd, otpc__deadline(DIST_SETUP_MS), NULL};
+  if (otpc__tls_on()) {
+    char why[200];
+    int rc = otpc__tls_start(fd, true, NULL, sio.deadline, &sio.tls, why,
+                             sizeof why);
+    if (rc != 0) {
+      char from[80];
+      peer_text(fd, from, sizeof from);
+      OTPC_LOG_WARNING("connection attempt from %s refused: %s", from, why);
+      return;
+    }
+  }
+  otpc__hs_io_t io = {io_read, io_write, &sio, sio.tls != NULL};
   otpc__hs_policy_t pol = {accept_status, accept_alive, &a};
   int rc = otpc__hs_accept(hs, &io, &pol);
   if (a.old) conn_unref(a.old);
@@ -1569,12 +1674,19 @@ static void accept_run(void *arg) {
     OTPC_LOG_WARNING("connection attempt from %s refused: %s",
                      hs->peer[0] ? hs->peer : "unknown node", hs->why);
     if (a.c) conn_fail(a.c, a.gen, hs->why);
+    otpc__tls_free(sio.tls);
     return;
   }
-  if (a.fresh && claim_fresh(&a, hs->peer) != 0) return;
+  if (a.fresh && claim_fresh(&a, hs->peer) != 0) {
+    otpc__tls_free(sio.tls);
+    return;
+  }
   r->c = a.c;
   r->gen = a.gen;
-  if (a.c != NULL) become_reader(a.c, a.gen, fd, hs);
+  if (a.c != NULL)
+    become_reader(a.c, a.gen, fd, sio.tls, hs);
+  else
+    otpc__tls_free(sio.tls);
 }
 
 int otpc__conn_accept(int fd) {
@@ -1648,7 +1760,9 @@ void otpc__dist_route(otpc_pid_t to, otpc__sig_t *sig) {
   bool payload_exit = fl & OTPC_DFLAG_EXIT_PAYLOAD;
   otpc_buf_t *ctrl = NULL, *payload = NULL;
   otpc_pid_t from = sig->from;
-  bond_op_t bond = {false, {0, from, to, sig->ref, OTPC_ATOM_NONE}};
+  /* A message node has no ref (rt_int.h): read it only for the others. */
+  bond_op_t bond = {false, {0, from, to, {0}, OTPC_ATOM_NONE}};
+  if (sig->kind != SIG_MESSAGE) bond.b.ref = sig->ref;
   switch (sig->kind) {
     case SIG_LINK:
       bond.add = true;

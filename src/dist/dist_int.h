@@ -4,6 +4,7 @@
  *
  *   sock.c       sockets that wait through the runtime in a process (and
  *                with poll() on a plain thread), with absolute deadlines
+ *   tls.c        TLS over those sockets (OpenSSL), as inet_tls_dist
  *   epmd.c       the epmd client and the embedded epmd server
  *   handshake.c  the version 6 handshake, both roles, over an I/O callback
  *   frame.c      distribution headers, the atom cache, fragments, control
@@ -25,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "../rt/rt_int.h"
 #include "otpc/dist.h"
@@ -84,6 +86,38 @@ int otpc__sock_listen(const char *addr, uint16_t port, int *fd,
 int otpc__sock_accept(int lfd);
 
 /* ------------------------------------------------------------------------
+ * tls.c: a connection's transport is its socket, or, when distribution
+ * runs with TLS, an otpc__tls_t over it. Each call takes the descriptor
+ * the caller waits on (the reader's and the writer's are dups of the
+ * same socket) and may be made by the reader and the writer at once.
+ * ------------------------------------------------------------------------ */
+
+typedef struct otpc__tls otpc__tls_t;
+
+/* Loads the certificates and keys (otpc_dist_start) / drops them. */
+int otpc__tls_setup(const otpc_dist_tls_t *opts);
+void otpc__tls_cleanup(void);
+/* Whether connections run TLS. */
+bool otpc__tls_on(void);
+/* The TLS handshake on a connected socket, as server (accepted) or client
+ * (made to a node on host). 0 and *t; else a negative code with the
+ * reason (a refused certificate, a peer that does not speak TLS) in why. */
+int otpc__tls_start(int fd, bool server, const char *host, int64_t deadline,
+                    otpc__tls_t **t, char *why, size_t whylen);
+void otpc__tls_free(otpc__tls_t *t);
+/* What the last failed call on t met, for the log. */
+const char *otpc__tls_why(const otpc__tls_t *t);
+/* Reads what has come, up to n bytes, waiting until something has: the
+ * count, 0 at the end of the stream, OTPC_EIO, OTPC_ETIMEDOUT. */
+ssize_t otpc__tls_recv(otpc__tls_t *t, int fd, void *buf, size_t n,
+                       int64_t deadline);
+/* Reads or writes exactly n bytes, as otpc__sock_read and _write. */
+int otpc__tls_read(otpc__tls_t *t, int fd, void *buf, size_t n,
+                   int64_t deadline);
+int otpc__tls_write(otpc__tls_t *t, int fd, const void *buf, size_t n,
+                    int64_t deadline);
+
+/* ------------------------------------------------------------------------
  * epmd.c
  * ------------------------------------------------------------------------ */
 
@@ -124,6 +158,7 @@ typedef struct otpc__hs_io {
   int (*read)(void *ctx, void *buf, size_t n);
   int (*write)(void *ctx, const void *buf, size_t n);
   void *ctx;
+  bool len4; /* 4-byte message lengths (TLS, as inet_tls_dist), not 2 */
 } otpc__hs_io_t;
 
 /* The acceptor asks what to answer a peer that named itself: "ok",

@@ -63,21 +63,27 @@ static uint32_t challenge(void) {
 
 /* ---- messages ------------------------------------------------------------ */
 
+/* Each message goes with its length in 2 bytes (TCP), or in 4 (over TLS,
+ * as inet_tls_dist frames its whole connection). */
 static int send_msg(const otpc__hs_io_t *io, const uint8_t *body, size_t n) {
-  uint8_t len[2];
-  put_be16(len, (uint16_t)n);
-  int rc = io->write(io->ctx, len, 2);
+  uint8_t len[4];
+  size_t w = io->len4 ? 4 : 2;
+  if (io->len4)
+    put_be32(len, (uint32_t)n);
+  else
+    put_be16(len, (uint16_t)n);
+  int rc = io->write(io->ctx, len, w);
   return rc ? rc : io->write(io->ctx, body, n);
 }
 
 /* Reads one message into buf (HS_MSG_MAX bytes); *n gets its length. */
 static int recv_msg(otpc__hs_t *hs, const otpc__hs_io_t *io, uint8_t *buf,
                     size_t *n) {
-  uint8_t len[2];
-  int rc = io->read(io->ctx, len, 2);
+  uint8_t len[4];
+  int rc = io->read(io->ctx, len, io->len4 ? 4 : 2);
   if (rc == OTPC_ETIMEDOUT) return why(hs, rc, "the handshake timed out");
   if (rc != 0) return why(hs, rc, "connection closed during the handshake");
-  *n = get_be16(len);
+  *n = io->len4 ? get_be32(len) : get_be16(len);
   if (*n == 0 || *n > HS_MSG_MAX)
     return why(hs, OTPC_ELENGTH, "handshake message of %zu bytes", *n);
   rc = io->read(io->ctx, buf, *n);

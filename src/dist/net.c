@@ -261,6 +261,10 @@ static int start(const otpc_dist_opts_t *o) {
   otpc__dist_t *d = &otpc__dist;
   int rc = setup(o);
   if (rc != 0) return rc;
+  /* TLS contexts stay after otpc_dist_stop() (a handshake still running
+   * may use one); the next start replaces them. */
+  otpc__tls_cleanup();
+  if (o->tls != NULL && (rc = otpc__tls_setup(o->tls)) != 0) return rc;
   otpc__conn_init();
   rc = otpc__sock_listen(d->listen_addr, o->listen_port, &d->listen_fd,
                          &d->port);
@@ -314,7 +318,8 @@ static int start(const otpc_dist_opts_t *o) {
   atomic_store(&otpc__remote_route, otpc__dist_route);
   atomic_store(&otpc__alias_route, alias_route);
   atomic_store(&d->running, 1);
-  OTPC_LOG_INFO("distribution up: %s on port %u", d->name, d->port);
+  OTPC_LOG_INFO("distribution up: %s on port %u%s", d->name, d->port,
+                otpc__tls_on() ? " (TLS)" : "");
   return 0;
 }
 

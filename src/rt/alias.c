@@ -185,12 +185,10 @@ uint32_t otpc__alias_deliver(const otpc_ref_t *alias, otpc_buf_t *msg,
   otpc__sig_t *sig = NULL;
   if (msg == NULL) return 0;
   if (!alias_parts(alias, &key, &to) ||
-      (sig = otpc__sig_new(SIG_MESSAGE)) == NULL) {
+      (sig = otpc__sig_new_alias_msg(alias)) == NULL) {
     otpc_buf_unref(msg); /* no such alias: dropped, as Erlang drops it */
     return 0;
   }
-  sig->flags = SIGF_ALIAS;
-  sig->ref = *alias;
   sig->from = from;
   sig->buf = msg;
   return otpc__deliver_pid(to, sig);

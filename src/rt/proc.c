@@ -170,22 +170,6 @@ otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p) {
   return p->ext;
 }
 
-otpc_pid_t otpc__proc_pid(const otpc__proc_t *p) {
-  otpc_pid_t pid = {otpc__rt.name, p->index, p->serial, otpc__rt.creation};
-  return pid;
-}
-
-bool otpc__pid_is_local(otpc_pid_t pid) {
-  return pid.node == otpc__rt.name && pid.creation == otpc__rt.creation;
-}
-
-otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid) {
-  if (!otpc__pid_is_local(pid) || pid.id >= otpc__rt.max_procs) return NULL;
-  otpc__proc_t *p =
-      atomic_load_explicit(&otpc__rt.slots[pid.id], memory_order_acquire);
-  if (p == NULL || p->serial != pid.serial) return NULL;
-  return p;
-}
 
 /* The process has died: its pid stops resolving at once; its block is
  * freed after the grace period. */
@@ -213,9 +197,13 @@ void otpc__proc_free(otpc__proc_t *p) {
 
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
   otpc__mpsc_push(&p->inbox, &sig->link);
-  /* The push above and this exchange are ordered (seq_cst) against the
-   * owner's store of 0 and its look at the inbox (sched.c, go_idle). */
-  if (atomic_exchange(&p->scheduled, 1) == 0) otpc__make_runnable(p);
+  /* The push above and these (seq_cst) are ordered against the owner's
+   * store of 0 and its look at the inbox (sched.c, go_idle). Seen 1: the
+   * owner runs, or is queued, or will see the push when it lets go; the
+   * exchange, a second write to a line the owner reads, is not needed. */
+  if (atomic_load(&p->scheduled) == 0 &&
+      atomic_exchange(&p->scheduled, 1) == 0)
+    otpc__make_runnable(p);
 }
 
 _Atomic(otpc__route_fn) otpc__remote_route;
@@ -234,7 +222,7 @@ uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
   otpc__reclaim_enter();
   otpc__proc_t *p = otpc__proc_lookup(to);
   if (p != NULL) {
-    len = __atomic_load_n(&p->mq_len, __ATOMIC_RELAXED);
+    len = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
     otpc__deliver(p, sig);
   }
   otpc__reclaim_exit();

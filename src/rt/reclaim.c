@@ -66,8 +66,7 @@ void otpc__reclaim_init(void) {
     atomic_store(&external[i], OFFLINE);
 }
 
-void otpc__reclaim_enter(void) {
-  if (otpc__self_sched != NULL) return; /* schedulers are always inside */
+void otpc__reclaim_enter_ext(void) {
   if (external_depth++ > 0) return;
   if (my_external < 0) {
     unsigned i = atomic_fetch_add(&next_external, 1);
@@ -83,8 +82,7 @@ void otpc__reclaim_enter(void) {
   } while (atomic_load(&global_epoch) != e);
 }
 
-void otpc__reclaim_exit(void) {
-  if (otpc__self_sched != NULL) return;
+void otpc__reclaim_exit_ext(void) {
   if (--external_depth > 0) return;
   atomic_store(&external[my_external], OFFLINE);
 }
@@ -105,12 +103,24 @@ static uint64_t min_epoch(void) {
 }
 
 
-void otpc__reclaim_quiescent(otpc__sched_t *s) {
+/* Between two process runs: announce the epoch (only when it moved: the
+ * store is a write to a line others read), and every TRY_EVERY such
+ * points, or when asked, try to move the epoch on and free what is old
+ * enough. Trying costs a look at every thread's epoch and a
+ * compare-and-swap on the global one, lines that move between cores:
+ * done after every process, that was a few cache misses per spawn. */
+#define TRY_EVERY 64
+
+static __thread unsigned ticks;
+
+static void quiescent(otpc__sched_t *s, bool try_now) {
   uint64_t g = atomic_load(&global_epoch);
-  atomic_store(&s->epoch, g);
+  if (atomic_load_explicit(&s->epoch, memory_order_relaxed) != g)
+    atomic_store(&s->epoch, g);
   if (local_list.head == NULL &&
       __atomic_load_n(&shared_list.head, __ATOMIC_RELAXED) == NULL)
     return;
+  if (!try_now && ++ticks % TRY_EVERY != 0) return;
   uint64_t m = min_epoch();
   if (m >= g) atomic_compare_exchange_strong(&global_epoch, &g, g + 1);
   free_older(&local_list, m);
@@ -120,6 +130,10 @@ void otpc__reclaim_quiescent(otpc__sched_t *s) {
     pthread_mutex_unlock(&shared_lock);
   }
 }
+
+void otpc__reclaim_quiescent(otpc__sched_t *s) { quiescent(s, true); }
+
+void otpc__reclaim_between_runs(otpc__sched_t *s) { quiescent(s, false); }
 
 bool otpc__reclaim_pending(void) {
   return local_list.head != NULL ||

@@ -88,19 +88,69 @@ typedef struct otpc__mpsc {
 } otpc__mpsc_t;
 
 void otpc__mpsc_init(otpc__mpsc_t *q);
-void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n);
+
+/* The operations run several times per message: they are inline (see
+ * queue.c for how the queue works). */
+
 /* Pushes links first..last, already linked through next, in one step. */
-void otpc__mpsc_push_chain(otpc__mpsc_t *q, otpc__qlink_t *first,
-                           otpc__qlink_t *last);
+static inline void otpc__mpsc_push_chain(otpc__mpsc_t *q, otpc__qlink_t *first,
+                                         otpc__qlink_t *last) {
+  atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+  /* seq_cst: ordered against a consumer's release of its process and
+   * second look at the tail (sched.c, go_idle). */
+  otpc__qlink_t *prev =
+      atomic_exchange_explicit(&q->tail, last, memory_order_seq_cst);
+  atomic_store_explicit(&prev->next, first, memory_order_release);
+}
+
+static inline void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
+  otpc__mpsc_push_chain(q, n, n);
+}
+
 /* The oldest link, or NULL if empty (or a push is half-done: retry
  * later; the pusher makes the consumer runnable after it). */
-otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q);
-/* Whether anything was pushed since the consumer last saw the queue
- * empty. A hint for the consumer: may say non-empty during a push. */
-bool otpc__mpsc_nonempty(otpc__mpsc_t *q);
+static inline otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
+  otpc__qlink_t *head = q->head;
+  otpc__qlink_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (head == &q->stub) {
+    if (next == NULL) return NULL;
+    q->head = next;
+    head = next;
+    next = atomic_load_explicit(&next->next, memory_order_acquire);
+  }
+  if (next != NULL) {
+    q->head = next;
+    return head;
+  }
+  otpc__qlink_t *tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+  if (head != tail) return NULL; /* a push is half done */
+  otpc__mpsc_push(q, &q->stub);
+  next = atomic_load_explicit(&head->next, memory_order_acquire);
+  if (next != NULL) {
+    q->head = next;
+    return head;
+  }
+  return NULL;
+}
+
 /* Consumer only: whether the queue is empty, and the tail seen when it
  * was (to tell later, from the tail alone, whether anything came). */
-bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail);
+static inline bool otpc__mpsc_empty_at(otpc__mpsc_t *q, otpc__qlink_t **tail) {
+  otpc__qlink_t *head = q->head;
+  *tail = atomic_load_explicit(&q->tail, memory_order_seq_cst);
+  if (atomic_load_explicit(&head->next, memory_order_acquire) != NULL)
+    return false;
+  /* Empty: the head is the last link and nobody has swapped in after it
+   * (a swapped-in but unlinked push shows as tail != head). */
+  return *tail == head;
+}
+
+/* Whether anything was pushed since the consumer last saw the queue
+ * empty. A hint for the consumer: may say non-empty during a push. */
+static inline bool otpc__mpsc_nonempty(otpc__mpsc_t *q) {
+  otpc__qlink_t *tail;
+  return !otpc__mpsc_empty_at(q, &tail);
+}
 
 /* ------------------------------------------------------------------------
  * Signals: everything that travels to a process, in one ordered stream.
@@ -126,6 +176,12 @@ typedef enum otpc__sig_kind {
 #define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
 #define SIGF_ALIAS 4u  /* SIG_MESSAGE sent to an alias: ref is the alias */
 
+/* A message is by far the most common signal, and messages can pile up
+ * by the million in a mailbox: its node holds only the fields before
+ * `ref` (OTPC__SIG_MSG_SIZE bytes, from a pool of its own); every other
+ * kind has the whole struct. Never touch `ref` of a SIG_MESSAGE unless
+ * it is flagged SIGF_ALIAS: a message to an alias carries the alias, so
+ * its node is whole (otpc__sig_new_alias_msg). */
 typedef struct otpc__sig {
   otpc__qlink_t link; /* must be first */
   uint16_t kind;
@@ -133,11 +189,14 @@ typedef struct otpc__sig {
   uint32_t aux;       /* SIG_WAKE: the wait it ends */
   otpc_buf_t *buf;    /* message or exit reason (one reference) */
   otpc_pid_t from;
-  otpc_ref_t ref;     /* monitors */
-  otpc_buf_t *name;   /* SIGF_NAMED: {Name, Node} */
+  otpc_ref_t ref;     /* monitors; not in a SIG_MESSAGE node */
 } otpc__sig_t;
 
+#define OTPC__SIG_MSG_SIZE offsetof(otpc__sig_t, ref)
+
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
+/* A SIG_MESSAGE flagged SIGF_ALIAS, in a whole node with ref = *alias. */
+otpc__sig_t *otpc__sig_new_alias_msg(const otpc_ref_t *alias);
 void otpc__sig_free(otpc__sig_t *sig);
 
 /* ------------------------------------------------------------------------
@@ -210,6 +269,7 @@ typedef struct otpc__proc {
   uint8_t why;                 /* otpc__why_t, after a switch out */
   int16_t home;                /* scheduler it is pinned to, or -1 */
   uint16_t wait_id;            /* counts waits, to drop stale wake-ups */
+  uint32_t backlog;            /* mq_len as published for senders (below) */
   otpc__sig_t *mq_first;       /* private queue: messages taken in */
   otpc__sig_t **mq_last;
   otpc__sig_t **mq_save;       /* where the current receive scans next */
@@ -245,7 +305,8 @@ typedef struct otpc__proc {
 
 typedef enum otpc__slab_id {
   OTPC__SLAB_PROC,
-  OTPC__SLAB_SIG,
+  OTPC__SLAB_SIG, /* signals other than messages */
+  OTPC__SLAB_MSG, /* SIG_MESSAGE nodes (OTPC__SIG_MSG_SIZE bytes) */
   OTPC__SLAB_N
 } otpc__slab_id_t;
 
@@ -254,8 +315,14 @@ typedef enum otpc__slab_id {
  * process, or messages plus sends of a handler, before others get a go. */
 #define OTPC__REDUCTIONS 2000
 
+/* A free block in a pool: the first word links it in a magazine. */
+struct otpc__free_block {
+  struct otpc__free_block *next;       /* within a magazine or batch */
+  struct otpc__free_block *next_batch; /* first block of a batch: the next */
+};
+
 typedef struct otpc__slab_cache {
-  struct free_block *cur, *spare;
+  struct otpc__free_block *cur, *spare;
   unsigned cur_n;               /* spare, if any, is full */
   _Atomic int64_t allocs, frees;
 } otpc__slab_cache_t;
@@ -263,8 +330,10 @@ typedef struct otpc__slab_cache {
 struct otpc__sched;
 void otpc__slab_init(void);
 void otpc__slab_destroy(void);
-void *otpc__slab_alloc(otpc__slab_id_t id);
-void otpc__slab_free(otpc__slab_id_t id, void *ptr);
+/* Any thread; otpc__slab_alloc and otpc__slab_free below are the same
+ * with the common case (a scheduler's magazine) inline. */
+void *otpc__slab_alloc_any(otpc__slab_id_t id);
+void otpc__slab_free_any(otpc__slab_id_t id, void *ptr);
 void otpc__slab_flush(struct otpc__sched *s);
 /* Blocks handed out and not given back: exact when the node is quiet. */
 int64_t otpc__slab_in_use(otpc__slab_id_t id);
@@ -283,8 +352,12 @@ typedef struct otpc__sched {
   unsigned nstacks;            /* stacks made by this scheduler */
   otpc__proc_t *parked_first;  /* suspended processes holding stacks, */
   otpc__proc_t *parked_last;   /* least recently suspended first */
-  otpc__mpsc_t runq[4];        /* runnable processes, per priority */
-  _Atomic int64_t runq_len;    /* all four together */
+  otpc__mpsc_t runq[4];        /* queued by other threads, per priority */
+  _Atomic int64_t runq_len;    /* all four together, not yet taken over */
+  struct {                     /* queued by this scheduler itself, and */
+    otpc__qlink_t *head, *tail;/* those taken over from runq: a plain */
+  } lq[4];                     /* FIFO per priority, this thread only */
+  int64_t lq_len;              /* all four together */
   uint32_t low_turn;           /* normal picks over waiting low ones */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
@@ -322,6 +395,55 @@ extern otpc__rt_t otpc__rt;
 
 /* The scheduler of the calling thread, or NULL outside schedulers. */
 extern __thread otpc__sched_t *otpc__self_sched;
+
+/* Under AddressSanitizer the pools hand out malloc'd blocks (slab.c). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OTPC__SLAB_PLAIN_MALLOC 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define OTPC__SLAB_PLAIN_MALLOC 1
+#endif
+
+/* Counts for the owner thread alone: no read-modify-write needed. */
+static inline void otpc__slab_bump(_Atomic int64_t *n) {
+  atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+#define OTPC__SLAB_BATCH 64
+
+static inline void *otpc__slab_alloc(otpc__slab_id_t id) {
+#ifndef OTPC__SLAB_PLAIN_MALLOC
+  otpc__sched_t *s = otpc__self_sched;
+  if (s != NULL && s->slab[id].cur_n > 0) {
+    otpc__slab_cache_t *c = &s->slab[id];
+    struct otpc__free_block *b = c->cur;
+    c->cur = b->next;
+    c->cur_n--;
+    otpc__slab_bump(&c->allocs);
+    return b;
+  }
+#endif
+  return otpc__slab_alloc_any(id);
+}
+
+static inline void otpc__slab_free(otpc__slab_id_t id, void *ptr) {
+#ifndef OTPC__SLAB_PLAIN_MALLOC
+  otpc__sched_t *s = otpc__self_sched;
+  if (ptr != NULL && s != NULL && s->slab[id].cur_n < OTPC__SLAB_BATCH) {
+    otpc__slab_cache_t *c = &s->slab[id];
+    struct otpc__free_block *b = ptr;
+    otpc__slab_bump(&c->frees);
+    b->next = c->cur;
+    c->cur = b;
+    c->cur_n++;
+    return;
+  }
+#endif
+  otpc__slab_free_any(id, ptr);
+}
 
 static inline otpc__proc_t *otpc__current(void) {
   otpc__sched_t *s = otpc__self_sched;
@@ -369,8 +491,8 @@ extern _Atomic(otpc__alias_route_fn) otpc__alias_route;
 /* ---- proc.c ---- */
 int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts);
 /* The live process for a local pid, or NULL. Call inside a read section. */
-otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid);
-otpc_pid_t otpc__proc_pid(const otpc__proc_t *p);
+static inline otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid);
+static inline otpc_pid_t otpc__proc_pid(const otpc__proc_t *p);
 void otpc__proc_retire(otpc__proc_t *p);
 /* Pushes a signal and makes the process runnable if it was idle. */
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
@@ -384,12 +506,38 @@ uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
 static inline void otpc__mq_len_set(otpc__proc_t *p, uint32_t n) {
   __atomic_store_n(&p->mq_len, n, __ATOMIC_RELAXED);
 }
+
+/* A send costs the sender the receiver's queue length (process.c). The
+ * senders read it from `backlog`, on the line they write anyway (the
+ * inbox tail); the owner republishes it only when it moved by more than
+ * an eighth (and eight): a count rewritten with every message would
+ * take that line away from every sender on another core each time. */
+static inline void otpc__backlog_publish(otpc__proc_t *p) {
+  uint32_t n = p->mq_len, o = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
+  uint32_t d = n > o ? n - o : o - n;
+  if (d > 8 + o / 8) __atomic_store_n(&p->backlog, n, __ATOMIC_RELAXED);
+}
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
 /* Undoes otpc__proc_new for a process that never started. */
 void otpc__proc_undo(otpc__proc_t *p);
 /* Makes the new process findable by its pid. */
 void otpc__proc_publish(otpc__proc_t *p);
-bool otpc__pid_is_local(otpc_pid_t pid);
+static inline bool otpc__pid_is_local(otpc_pid_t pid) {
+  return pid.node == otpc__rt.name && pid.creation == otpc__rt.creation;
+}
+
+static inline otpc__proc_t *otpc__proc_lookup(otpc_pid_t pid) {
+  if (!otpc__pid_is_local(pid) || pid.id >= otpc__rt.max_procs) return NULL;
+  otpc__proc_t *p =
+      atomic_load_explicit(&otpc__rt.slots[pid.id], memory_order_acquire);
+  if (p == NULL || p->serial != pid.serial) return NULL;
+  return p;
+}
+
+static inline otpc_pid_t otpc__proc_pid(const otpc__proc_t *p) {
+  otpc_pid_t pid = {otpc__rt.name, p->index, p->serial, otpc__rt.creation};
+  return pid;
+}
 int otpc__proc_table_init(size_t max);
 void otpc__proc_table_free(void);
 void otpc__proc_cache_flush(void);
@@ -400,9 +548,20 @@ size_t otpc__proc_high_water(void);
 void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead);
 
 /* ---- reclaim.c: quiescent-state reclamation of control blocks ---- */
-void otpc__reclaim_enter(void); /* non-scheduler threads, around lookups */
-void otpc__reclaim_exit(void);
+/* Around lookups on non-scheduler threads (schedulers are always
+ * inside a read section: nothing to do). */
+void otpc__reclaim_enter_ext(void);
+void otpc__reclaim_exit_ext(void);
+static inline void otpc__reclaim_enter(void) {
+  if (otpc__self_sched == NULL) otpc__reclaim_enter_ext();
+}
+static inline void otpc__reclaim_exit(void) {
+  if (otpc__self_sched == NULL) otpc__reclaim_exit_ext();
+}
 void otpc__reclaim_quiescent(otpc__sched_t *s);
+/* The same between two process runs: frees (and moves the epoch) only
+ * every so often. */
+void otpc__reclaim_between_runs(otpc__sched_t *s);
 void otpc__reclaim_retire(otpc__proc_t *p);
 void otpc__reclaim_drain(void); /* at node stop: frees everything retired */
 void otpc__reclaim_init(void);
@@ -433,7 +592,16 @@ _Noreturn void otpc__exit_current(otpc__proc_t *p);
 /* Takes everything from the inbox into the private queue, acting on
  * signals. Returns false if a signal ended the process (exit decided:
  * PF_EXITING set and exit_reason holds the reason). */
-bool otpc__take_inbox(otpc__proc_t *p);
+bool otpc__take_inbox_any(otpc__proc_t *p);
+static inline bool otpc__take_inbox(otpc__proc_t *p) {
+  /* Nothing to take (the head is the stub with nothing after it): the
+   * common case of a process that has just taken its last message. */
+  otpc__qlink_t *head = p->inbox.head;
+  if (head == &p->inbox.stub && !(p->flags & PF_EXITING) &&
+      atomic_load_explicit(&head->next, memory_order_acquire) == NULL)
+    return true;
+  return otpc__take_inbox_any(p);
+}
 /* Finishes the exit of p, which just stopped running for good: runs
  * terminate, tells links and monitors, frees what it owned, retires it. */
 void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p);

@@ -102,12 +102,67 @@ static uint64_t bit_of(const otpc__sched_t *s) {
   return s->index < 64 ? (uint64_t)1 << s->index : 0;
 }
 
+/*
+ * Each scheduler has two run queues per priority: the shared one (runq,
+ * an MPSC queue) that other threads push to, and a local FIFO (lq) that
+ * only its own thread touches. A process that the scheduler makes
+ * runnable itself (the usual case: a process it runs sent a message)
+ * goes to the local queue with no atomic operation; before each pick the
+ * scheduler moves whatever others pushed to the end of its local queue,
+ * in their order, so both kinds wait their turn in the order they came.
+ */
+static void lq_append(otpc__sched_t *s, unsigned prio, otpc__qlink_t *first,
+                      otpc__qlink_t *last, int64_t n) {
+  atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
+  if (s->lq[prio].tail != NULL)
+    atomic_store_explicit(&s->lq[prio].tail->next, first, memory_order_relaxed);
+  else
+    s->lq[prio].head = first;
+  s->lq[prio].tail = last;
+  s->lq_len += n;
+}
+
+static otpc__qlink_t *lq_pop(otpc__sched_t *s, unsigned prio) {
+  otpc__qlink_t *l = s->lq[prio].head;
+  if (l == NULL) return NULL;
+  s->lq[prio].head = atomic_load_explicit(&l->next, memory_order_relaxed);
+  if (s->lq[prio].head == NULL) s->lq[prio].tail = NULL;
+  s->lq_len--;
+  return l;
+}
+
+/* Moves what other threads queued to the local queues. */
+static void take_over(otpc__sched_t *s) {
+  /* Pushers count before they push: nothing counted, nothing to take (a
+   * count not seen yet is seen at the next pick, or before sleeping). */
+  if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) == 0) return;
+  int64_t n = 0;
+  for (unsigned prio = 0; prio < 4; prio++) {
+    otpc__qlink_t *l;
+    while ((l = otpc__mpsc_pop(&s->runq[prio])) != NULL) {
+      lq_append(s, prio, l, l, 1);
+      n++;
+    }
+  }
+  if (n > 0) atomic_fetch_sub_explicit(&s->runq_len, n, memory_order_relaxed);
+}
+
 static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
   unsigned prio = __atomic_load_n(&p->priority, __ATOMIC_RELAXED) & 3;
+  if (s == otpc__self_sched) { /* awake, and the only one to touch lq */
+    lq_append(s, prio, &p->rq_link, &p->rq_link, 1);
+    return;
+  }
   atomic_fetch_add_explicit(&s->runq_len, 1, memory_order_relaxed);
   otpc__mpsc_push(&s->runq[prio], &p->rq_link);
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&s->sleeping, memory_order_relaxed)) wake_sched(s);
+  /* The push (seq_cst) and this load are ordered against the sleeper's
+   * store of `sleeping` and second look at its queues (next_runnable). */
+  if (atomic_load(&s->sleeping)) wake_sched(s);
+}
+
+/* Processes waiting to run here (an owner's figure: a hint elsewhere). */
+static int64_t queued(otpc__sched_t *s) {
+  return s->lq_len + atomic_load_explicit(&s->runq_len, memory_order_relaxed);
 }
 
 /*
@@ -118,22 +173,22 @@ static void enqueue(otpc__sched_t *s, otpc__proc_t *p) {
  * normal one that became runnable with it.
  */
 static otpc__proc_t *dequeue(otpc__sched_t *s) {
-  otpc__qlink_t *l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_MAX]);
-  if (l == NULL) l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_HIGH]);
+  take_over(s);
+  otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_MAX);
+  if (l == NULL) l = lq_pop(s, OTPC_PRIO_HIGH);
   if (l == NULL && s->low_turn < 8) {
-    l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
-    if (l != NULL && otpc__mpsc_nonempty(&s->runq[OTPC_PRIO_LOW]))
+    l = lq_pop(s, OTPC_PRIO_NORMAL);
+    if (l != NULL && s->lq[OTPC_PRIO_LOW].head != NULL)
       s->low_turn++; /* picked over a waiting low one */
   }
   if (l == NULL) {
-    l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_LOW]);
+    l = lq_pop(s, OTPC_PRIO_LOW);
     if (l != NULL)
       s->low_turn = 0;
     else
-      l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
+      l = lq_pop(s, OTPC_PRIO_NORMAL);
   }
   if (l == NULL) return NULL;
-  atomic_fetch_sub_explicit(&s->runq_len, 1, memory_order_relaxed);
   return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
 }
 
@@ -155,16 +210,17 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
 static void share_work(otpc__sched_t *s) {
   uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) & ~bit_of(s);
   if (h == 0) return;
-  int64_t len = atomic_load_explicit(&s->runq_len, memory_order_relaxed);
+  take_over(s);
+  int64_t len = s->lq_len;
   if (len < SHARE_MIN) return;
   uint64_t b = h & -h;
   if (!(atomic_fetch_and(&hungry, ~b) & b)) return; /* someone else helped */
   otpc__sched_t *to = &otpc__rt.scheds[__builtin_ctzll(b)];
   otpc__qlink_t *give = NULL, *give_last = NULL, *keep = NULL,
                 *keep_last = NULL;
-  int64_t n = len / 2 < SHARE_MAX ? len / 2 : SHARE_MAX, given = 0;
+  int64_t n = len / 2 < SHARE_MAX ? len / 2 : SHARE_MAX, given = 0, kept = 0;
   for (int64_t i = 0; i < n; i++) {
-    otpc__qlink_t *l = otpc__mpsc_pop(&s->runq[OTPC_PRIO_NORMAL]);
+    otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_NORMAL);
     if (l == NULL) break;
     otpc__proc_t *p = (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
     bool pinned = atomic_load_explicit((_Atomic int16_t *)&p->home,
@@ -177,17 +233,18 @@ static void share_work(otpc__sched_t *s) {
       atomic_store_explicit(&(*last)->next, l, memory_order_relaxed);
     *last = l;
     given += !pinned;
+    kept += pinned;
   }
-  if (keep != NULL) otpc__mpsc_push_chain(&s->runq[OTPC_PRIO_NORMAL], keep, keep_last);
+  if (keep != NULL)
+    lq_append(s, OTPC_PRIO_NORMAL, keep, keep_last, kept);
   if (give == NULL) return;
-  atomic_fetch_sub_explicit(&s->runq_len, given, memory_order_relaxed);
   atomic_fetch_add_explicit(&to->runq_len, given, memory_order_relaxed);
   otpc__mpsc_push_chain(&to->runq[OTPC_PRIO_NORMAL], give, give_last);
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&to->sleeping, memory_order_relaxed)) wake_sched(to);
+  if (atomic_load(&to->sleeping)) wake_sched(to); /* as in enqueue */
 }
 
 static bool runq_nonempty(otpc__sched_t *s) {
+  if (s->lq_len > 0) return true;
   for (int i = 0; i < 4; i++)
     if (otpc__mpsc_nonempty(&s->runq[i])) return true;
   return false;
@@ -195,7 +252,11 @@ static bool runq_nonempty(otpc__sched_t *s) {
 
 /* Where a process that became runnable should run: where it is pinned, or
  * with whoever woke it (the message it was sent is hot in that cache), or,
- * from outside the schedulers, round-robin. */
+ * from outside the schedulers, round-robin. One process at a time goes to
+ * an idle scheduler only while few wait here: with SHARE_MIN or more,
+ * share_work hands over a batch after this run, and moving them one by
+ * one as well cost each its control block, message and counts crossing
+ * between the cores (docs/internals/performance.md). */
 void otpc__make_runnable(otpc__proc_t *p) {
   int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
                                       memory_order_relaxed);
@@ -204,10 +265,12 @@ void otpc__make_runnable(otpc__proc_t *p) {
     s = &otpc__rt.scheds[home];
   } else if (otpc__self_sched != NULL) {
     s = otpc__self_sched;
-    /* Busy here and someone idle: give it the work instead. */
+    /* Busy here and someone idle: give it the work instead; with a long
+     * queue here, share_work hands over a batch after this run. */
     uint64_t h = atomic_load_explicit(&hungry, memory_order_relaxed) &
                  ~bit_of(s);
-    if (h != 0 && atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) {
+    int64_t n = h != 0 ? queued(s) : 0;
+    if (n > 0 && n < SHARE_MIN) {
       uint64_t b = h & -h;
       if (atomic_fetch_and(&hungry, ~b) & b)
         s = &otpc__rt.scheds[__builtin_ctzll(b)];
@@ -276,6 +339,7 @@ static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__qlink_t *tail;
   /* A handler between messages holds no stack: nor empty tables. */
   if (p->ext != NULL && p->stack == NULL) otpc__ext_trim(p);
+  otpc__backlog_publish(p); /* what is left for the senders' charge */
   if (!otpc__mpsc_empty_at(&p->inbox, &tail)) {
     enqueue(s, p); /* still ours: run it again */
     return;
@@ -512,7 +576,7 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine) {
   for (;;) {
-    otpc__reclaim_quiescent(s);
+    otpc__reclaim_between_runs(s);
     otpc__proc_t *p = next_runnable(s);
     if (p == NULL) break;
     run_proc(s, p, mine);

@@ -439,7 +439,7 @@ static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
   otpc__deliver_pid(sig->from, m);
 }
 
-bool otpc__take_inbox(otpc__proc_t *p) {
+bool otpc__take_inbox_any(otpc__proc_t *p) {
   otpc__qlink_t *l;
   if (p->flags & PF_EXITING) return false;
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) {
@@ -478,6 +478,7 @@ bool otpc__take_inbox(otpc__proc_t *p) {
     otpc__sig_free(sig);
     if (!alive) return false;
   }
+  otpc__backlog_publish(p);
   return true;
 }
 

@@ -1,6 +1,6 @@
 /*
  * slab.c: memory for the runtime's own fixed-size objects, the process
- * control blocks and signal nodes, which are made and freed at the rate
+ * control blocks, signal nodes and message nodes, which are made and freed at the rate
  * processes spawn and messages flow.
  *
  * General-purpose malloc pays for that rate twice: per call, and in heap
@@ -28,29 +28,21 @@
 
 #include "rt_int.h"
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SLAB_PLAIN_MALLOC 1
-#endif
-#endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef OTPC__SLAB_PLAIN_MALLOC /* rt_int.h */
 #define SLAB_PLAIN_MALLOC 1
 #endif
 
 #define CHUNK ((size_t)2 << 20) /* a huge page */
-#define BATCH 64
+#define BATCH OTPC__SLAB_BATCH
 
-typedef struct free_block {
-  struct free_block *next;       /* within a magazine or batch */
-  struct free_block *next_batch; /* first block of a batch: the next one */
-} free_block_t;
+typedef struct otpc__free_block free_block_t;
 
 typedef struct chunk {
   struct chunk *next;
 } chunk_t;
 
 typedef struct pool {
-  size_t size;               /* block size, a multiple of 16 */
+  size_t size;               /* block size, a multiple of 8 */
   pthread_mutex_t lock;
   free_block_t *batches;     /* full batches of BATCH blocks */
   free_block_t *singles;     /* blocks given back one at a time */
@@ -64,13 +56,16 @@ static pool_t pools[OTPC__SLAB_N];
 static const size_t sizes[OTPC__SLAB_N] = {
     [OTPC__SLAB_PROC] = sizeof(otpc__proc_t),
     [OTPC__SLAB_SIG] = sizeof(otpc__sig_t),
+    [OTPC__SLAB_MSG] = OTPC__SIG_MSG_SIZE,
 };
 
 void otpc__slab_init(void) {
   for (int i = 0; i < OTPC__SLAB_N; i++) {
     pool_t *p = &pools[i];
     memset(p, 0, sizeof *p);
-    p->size = (sizes[i] + 15) & ~(size_t)15;
+    /* The structs need 8-byte alignment; a free block is two pointers. */
+    p->size = (sizes[i] + 7) & ~(size_t)7;
+    if (p->size < sizeof(free_block_t)) p->size = sizeof(free_block_t);
     pthread_mutex_init(&p->lock, NULL);
   }
 }
@@ -88,11 +83,7 @@ void otpc__slab_destroy(void) {
   }
 }
 
-/* Counts for the owner thread alone: no read-modify-write needed. */
-static void bump(_Atomic int64_t *n) {
-  atomic_store_explicit(n, atomic_load_explicit(n, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-}
+#define bump otpc__slab_bump
 
 #ifndef SLAB_PLAIN_MALLOC
 /* A chunk aligned to its size, so that the kernel can back it with one
@@ -140,7 +131,7 @@ static unsigned list_len(const free_block_t *b) {
 }
 #endif
 
-void *otpc__slab_alloc(otpc__slab_id_t id) {
+void *otpc__slab_alloc_any(otpc__slab_id_t id) {
   pool_t *p = &pools[id];
   otpc__sched_t *s = otpc__self_sched;
 #ifdef SLAB_PLAIN_MALLOC
@@ -195,7 +186,7 @@ void *otpc__slab_alloc(otpc__slab_id_t id) {
   return b;
 }
 
-void otpc__slab_free(otpc__slab_id_t id, void *ptr) {
+void otpc__slab_free_any(otpc__slab_id_t id, void *ptr) {
   if (ptr == NULL) return;
   pool_t *p = &pools[id];
   otpc__sched_t *s = otpc__self_sched;

@@ -254,6 +254,3 @@ int64_t otpc__wheel_next(const otpc__wheel_t *w) {
   return wait > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)wait;
 }
 
-size_t otpc__wheel_count(const otpc__wheel_t *w) {
-  return w->count;
-}

@@ -101,6 +101,8 @@ void otpc__wheel_advance(otpc__wheel_t *w, int64_t now_ms,
 int64_t otpc__wheel_next(const otpc__wheel_t *w);
 
 /* Armed timers, due and being fired included. */
-size_t otpc__wheel_count(const otpc__wheel_t *w);
+static inline size_t otpc__wheel_count(const otpc__wheel_t *w) {
+  return w->count;
+}
 
 #endif /* OTPC_RT_TIMER_H */

@@ -153,6 +153,8 @@ long otpc__utf8_count(const uint8_t *s, size_t len);
 otpc_buf_t *otpc__buf_of_data(uint8_t *data);
 otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size);
 otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size);
+/* Small buffers come from pools (buf.c): how many are alive now. */
+int64_t otpc__buf_pool_in_use(void);
 
 /* Local node and its creation, for printing and parsing (print.c). */
 otpc_atom_t otpc__local_node(void);

@@ -42,7 +42,7 @@ static int wr(void *ctx, const void *buf, size_t n) {
 
 static void *run_side(void *arg) {
   side_t *s = arg;
-  otpc__hs_io_t io = {rd, wr, &s->fd};
+  otpc__hs_io_t io = {rd, wr, &s->fd, false};
   s->rc = s->accept ? otpc__hs_accept(&s->hs, &io, NULL)
                     : otpc__hs_initiate(&s->hs, &io);
   shutdown(s->fd, SHUT_RDWR);
@@ -635,7 +635,7 @@ TEST(ticks_keep_a_connection_and_silence_ends_it) {
   hs.creation = 3;
   hs.cookie = "k";
   hs.expect = "t@localhost";
-  otpc__hs_io_t io = {rd, wr, &fd};
+  otpc__hs_io_t io = {rd, wr, &fd, false};
   CHECK_INT_EQ(otpc__hs_initiate(&hs, &io), 0);
   int ticks = 0;
   bool closed = false;

@@ -246,7 +246,7 @@ static int handshaken(const char *name) {
   hs.creation = 7;
   hs.cookie = cookie;
   hs.expect = "rob_c@localhost";
-  otpc__hs_io_t io = {sio_read, sio_write, &fd};
+  otpc__hs_io_t io = {sio_read, sio_write, &fd, false};
   if (otpc__hs_initiate(&hs, &io) != 0) {
     close(fd);
     return -1;

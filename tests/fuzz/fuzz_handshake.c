@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   otpc__hs_policy_t pol = {status, alive, NULL};
   for (int role = 0; role < 2; role++) {
     feed_t f = {data, size};
-    otpc__hs_io_t io = {feed_read, feed_write, &f};
+    otpc__hs_io_t io = {feed_read, feed_write, &f, false};
     otpc__hs_t hs;
     memset(&hs, 0, sizeof hs);
     hs.self = "fuzz@host";

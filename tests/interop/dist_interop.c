@@ -379,7 +379,7 @@ static void check_garbage_frame(otpc_pid_t peer) {
   hs.creation = 7;
   hs.cookie = cookie;
   hs.expect = otpc_name;
-  otpc__hs_io_t io = {sio_read, sio_write, &fd};
+  otpc__hs_io_t io = {sio_read, sio_write, &fd, false};
   int hrc = fd >= 0 ? otpc__hs_initiate(&hs, &io) : -1;
   static const uint8_t garbage[] = {0, 0, 0, 5, 131, 68, 0, 104, 250};
   if (hrc == 0)

@@ -24,17 +24,20 @@
 #define HUNG_MS (10000 * SCALE)
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
-enum { SLAB_PROC, SLAB_SIG };
+enum { SLAB_PROC, SLAB_SIG, SLAB_MSG };
 int64_t otpc__slab_in_use(int pool);
+/* Small message buffers alive, from their pools (src/term/buf.c). */
+int64_t otpc__buf_pool_in_use(void);
 
 typedef struct usage {
   size_t heap;
-  int64_t procs, sigs;
+  int64_t procs, sigs, msgs, bufs;
 } usage_t;
 
 static usage_t in_use(void) {
   usage_t u = {mallinfo2().uordblks, otpc__slab_in_use(SLAB_PROC),
-               otpc__slab_in_use(SLAB_SIG)};
+               otpc__slab_in_use(SLAB_SIG), otpc__slab_in_use(SLAB_MSG),
+               otpc__buf_pool_in_use()};
   return u;
 }
 
@@ -49,6 +52,8 @@ static usage_t in_use(void) {
                      (before).heap, (after).heap);                            \
     CHECK_INT_EQ((after).procs, (before).procs);                              \
     CHECK_INT_EQ((after).sigs, (before).sigs);                                \
+    CHECK_INT_EQ((after).msgs, (before).msgs);                                \
+    CHECK_INT_EQ((after).bufs, (before).bufs);                                \
   } while (0)
 
 static void run(void (*body)(void *)) {

@@ -8,7 +8,10 @@
 #     (lists:reverse, erlang:node, undef), wrong cookies and unknown nodes;
 #   - echo_node registered with Debian's epmd, long names (-name
 #     x@127.0.0.1) both ways, a hidden echo_node (nodes() vs nodes(hidden));
-#   - echo_node ends cleanly (exit 0) on SIGTERM and on SIGINT.
+#   - echo_node ends cleanly (exit 0) on SIGTERM and on SIGINT;
+#   - TLS: echo_node and otpc ping/rpc with --tls-cert/--tls-key/--tls-ca,
+#     erl -proto_dist inet_tls, a plain ping refused (certificates made
+#     for the run by tests/dist/tls_certs.sh).
 # usage: dist_cli.sh OTPC ECHO_NODE
 set -uo pipefail
 otpc=${1:?path to otpc}
@@ -167,6 +170,38 @@ pids+=($!)
 for _ in $(seq 100); do "$otpc" names 2>/dev/null | grep -q "lt_$$" && break; sleep 0.1; done
 got=$("$otpc" rpc --cookie "$cookie" "lt_$$@127.0.0.1" erlang node '[]')
 check "'lt_$$@127.0.0.1'" "$got" "otpc rpc to erl -name"
+
+# ---- TLS: echo_node --tls-*, otpc ping/rpc --tls-*, erl -proto_dist inet_tls
+if command -v openssl >/dev/null && \
+   sh "$(dirname "$0")/../dist/tls_certs.sh" "$tmp/certs"; then
+  c=$tmp/certs
+  tls=(--tls-cert "$c/node.pem" --tls-key "$c/node.key" --tls-ca "$c/ca.pem")
+  cat > "$tmp/ssl_dist.conf" <<END
+[{server, [{certfile, "$c/node.pem"}, {keyfile, "$c/node.key"},
+           {cacertfile, "$c/ca.pem"}, {verify, verify_peer},
+           {fail_if_no_peer_cert, true}]},
+ {client, [{certfile, "$c/node.pem"}, {keyfile, "$c/node.key"},
+           {cacertfile, "$c/ca.pem"}, {verify, verify_peer}]}].
+END
+  start_echo --name "tls_$$@localhost" --cookie "$cookie" "${tls[@]}" || exit 1
+  check "pong" "$("$otpc" ping --cookie "$cookie" "${tls[@]}" "tls_$$@localhost")" \
+    "otpc ping --tls-* to echo_node --tls-*"
+  check "<<99,98,97>>" \
+    "$("$otpc" rpc --cookie "$cookie" "${tls[@]}" "tls_$$@localhost" echo reverse '[<<"abc">>]')" \
+    "otpc rpc --tls-* to echo_node --tls-*"
+  check "pang" "$("$otpc" ping --cookie "$cookie" "tls_$$@localhost" 2>/dev/null)" \
+    "plain otpc ping to a TLS echo_node"
+  out=$(erl_eval -sname "tsh_$$@localhost" "$cookie" "
+    N = 'tls_$$@localhost',
+    io:format(\"~p~n\", [net_adm:ping(N)]),
+    io:format(\"~p~n\", [gen_server:call({echo, N}, tls_hello)])" \
+    -proto_dist inet_tls -ssl_dist_optfile "$tmp/ssl_dist.conf")
+  check "pong
+tls_hello" "$out" "erl -proto_dist inet_tls to echo_node --tls-*"
+  stop_echo TERM >/dev/null
+else
+  echo "openssl missing or failed: TLS part skipped"
+fi
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
