@@ -541,8 +541,9 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     atomic_fetch_or(&hungry, bit_of(s));
     for (int i = 0; i < SPIN_ROUNDS; i++) {
       if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) break;
-      /* Ready descriptors wake their processes from here (io.c). */
-      if (i % IO_SPIN_EVERY == 0 && otpc__io_poll() > 0) continue;
+      /* Ready descriptors wake their processes from here (io.c); one
+       * woken here is in the local queue, which runq_len does not count. */
+      if (i % IO_SPIN_EVERY == 0 && otpc__io_poll() > 0) break;
       cpu_relax();
     }
     if ((p = dequeue(s)) != NULL) {
