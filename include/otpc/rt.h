@@ -373,7 +373,11 @@ OTPC_API int64_t otpc_now_ms(void);
 #define OTPC_FD_WRITE 2
 
 /* Waits until fd is ready for events, without blocking a scheduler.
- * Returns the ready events, or OTPC_ETIMEDOUT. In a process. */
+ * Returns the ready events, or OTPC_ETIMEDOUT. In a process. One process
+ * may wait to read and another to write on the same fd at once. fd stays
+ * registered with the node between waits, until it is closed; as with
+ * poll(), the data may be gone by the time the process runs (read
+ * non-blocking and wait again on EAGAIN). See docs/processes.md. */
 OTPC_API int otpc_wait_fd(int fd, int events, int64_t timeout_ms);
 /* Hands fd to the calling process: it is closed when the process ends. */
 OTPC_API int otpc_own_fd(int fd);

@@ -702,6 +702,18 @@ int otpc__io_start(void);
 void otpc__io_stop(void);
 int otpc__dirty_start(unsigned n);
 void otpc__dirty_stop(void);
+/* Descriptor polling by the schedulers (sched.c's sleep and wake points):
+ * poll takes ready descriptors without blocking (poll_busy: only when no
+ * scheduler sleeps in the set); sleep blocks s in epoll_wait, unless no
+ * descriptor is waited on or another scheduler already does (false: use
+ * the futex, for at most *timeout_ms, which it may shorten); after_sleep
+ * handles what it took, once s is back online; kick wakes s if it sleeps
+ * there (false: it does not). */
+int otpc__io_poll(void);
+int otpc__io_poll_busy(void);
+bool otpc__io_sleep(otpc__sched_t *s, uint32_t word, int64_t *timeout_ms);
+void otpc__io_after_sleep(void);
+bool otpc__io_kick(otpc__sched_t *s);
 /* A SIG_WAKE taken in by p (from take_inbox). */
 void otpc__on_wake(otpc__proc_t *p, otpc__sig_t *sig);
 /* p dies while its dirty job may still run: drop p's share of it. */

@@ -34,6 +34,9 @@
  * Sleeping: a scheduler with nothing to run announces `sleeping`, looks at
  * its run queue once more, and waits on its futex word; anyone who queues
  * work for it after seeing `sleeping` bumps the word and wakes it.
+ * Descriptors are polled by the schedulers (io.c): while spinning, between
+ * processes when busy, and one sleeper sleeps in epoll_wait instead of on
+ * its futex (wake_sched then kicks it through an eventfd).
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -55,6 +58,8 @@ __thread otpc__sched_t *otpc__self_sched;
 
 #define SPIN_ROUNDS 2000  /* looks at the run queue before sleeping (~50 us) */
 #define RECLAIM_NAP_MS 5  /* longest sleep while retired blocks wait */
+#define IO_SPIN_EVERY 100 /* spin rounds between looks at descriptors */
+#define IO_BUSY_EVERY 32  /* processes run between looks, when busy */
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
 
@@ -86,7 +91,7 @@ static void futex_wake(_Atomic uint32_t *word) {
 
 static void wake_sched(otpc__sched_t *s) {
   atomic_fetch_add(&s->sleep_word, 1);
-  futex_wake(&s->sleep_word);
+  if (!otpc__io_kick(s)) futex_wake(&s->sleep_word); /* or in epoll_wait */
 }
 
 /* Schedulers with nothing to do, one bit each (the first 64): a busy
@@ -536,6 +541,9 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     atomic_fetch_or(&hungry, bit_of(s));
     for (int i = 0; i < SPIN_ROUNDS; i++) {
       if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) break;
+      /* Ready descriptors wake their processes from here (io.c); one
+       * woken here is in the local queue, which runq_len does not count. */
+      if (i % IO_SPIN_EVERY == 0 && otpc__io_poll() > 0) break;
       cpu_relax();
     }
     if ((p = dequeue(s)) != NULL) {
@@ -558,10 +566,12 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     if (otpc__reclaim_pending() && (wait < 0 || wait > RECLAIM_NAP_MS))
       wait = RECLAIM_NAP_MS;
     otpc__reclaim_offline(s);
-    futex_wait(&s->sleep_word, word, wait);
+    /* While descriptors are waited on, one sleeper sleeps in epoll_wait. */
+    if (!otpc__io_sleep(s, word, &wait)) futex_wait(&s->sleep_word, word, wait);
     atomic_store(&s->sleeping, 0);
     atomic_fetch_and(&hungry, ~bit_of(s));
     otpc__reclaim_quiescent(s);
+    otpc__io_after_sleep();
   }
 }
 
@@ -572,6 +582,7 @@ static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine) {
     if (p == NULL) break;
     run_proc(s, p, mine);
     s->rounds++;
+    if (s->rounds % IO_BUSY_EVERY == 0) otpc__io_poll_busy();
     if (atomic_load_explicit(&hungry, memory_order_relaxed) & ~bit_of(s))
       share_work(s);
   }

@@ -4,7 +4,11 @@
  * monitors, names, timers, handlers that block inside a callback.
  * Each test body runs as the first process of a fresh node.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -692,6 +696,178 @@ TEST(wait_fd_without_blocking_a_scheduler) {
   signal(SIGPIPE, SIG_IGN);
   run(body_wait_fd);
 }
+
+/* Whether fd is in some epoll set of this OS process (the node's is the
+ * only one): the kernel lists every registration in /proc/self/fdinfo. */
+static bool fd_registered(int fd) {
+  DIR *d = opendir("/proc/self/fdinfo");
+  CHECK(d != NULL);
+  bool found = false;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.') continue;
+    char path[300], line[256];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%s", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    while (fgets(line, sizeof line, f) != NULL) {
+      int tfd;
+      if (sscanf(line, "tfd: %d", &tfd) == 1 && tfd == fd) found = true;
+    }
+    fclose(f);
+  }
+  closedir(d);
+  return found;
+}
+
+/* Until a process waits on fd (bounded: a few seconds at most). */
+static void until_registered(int fd) {
+  for (int i = 0; i < 1000 && !fd_registered(fd); i++) otpc_sleep(5);
+  CHECK(fd_registered(fd));
+}
+
+static otpc_pid_t io_parent; /* the test body, for the waiters' reports */
+
+static void fd_waiter(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  int rc = otpc_wait_fd(fd, OTPC_FD_READ, 5000);
+  CHECK(rc > 0 && (rc & OTPC_FD_READ));
+  otpc_sendf(io_parent, "{woke, ~i}", (int64_t)fd);
+}
+
+/* A registration stays across waits, and goes with the descriptor or with
+ * a process killed while it waits. */
+static void body_fd_registration(void *arg) {
+  (void)arg;
+  io_parent = otpc_self();
+  int fds[2];
+  CHECK_INT_EQ(pipe(fds), 0);
+  for (int round = 0; round < 3; round++) {
+    otpc_pid_t w;
+    CHECK_INT_EQ(otpc_spawn(fd_waiter, (void *)(intptr_t)fds[0], NULL, &w), 0);
+    otpc_sleep(20);
+    CHECK_INT_EQ(write(fds[1], "x", 1), 1);
+    otpc_buf_unref(expect("{woke, _}"));
+    char c;
+    CHECK_INT_EQ(read(fds[0], &c, 1), 1);
+    CHECK(fd_registered(fds[0])); /* kept for the next wait */
+  }
+  /* Closed: the kernel drops it; the number, used again, waits afresh. */
+  int old = fds[0];
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(!fd_registered(old));
+  CHECK_INT_EQ(pipe(fds), 0);
+  otpc_pid_t w;
+  CHECK_INT_EQ(otpc_spawn(fd_waiter, (void *)(intptr_t)fds[0], NULL, &w), 0);
+  otpc_sleep(20);
+  CHECK_INT_EQ(write(fds[1], "x", 1), 1);
+  otpc_buf_unref(expect("{woke, _}"));
+  char c;
+  CHECK_INT_EQ(read(fds[0], &c, 1), 1);
+  /* Killed while waiting: its registration is gone. */
+  otpc_ref_t ref;
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = &ref};
+  CHECK_INT_EQ(otpc_spawn(fd_waiter, (void *)(intptr_t)fds[0], &o, &w), 0);
+  until_registered(fds[0]);
+  otpc_buf_t *kill = otpc_term_fmt("kill");
+  CHECK_INT_EQ(otpc_exit_signal(w, otpc_buf_term(kill)), 0);
+  otpc_buf_unref(kill);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, killed}"));
+  CHECK(!fd_registered(fds[0]));
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(wait_fd_registration_kept_and_dropped) { run(body_fd_registration); }
+
+/* The reader and the writer of one socket wait on it at the same time. */
+static void sock_writer(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  char block[4096] = {0};
+  while (write(fd, block, sizeof block) > 0) {
+  }
+  CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+  otpc_sendf(io_parent, "full");
+  int rc = otpc_wait_fd(fd, OTPC_FD_WRITE, 5000);
+  CHECK(rc > 0 && (rc & OTPC_FD_WRITE));
+  otpc_sendf(io_parent, "writable");
+}
+
+static void sock_reader(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  int rc = otpc_wait_fd(fd, OTPC_FD_READ, 5000);
+  CHECK(rc > 0 && (rc & OTPC_FD_READ));
+  otpc_sendf(io_parent, "readable");
+}
+
+static void body_fd_both_sides(void *arg) {
+  (void)arg;
+  io_parent = otpc_self();
+  int sv[2];
+  CHECK_INT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  otpc_pid_t r, w;
+  CHECK_INT_EQ(otpc_spawn(sock_reader, (void *)(intptr_t)sv[0], NULL, &r), 0);
+  until_registered(sv[0]); /* the reader waits */
+  CHECK_INT_EQ(otpc_spawn(sock_writer, (void *)(intptr_t)sv[0], NULL, &w), 0);
+  otpc_buf_unref(expect("full"));
+  /* Both wait (or the writer is about to): the writer's wait must not take
+   * the reader's away. */
+  expect_none("readable", 20);
+  expect_none("writable", 0);
+  char buf[65536];
+  while (read(sv[1], buf, sizeof buf) > 0) {
+  }
+  otpc_buf_unref(expect("writable"));
+  CHECK_INT_EQ(write(sv[1], "x", 1), 1);
+  otpc_buf_unref(expect("readable"));
+  close(sv[0]);
+  close(sv[1]);
+}
+
+TEST(wait_fd_reader_and_writer_of_one_socket) { run(body_fd_both_sides); }
+
+/* Many processes on many descriptors, some timing out first and waiting
+ * again, each woken for its own. */
+#define MANY_FDS 200
+
+static void many_waiter(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  if (fd % 2 == 0)
+    CHECK_INT_EQ(otpc_wait_fd(fd, OTPC_FD_READ, 1), OTPC_ETIMEDOUT);
+  otpc_sendf(io_parent, "{waiting, ~i}", (int64_t)fd); /* nothing written before */
+  int rc = otpc_wait_fd(fd, OTPC_FD_READ, 10000);
+  CHECK(rc > 0 && (rc & OTPC_FD_READ));
+  char c;
+  CHECK_INT_EQ(read(fd, &c, 1), 1);
+  otpc_sendf(io_parent, "{woke, ~i}", (int64_t)fd);
+}
+
+static void body_fd_many(void *arg) {
+  (void)arg;
+  io_parent = otpc_self();
+  static int fds[MANY_FDS][2];
+  for (int i = 0; i < MANY_FDS; i++) {
+    CHECK_INT_EQ(pipe(fds[i]), 0);
+    otpc_pid_t w;
+    CHECK_INT_EQ(
+        otpc_spawn(many_waiter, (void *)(intptr_t)fds[i][0], NULL, &w), 0);
+  }
+  for (int i = 0; i < MANY_FDS; i++) otpc_buf_unref(expect("{waiting, _}"));
+  for (int i = MANY_FDS - 1; i >= 0; i--)
+    CHECK_INT_EQ(write(fds[i][1], "x", 1), 1);
+  for (int i = 0; i < MANY_FDS; i++) {
+    char text[32];
+    snprintf(text, sizeof text, "{woke, %d}", fds[i][0]);
+    otpc_buf_unref(expect(text));
+  }
+  for (int i = 0; i < MANY_FDS; i++) {
+    close(fds[i][0]);
+    close(fds[i][1]);
+  }
+}
+
+TEST(wait_fd_many_processes_many_fds) { run(body_fd_many); }
 
 static intptr_t slow_square(void *arg) {
   usleep(30000); /* a blocking call: would stall a scheduler */
