@@ -37,7 +37,7 @@ main(Args) ->
     Call1N = case Quick of true -> 100000; false -> 1000000 end,
     PairCalls = case Quick of true -> 2000; false -> 10000 end,
     Rounds = case Quick of true -> 5; false -> 20 end,
-    IdleN = case Quick of true -> 10000; false -> 100000 end,
+    IdleN = case Quick of true -> 10000; false -> 1000000 end,
     %% Memory first, while the VM is fresh.
     case Want(otp_idle_gen_server) of
         true -> in_process(fun() -> idle(IdleN) end);
