@@ -17,7 +17,17 @@
  * while a node runs. Under AddressSanitizer, and whenever a test
  * allocator is set (otpc_set_allocator), every buffer comes from the
  * allocation hook as before.
+ *
+ * Big buffers (256 KiB to 16 MiB: distribution messages with binaries in
+ * them) are malloc's, but a few freed ones are kept for the next big
+ * buffer, up to 64 MiB in all. glibc gives such blocks back to the kernel
+ * when they are freed (munmap, or a trim of the heap top), so every new
+ * one was fresh memory: a page fault per 4 KiB, which held a node's
+ * receiving of 1 MiB messages to under half of what it reaches from
+ * memory already touched (docs/distribution.md). Erlang's allocators keep
+ * their carriers in a cache for the same reason.
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
@@ -26,7 +36,8 @@
 
 struct otpc_buf {
   _Atomic uint32_t refs; /* a reference per holder: far below 2^32 */
-  uint32_t cls;          /* size class + 1 if from a pool, else 0 */
+  uint32_t cls;          /* size class + 1 if from a pool, BIG_CLS if a
+                            big block of malloc's (may be kept), else 0 */
   size_t size;
   _Alignas(16) uint8_t data[];
 };
@@ -225,6 +236,57 @@ int64_t otpc__buf_pool_in_use(void) {
 }
 #endif
 
+/* ---- big blocks kept for reuse ------------------------------------------- */
+
+#define BIG_CLS UINT32_MAX
+#ifndef BUF_PLAIN_MALLOC
+#define BIG_MIN ((size_t)256 << 10)  /* smaller ones malloc keeps anyway */
+#define BIG_MAX ((size_t)16 << 20)   /* bigger ones are rare: not kept */
+#define BIG_KEEP 8                   /* blocks kept at most */
+#define BIG_KEEP_BYTES ((size_t)64 << 20)
+
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static otpc_buf_t *big[BIG_KEEP]; /* under big_lock */
+static size_t big_n, big_bytes;   /* under big_lock */
+
+/* A kept block with room for `need` bytes and not more than twice that,
+ * the smallest such, or NULL. */
+static otpc_buf_t *big_take(size_t need) {
+  otpc_buf_t *b = NULL;
+  size_t best = 0, at = 0;
+  pthread_mutex_lock(&big_lock);
+  for (size_t i = 0; i < big_n; i++) {
+    size_t cap = malloc_usable_size(big[i]);
+    if (cap >= need && cap / 2 <= need && (b == NULL || cap < best)) {
+      b = big[i];
+      best = cap;
+      at = i;
+    }
+  }
+  if (b != NULL) {
+    big[at] = big[--big_n];
+    big_bytes -= best;
+  }
+  pthread_mutex_unlock(&big_lock);
+  return b;
+}
+
+/* Keeps b for reuse if there is room: true if kept. */
+static bool big_keep(otpc_buf_t *b) {
+  size_t cap = malloc_usable_size(b);
+  bool kept = false;
+  if (cap > BIG_MAX) return false;
+  pthread_mutex_lock(&big_lock);
+  if (big_n < BIG_KEEP && big_bytes + cap <= BIG_KEEP_BYTES) {
+    big[big_n++] = b;
+    big_bytes += cap;
+    kept = true;
+  }
+  pthread_mutex_unlock(&big_lock);
+  return kept;
+}
+#endif
+
 /* A header with room for size bytes, refs 1 (NULL without memory). */
 static otpc_buf_t *buf_alloc(size_t size) {
   if (size > SIZE_MAX - sizeof(otpc_buf_t)) return NULL;
@@ -237,10 +299,19 @@ static otpc_buf_t *buf_alloc(size_t size) {
     }
   }
 #endif
+#ifndef BUF_PLAIN_MALLOC
+  /* Only blocks of the default allocator are kept (and sized with
+   * malloc_usable_size). */
+  bool kept =
+      size >= BIG_MIN && size <= BIG_MAX && otpc__allocator_is_default();
+  if (kept) b = big_take(sizeof *b + size);
+#else
+  bool kept = false;
+#endif
   if (b == NULL) {
     b = otpc__malloc(sizeof *b + size);
     if (b == NULL) return NULL;
-    b->cls = 0;
+    b->cls = kept ? BIG_CLS : 0; /* a kept block is BIG_CLS already */
   }
   atomic_init(&b->refs, 1);
   b->size = size;
@@ -249,7 +320,9 @@ static otpc_buf_t *buf_alloc(size_t size) {
 
 static void buf_free(otpc_buf_t *b) {
 #ifndef BUF_PLAIN_MALLOC
-  if (b->cls != 0) {
+  if (b->cls == BIG_CLS) {
+    if (big_keep(b)) return;
+  } else if (b->cls != 0) {
     pool_free(b);
     return;
   }
@@ -303,7 +376,8 @@ otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size) {
   if (size > SIZE_MAX - sizeof(otpc_buf_t)) return NULL;
   if (buf == NULL) return buf_alloc(size);
 #ifndef BUF_PLAIN_MALLOC
-  if (buf->cls != 0) { /* a pool block: grow out of it into malloc */
+  if (buf->cls != 0 && buf->cls != BIG_CLS) { /* a pool block: grow out of
+                                                 it into malloc */
     if (sizeof *buf + size <= cls_size[buf->cls - 1]) {
       buf->size = size;
       return buf;
@@ -327,7 +401,8 @@ otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size) {
   size_t waste = buf->size - size;
   buf->size = size;
   /* Shrinking moves or remaps the block: worth it only for real waste. */
-  if (buf->cls == 0 && waste > 65536 && waste > size / 2) {
+  if ((buf->cls == 0 || buf->cls == BIG_CLS) && waste > 65536 &&
+      waste > size / 2) {
     otpc_buf_t *b = otpc__realloc(buf, sizeof *b + size);
     if (b != NULL) buf = b; /* keeping the larger block is harmless */
   }
