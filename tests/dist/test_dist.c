@@ -15,6 +15,7 @@
 
 #include "dist/dist_int.h"
 #include "otpc.h"
+#include "peer_util.h"
 #include "test.h"
 
 /* A port for this test's epmd, away from the system's and other runs'. */
@@ -402,33 +403,12 @@ TEST(term_uncache_rewrites_refs_inside_funs_and_pids) {
  * Nodes
  * ------------------------------------------------------------------------ */
 
-static void echo(void *arg) {
-  otpc_register(otpc_atom("echo"), otpc_self());
-  for (;;) {
-    otpc_buf_t *m;
-    if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
-    otpc_pid_t from, self = otpc_self();
-    otpc_term_t t = otpc_buf_term(m);
-    if (otpc_term_get_pid(otpc_term_tuple_elem(t, 0), &from) == 0) {
-      if (otpc_term_atom_eq(otpc_term_tuple_elem(t, 1), "whoami", 6))
-        otpc_sendf(from, "{iam, ~p}", &self);
-      else
-        otpc_send(from, m);
-    }
-    otpc_buf_unref(m);
-  }
-}
-
 static int start_node(const char *name, const char *cookie, uint16_t epmd) {
   otpc_node_opts_t n = {.name = name, .cookie = cookie, .schedulers = 2};
   if (otpc_node_start(&n) != 0) return -1;
   otpc_dist_opts_t d = {
       .epmd_port = epmd, .listen_addr = "127.0.0.1", .net_ticktime = 8};
   return otpc_dist_start(&d);
-}
-
-static otpc_buf_t *rpc_args(otpc_term_t args, void *ctx, otpc_buf_t **why) {
-  return otpc_term_fmt("{got, ~t}", args);
 }
 
 /* A second node in a child process: echo registered, t:args exported to
@@ -438,17 +418,12 @@ static pid_t peer(const char *name, const char *cookie, uint16_t epmd) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (start_node(name, cookie, epmd) != 0) _exit(3);
-    otpc_rpc_export("t", "args", rpc_args, NULL);
-    otpc_spawn(echo, NULL, NULL, NULL);
+    otpc_rpc_export("t", "args", dt_rpc_args, NULL);
+    otpc_spawn(dt_echo, NULL, NULL, NULL);
     sleep(60);
     _exit(0);
   }
   return pid;
-}
-
-static void stop_peer(pid_t pid) {
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
 }
 
 typedef struct two {
@@ -544,7 +519,7 @@ TEST(two_nodes_ping_send_and_nodedown) {
   CHECK_INT_EQ(t.exit_noconn, 1);
   CHECK_INT_EQ(t.down_noconn, 1);
   CHECK_INT_EQ(t.nodedown, 1);
-  stop_peer(child);
+  dt_stop_peer(child);
   for (int i = 0; i < 100 && otpc_nodes(NULL, 0, true) > 0; i++) usleep(50000);
   CHECK_INT_EQ(otpc_nodes(NULL, 0, true), 0);
   otpc_dist_stop();
@@ -589,7 +564,7 @@ TEST(two_nodes_wrong_cookie_pang) {
   CHECK_INT_EQ(t.ping, 0);
   CHECK_INT_EQ(t.exit_noconn, 1);
   CHECK_INT_EQ(t.down_noconn, 1);
-  stop_peer(child);
+  dt_stop_peer(child);
   otpc_dist_stop();
   otpc_node_stop();
 }
@@ -713,7 +688,7 @@ TEST(simultaneous_connect_both_pong) {
   CHECK_INT_EQ(s.result, 1);
   CHECK_INT_EQ(theirs, 1);
   CHECK_INT_EQ(otpc_nodes(NULL, 0, true), 1);
-  stop_peer(child);
+  dt_stop_peer(child);
   otpc_dist_stop();
   otpc_node_stop();
 }

@@ -18,6 +18,7 @@
 
 #include "dist/dist_int.h"
 #include "otpc.h"
+#include "peer_util.h"
 #include "test.h"
 
 #define FLOOD 160 /* raw sockets at once */
@@ -35,25 +36,12 @@ static int start_node(const char *name, uint16_t epmd) {
   return otpc_dist_start(&d);
 }
 
-static void echo(void *arg) {
-  otpc_register(otpc_atom("echo"), otpc_self());
-  for (;;) {
-    otpc_buf_t *m;
-    if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
-    otpc_pid_t from;
-    if (otpc_term_get_pid(otpc_term_tuple_elem(otpc_buf_term(m), 0), &from) ==
-        0)
-      otpc_send(from, m);
-    otpc_buf_unref(m);
-  }
-}
-
 static pid_t good_peer(const char *name, uint16_t epmd) {
   pid_t pid = fork();
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (start_node(name, epmd) != 0) _exit(3);
-    otpc_spawn(echo, NULL, NULL, NULL);
+    otpc_spawn(dt_echo, NULL, NULL, NULL);
     sleep(120);
     _exit(0);
   }

@@ -20,6 +20,7 @@
 
 #include "dist/dist_int.h"
 #include "otpc.h"
+#include "peer_util.h"
 #include "test.h"
 
 #define BIG ((size_t)10 << 20)
@@ -74,27 +75,6 @@ static int start_node(const char *name, uint16_t epmd, const ident_t *id) {
   return start_dist(epmd, id);
 }
 
-static void echo(void *arg) {
-  otpc_register(otpc_atom("echo"), otpc_self());
-  for (;;) {
-    otpc_buf_t *m;
-    if (otpc_receive(NULL, OTPC_INFINITY, &m) != 0) return;
-    otpc_pid_t from, self = otpc_self();
-    otpc_term_t t = otpc_buf_term(m);
-    if (otpc_term_get_pid(otpc_term_tuple_elem(t, 0), &from) == 0) {
-      if (otpc_term_atom_eq(otpc_term_tuple_elem(t, 1), "whoami", 6))
-        otpc_sendf(from, "{iam, ~p}", &self);
-      else
-        otpc_send(from, m);
-    }
-    otpc_buf_unref(m);
-  }
-}
-
-static otpc_buf_t *rpc_args(otpc_term_t args, void *ctx, otpc_buf_t **why) {
-  return otpc_term_fmt("{got, ~t}", args);
-}
-
 /* A TLS node in a child process with echo and t:args, until killed. */
 static pid_t tls_peer(const char *name, uint16_t epmd, const char *cert,
                       const char *ca) {
@@ -104,17 +84,12 @@ static pid_t tls_peer(const char *name, uint16_t epmd, const char *cert,
     static ident_t id;
     ident(&id, cert, ca);
     if (start_node(name, epmd, &id) != 0) _exit(3);
-    otpc_rpc_export("t", "args", rpc_args, NULL);
-    otpc_spawn(echo, NULL, NULL, NULL);
+    otpc_rpc_export("t", "args", dt_rpc_args, NULL);
+    otpc_spawn(dt_echo, NULL, NULL, NULL);
     sleep(60);
     _exit(0);
   }
   return pid;
-}
-
-static void stop_peer(pid_t pid) {
-  kill(pid, SIGKILL);
-  waitpid(pid, NULL, 0);
 }
 
 /* ------------------------------------------------------------------------
@@ -224,7 +199,7 @@ TEST(tls_two_nodes_ping_send_rpc_big_link_monitor) {
   otpc_pid_t p;
   otpc_spawn(two_main, &t, NULL, &p);
   for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
-  stop_peer(child);
+  dt_stop_peer(child);
   drop_certs();
   CHECK_INT_EQ(t.ping, 1);
   CHECK_INT_EQ(t.echoed, 1);
@@ -365,7 +340,7 @@ TEST(tls_peer_certificate_for_another_host_refused) {
   otpc_pid_t p;
   otpc_spawn(ping_other, &j, NULL, &p);
   for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
-  stop_peer(child);
+  dt_stop_peer(child);
   otpc_logger_remove_handler("tls_refusals");
   drop_certs();
   CHECK_INT_EQ(j.result, 0);
@@ -406,7 +381,7 @@ TEST(tls_without_ca_does_not_verify) {
   otpc_pid_t p;
   otpc_spawn(ping_other, &j, NULL, &p);
   for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
-  stop_peer(child);
+  dt_stop_peer(child);
   drop_certs();
   CHECK_INT_EQ(j.result, 1);
   otpc_dist_stop();
@@ -432,7 +407,7 @@ TEST(tls_client_certificate_for_connections_we_make) {
   otpc_pid_t p;
   otpc_spawn(ping_other, &j, NULL, &p);
   for (int i = 0; i < 1200 && otpc_is_alive(p); i++) usleep(50000);
-  stop_peer(child);
+  dt_stop_peer(child);
   drop_certs();
   CHECK_INT_EQ(j.result, 1);
   otpc_dist_stop();
