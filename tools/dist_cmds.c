@@ -216,7 +216,7 @@ static int rpc_run(job_t *j) {
   }
   otpc_term_t t = otpc_buf_term(result);
   char *text;
-  rc = otpc_term_print(t, &text, NULL);
+  rc = otpc_term_print_p(t, &text, NULL);
   if (rc == 0) {
     printf("%s\n", text);
     otpc_free(text);

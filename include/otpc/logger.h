@@ -125,7 +125,8 @@ OTPC_API int otpc_log_out_write(otpc_log_out_t *out, const void *data,
 OTPC_API int otpc_log_out_puts(otpc_log_out_t *out, const char *s);
 OTPC_API int otpc_log_out_printf(otpc_log_out_t *out, const char *fmt, ...)
     OTPC_LOG_PRINTF_(2, 3);
-/* The term as io_lib:format("~w") prints it. */
+/* The term as io_lib:format("~0tp") prints it (otpc_term_print_p: strings
+ * and printable binaries as text), as Erlang's logger formatter does. */
 OTPC_API int otpc_log_out_term(otpc_log_out_t *out, otpc_term_t t);
 
 /* Returns 0, or a negative code: the event is then not written by that

@@ -422,6 +422,13 @@ OTPC_API int otpc_term_parse(const char *text, size_t len, otpc_buf_t **out,
  * otpc_free()) and its length in *len (may be NULL).
  */
 OTPC_API int otpc_term_print(otpc_term_t t, char **out, size_t *len);
+/* As io_lib:format("~0tp", [T]) prints t (what Erlang's logger prints
+ * terms with): the text of otpc_term_print(), except that a list of
+ * printable characters prints as a string, "abc", and a printable binary
+ * as <<"abc">> (<<"é"/utf8>> for valid UTF-8 beyond ASCII). Printable is
+ * Erlang's default range: Latin-1 (32-126, 160-255, \b \t \n \v \f \r
+ * \e). Same ownership as otpc_term_print(). */
+OTPC_API int otpc_term_print_p(otpc_term_t t, char **out, size_t *len);
 /* Like snprintf: writes at most size bytes including the NUL and returns
  * the length the whole text needs, or a negative error. */
 OTPC_API long otpc_term_snprint(char *buf, size_t size, otpc_term_t t);

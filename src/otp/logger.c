@@ -217,7 +217,7 @@ int otpc_log_out_term(otpc_log_out_t *o, otpc_term_t t) {
   if (o->err) return o->err;
   char *s;
   size_t n;
-  int rc = otpc_term_print(t, &s, &n);
+  int rc = otpc_term_print_p(t, &s, &n);
   if (rc != 0) return o->err = rc;
   otpc_log_out_write(o, s, n);
   otpc_free(s);

@@ -322,16 +322,42 @@ static int string_bits(parser_t *p, bits_t *b) {
   return rc;
 }
 
-/* One segment: an integer (Value or Value:Size) or strings ("ab" "c"). */
-static int segment(parser_t *p, bits_t *b) {
-  if (p->tok.kind == TOK_STRING) {
-    int rc = 0;
-    while (rc == 0 && p->tok.kind == TOK_STRING) {
-      rc = string_bits(p, b);
-      if (rc == 0) rc = next(p);
-    }
-    return rc;
+/* Drops the bits from n on. */
+static void bits_truncate(bits_t *b, uint64_t n) {
+  b->n = n;
+  b->buf.len = (size_t)((n + 7) / 8);
+  if (n % 8) b->buf.data[n / 8] &= (uint8_t)(0xff00u >> (n % 8));
+}
+
+/* Strings ("ab" "c"), a character a byte; with /utf8 after them, in
+ * UTF-8 instead, as <<"é"/utf8>> (what ~tp prints) means. */
+static int string_segment(parser_t *p, bits_t *b) {
+  uint64_t start = b->n;
+  otpc__scratch_t utf8;
+  otpc__scratch_init(&utf8);
+  int rc = 0;
+  while (rc == 0 && p->tok.kind == TOK_STRING) {
+    rc = otpc__scratch_put(&utf8, otpc__tok_text(&p->sc, &p->tok), p->tok.len);
+    if (rc == 0) rc = string_bits(p, b);
+    if (rc == 0) rc = next(p);
   }
+  if (rc == 0 && p->tok.kind == TOK_SLASH) {
+    rc = next(p);
+    if (rc == 0 && (p->tok.kind != TOK_ATOM || p->tok.len != 4 ||
+                    memcmp(otpc__tok_text(&p->sc, &p->tok), "utf8", 4) != 0))
+      rc = bad(p, p->tok.pos);
+    if (rc == 0) rc = next(p);
+    if (rc == 0) bits_truncate(b, start);
+    for (size_t i = 0; rc == 0 && i < utf8.len; i++)
+      rc = put_int_bits(b, false, &utf8.data[i], 1, 8);
+  }
+  otpc__scratch_free(&utf8);
+  return rc;
+}
+
+/* One segment: an integer (Value or Value:Size) or strings. */
+static int segment(parser_t *p, bits_t *b) {
+  if (p->tok.kind == TOK_STRING) return string_segment(p, b);
   bool neg = p->tok.kind == TOK_MINUS;
   int rc = neg || p->tok.kind == TOK_PLUS ? next(p) : 0;
   if (rc == 0 && p->tok.kind != TOK_INT) rc = bad(p, p->tok.pos);

@@ -37,6 +37,14 @@
  *     words last-first. A reference of the local node with fewer than three
  *     words is padded to three, as the runtime does.
  *
+ * otpc_term_print_p() prints as io_lib:format("~0tp", [T]) does with the
+ * default printable range (latin1), which is what the logger's formatter
+ * uses: the same text as ~w, except that a list of printable characters
+ * prints as a string ("abc") and a printable binary as <<"abc">>, or as
+ * <<"é"/utf8>> when it is valid UTF-8 with characters beyond ASCII (see
+ * put_binary_text()). Printable: io_lib:printable_latin1_list/1's
+ * characters, 32-126, 160-255 and \b \t \n \v \f \r \e.
+ *
  * Node numbers. Erlang prints 0 for its own node and, for another node, the
  * index of the node name in its atom table, which depends on its history.
  * We print 0 for the local node (otpc_term_set_local_node(), by default
@@ -246,8 +254,9 @@ static char letter_escape(uint32_t c) {
   }
 }
 
-/* io_lib:string_char(unicode_as_latin1, C, $', _). */
-static void put_iolib_char(otpc__sbuf_t *s, uint32_t c) {
+/* io_lib:string_char(unicode_as_latin1, C, $', _), or with unicode
+ * (~tp: characters above 255 as themselves). */
+static void put_iolib_char(otpc__sbuf_t *s, uint32_t c, bool unicode) {
   char e = letter_escape(c);
   if (e == 0 && c == 27) e = 'e';
   if (e == 0 && c == 127) e = 'd';
@@ -258,6 +267,8 @@ static void put_iolib_char(otpc__sbuf_t *s, uint32_t c) {
     otpc__sbuf_putc(s, (char)c);
   } else if (c >= 160 && c <= 255) {
     put_utf8(s, c);
+  } else if (c > 255 && unicode) {
+    put_utf8(s, c);
   } else if (c > 255) {
     otpc__sbuf_printf(s, "\\x{%X}", (unsigned)c);
   } else {
@@ -265,7 +276,8 @@ static void put_iolib_char(otpc__sbuf_t *s, uint32_t c) {
   }
 }
 
-static void put_atom_iolib(otpc__sbuf_t *s, const atom_text_t *a) {
+static void put_atom_iolib(otpc__sbuf_t *s, const atom_text_t *a,
+                           bool unicode) {
   if (!is_reserved(a) && atom_is_plain(a, true)) {
     put_atom_raw(s, a);
     return;
@@ -273,7 +285,7 @@ static void put_atom_iolib(otpc__sbuf_t *s, const atom_text_t *a) {
   cp_iter_t it = atom_iter(a);
   uint32_t c;
   otpc__sbuf_putc(s, '\'');
-  while (cp_next(&it, &c)) put_iolib_char(s, c);
+  while (cp_next(&it, &c)) put_iolib_char(s, c, unicode);
   otpc__sbuf_putc(s, '\'');
 }
 
@@ -511,7 +523,84 @@ static const uint8_t *put_float(otpc__sbuf_t *s, const uint8_t *p) {
  * Binaries
  * ------------------------------------------------------------------------ */
 
-static const uint8_t *put_bitstring(otpc__sbuf_t *s, const uint8_t *p) {
+/* io_lib:printable_latin1_list/1's characters. */
+static bool printable(uint32_t c) {
+  return (c >= 32 && c <= 126) || (c >= 160 && c <= 255) ||
+         (c >= '\b' && c <= '\r') || c == 27;
+}
+
+/* One character of a string or binary text between double quotes. */
+static void put_quoted_char(otpc__sbuf_t *s, uint32_t c) {
+  if (c == '"')
+    otpc__sbuf_puts(s, "\\\"");
+  else if (c == '\'')
+    otpc__sbuf_putc(s, '\'');
+  else
+    put_iolib_char(s, c, false);
+}
+
+/* The next code point of the strict UTF-8 (no overlong forms, no
+ * surrogates, at most 0x10FFFF) at d[*i..n); false if there is none. */
+static bool utf8_next(const uint8_t *d, size_t n, size_t *i, uint32_t *cp) {
+  uint8_t c = d[*i];
+  size_t len = 0;
+  if (c < 0x80)
+    len = 1;
+  else if (c >= 0xc2 && c <= 0xdf)
+    len = 2;
+  else if (c >= 0xe0 && c <= 0xef)
+    len = 3;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4;
+  if (len == 0 || n - *i < len) return false;
+  uint32_t v = len == 1 ? c : c & (0x7f >> len);
+  for (size_t k = 1; k < len; k++) {
+    if ((d[*i + k] & 0xc0) != 0x80) return false;
+    v = v << 6 | (d[*i + k] & 0x3f);
+  }
+  if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+      (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+    return false;
+  *i += len;
+  *cp = v;
+  return true;
+}
+
+/* ~tp's text for a binary (io_lib_pretty): valid UTF-8 whose characters
+ * are all printable prints as <<"..."/utf8>> (just <<"...">> if it is all
+ * ASCII); valid UTF-8 with any other character prints as bytes; anything
+ * else as <<"...">> if every byte is printable as a Latin-1 character.
+ * Returns false (nothing written) when it prints as bytes. */
+static bool put_binary_text(otpc__sbuf_t *s, const uint8_t *d, size_t n) {
+  if (n == 0) return false;
+  bool valid = true, ok = true, wide = false;
+  for (size_t i = 0; i < n && valid;) {
+    uint32_t cp;
+    wide |= d[i] >= 0x80;
+    if (!utf8_next(d, n, &i, &cp))
+      valid = false;
+    else
+      ok &= printable(cp);
+  }
+  if (valid && !ok) return false;
+  if (!valid)
+    for (size_t i = 0; i < n; i++)
+      if (!printable(d[i])) return false;
+  otpc__sbuf_puts(s, "<<\"");
+  for (size_t i = 0; i < n;) {
+    uint32_t cp = d[i];
+    if (valid)
+      utf8_next(d, n, &i, &cp);
+    else
+      i++;
+    put_quoted_char(s, cp);
+  }
+  otpc__sbuf_puts(s, valid && wide ? "\"/utf8>>" : "\">>");
+  return true;
+}
+
+static const uint8_t *put_bitstring(otpc__sbuf_t *s, const uint8_t *p,
+                                    bool text) {
   size_t n = get_be32(p + 1);
   unsigned bits = 8;
   const uint8_t *data = p + 5;
@@ -520,6 +609,7 @@ static const uint8_t *put_bitstring(otpc__sbuf_t *s, const uint8_t *p) {
     data = p + 6;
     if (bits == 0) bits = 8;
   }
+  if (text && bits == 8 && put_binary_text(s, data, n)) return data + n;
   otpc__sbuf_puts(s, "<<");
   for (size_t i = 0; i < n; i++) {
     if (i > 0) otpc__sbuf_putc(s, ',');
@@ -663,6 +753,7 @@ typedef struct frame {
 
 typedef struct walk {
   otpc__sbuf_t *out;
+  bool text;      /* ~0tp: strings and printable binaries as text */
   frame_t *stack; /* frames, innermost last */
   size_t depth;
   size_t cap;
@@ -701,8 +792,59 @@ static const uint8_t *put_string_elems(otpc__sbuf_t *s, const uint8_t *p,
   return p + 3 + n;
 }
 
+/* The list at p (LIST_EXT, STRING_EXT, NIL; tails that are lists
+ * followed) if it is a non-empty proper list of printable characters: the
+ * byte after it; else NULL. */
+static const uint8_t *printable_list_end(const uint8_t *p) {
+  size_t count = 0;
+  for (;;) {
+    if (p[0] == ETF_NIL) return count > 0 ? p + 1 : NULL;
+    if (p[0] == ETF_STRING) {
+      size_t n = get_be16(p + 1);
+      for (size_t i = 0; i < n; i++)
+        if (!printable(p[3 + i])) return NULL;
+      return count + n > 0 ? p + 3 + n : NULL;
+    }
+    if (p[0] != ETF_LIST) return NULL;
+    size_t n = get_be32(p + 1);
+    p += 5;
+    for (size_t i = 0; i < n; i++) {
+      if (p[0] == ETF_SMALL_INTEGER && printable(p[1])) {
+        p += 2;
+      } else if (p[0] == ETF_INTEGER &&
+                 printable((uint32_t)(int32_t)get_be32(p + 1))) {
+        p += 5;
+      } else {
+        return NULL;
+      }
+    }
+    count += n;
+  }
+}
+
+/* Prints the list at p, which printable_list_end() admitted, as "...". */
+static void put_string(otpc__sbuf_t *s, const uint8_t *p, const uint8_t *end) {
+  otpc__sbuf_putc(s, '"');
+  while (p < end) {
+    if (p[0] == ETF_STRING) {
+      size_t n = get_be16(p + 1);
+      for (size_t i = 0; i < n; i++) put_quoted_char(s, p[3 + i]);
+      break;
+    }
+    if (p[0] == ETF_NIL) break;
+    size_t n = get_be32(p + 1);
+    p += 5;
+    for (size_t i = 0; i < n; i++) {
+      bool small = p[0] == ETF_SMALL_INTEGER;
+      put_quoted_char(s, small ? p[1] : get_be32(p + 1));
+      p += small ? 2 : 5;
+    }
+  }
+  otpc__sbuf_putc(s, '"');
+}
+
 /* Prints a term that holds no other term; returns the byte after it. */
-static const uint8_t *put_scalar(otpc__sbuf_t *s, const uint8_t *p) {
+static const uint8_t *put_scalar(otpc__sbuf_t *s, const uint8_t *p, bool text) {
   atom_text_t a;
   switch (p[0]) {
     case ETF_SMALL_INTEGER:
@@ -716,7 +858,7 @@ static const uint8_t *put_scalar(otpc__sbuf_t *s, const uint8_t *p) {
     case ETF_ATOM_UTF8:
     case ETF_SMALL_ATOM_UTF8: {
       const uint8_t *end = atom_at(p, &a);
-      put_atom_iolib(s, &a);
+      put_atom_iolib(s, &a, text);
       return end;
     }
     case ETF_PID:
@@ -728,11 +870,18 @@ static const uint8_t *put_scalar(otpc__sbuf_t *s, const uint8_t *p) {
     case ETF_NEW_REFERENCE:
     case ETF_NEWER_REFERENCE: return put_ref(s, p);
     case ETF_BINARY:
-    case ETF_BIT_BINARY: return put_bitstring(s, p);
+    case ETF_BIT_BINARY: return put_bitstring(s, p, text);
     case ETF_EXPORT: return put_export(s, p);
     case ETF_NEW_FUN: return put_new_fun(s, p);
     case ETF_NIL: otpc__sbuf_puts(s, "[]"); return p + 1;
     case ETF_STRING:
+      if (text) {
+        const uint8_t *end = printable_list_end(p);
+        if (end != NULL) {
+          put_string(s, p, end);
+          return end;
+        }
+      }
       otpc__sbuf_putc(s, '[');
       p = put_string_elems(s, p, true);
       otpc__sbuf_putc(s, ']');
@@ -823,13 +972,19 @@ static const uint8_t *enter(walk_t *w, const uint8_t *p, bool *opened,
         break;
       }
       return enter_rmap(w, p, n, opened, rc);
-    case ETF_LIST:
+    case ETF_LIST: {
+      const uint8_t *end = w->text ? printable_list_end(p) : NULL;
+      if (end != NULL) {
+        put_string(w->out, p, end);
+        return end;
+      }
       n = get_be32(p + 1);
       p += 5;
       otpc__sbuf_putc(w->out, '[');
       *rc = push(w, F_LIST, n);
       break;
-    default: return put_scalar(w->out, p);
+    }
+    default: return put_scalar(w->out, p, w->text);
   }
   *opened = true;
   return p;
@@ -888,9 +1043,10 @@ static const uint8_t *next_item(walk_t *w, const uint8_t **q) {
 }
 
 /* Walks the term at p; the end of each item is where the next one starts. */
-static int walk_term(otpc__sbuf_t *out, const uint8_t *p) {
+static int walk_term(otpc__sbuf_t *out, const uint8_t *p, bool text) {
   walk_t w;
   w.out = out;
+  w.text = text;
   w.stack = w.small;
   w.depth = 0;
   w.cap = sizeof w.small / sizeof w.small[0];
@@ -906,23 +1062,23 @@ static int walk_term(otpc__sbuf_t *out, const uint8_t *p) {
   return rc != 0 ? rc : out->err;
 }
 
-static int print_to(otpc__sbuf_t *s, otpc_term_t t) {
+static int print_to(otpc__sbuf_t *s, otpc_term_t t, bool text) {
   if (t.kind == TERM_CHAR) {
     put_uint(s, t.chr);
     return s->err;
   }
   if (t.kind != TERM_ENCODED || t.p == NULL) return OTPC_EINVAL;
-  return walk_term(s, t.p);
+  return walk_term(s, t.p, text);
 }
 
 /* ------------------------------------------------------------------------
  * Public entry points
  * ------------------------------------------------------------------------ */
 
-int otpc_term_print(otpc_term_t t, char **out, size_t *len) {
+static int print_new(otpc_term_t t, bool text, char **out, size_t *len) {
   otpc__sbuf_t s;
   otpc__sbuf_init(&s);
-  int rc = print_to(&s, t);
+  int rc = print_to(&s, t, text);
   if (rc == 0 && s.data == NULL) rc = otpc__sbuf_reserve(&s, 0);
   if (rc != 0) {
     otpc__sbuf_free(&s);
@@ -934,10 +1090,18 @@ int otpc_term_print(otpc_term_t t, char **out, size_t *len) {
   return 0;
 }
 
+int otpc_term_print(otpc_term_t t, char **out, size_t *len) {
+  return print_new(t, false, out, len);
+}
+
+int otpc_term_print_p(otpc_term_t t, char **out, size_t *len) {
+  return print_new(t, true, out, len);
+}
+
 long otpc_term_snprint(char *buf, size_t size, otpc_term_t t) {
   otpc__sbuf_t s;
   otpc__sbuf_init(&s);
-  int rc = print_to(&s, t);
+  int rc = print_to(&s, t, false);
   if (rc != 0) {
     otpc__sbuf_free(&s);
     if (size > 0) buf[0] = '\0';
@@ -956,7 +1120,7 @@ long otpc_term_snprint(char *buf, size_t size, otpc_term_t t) {
 int otpc_term_fprint(FILE *f, otpc_term_t t) {
   otpc__sbuf_t s;
   otpc__sbuf_init(&s);
-  int rc = print_to(&s, t);
+  int rc = print_to(&s, t, false);
   if (rc == 0 && s.len > 0 && fwrite(s.data, 1, s.len, f) != s.len)
     rc = OTPC_EIO;
   otpc__sbuf_free(&s);

@@ -42,6 +42,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     otpc_free(text);
   }
+  /* The same for ~0tp's text (strings and printable binaries as text). */
+  if (otpc_term_print_p(t, &text, &len) == 0) {
+    otpc_buf_t *back;
+    if (otpc_term_parse(text, len, &back, NULL) == 0) {
+      char *again;
+      size_t alen;
+      if (otpc_term_print_p(otpc_buf_term(back), &again, &alen) != 0) abort();
+      if (alen != len || memcmp(again, text, len) != 0) abort();
+      otpc_free(again);
+      otpc_buf_unref(back);
+    }
+    otpc_free(text);
+  }
   if (otpc_term_compare(t, t) != 0 || !otpc_term_equal(t, t)) abort();
   (void)otpc_phash2(t);
   (void)otpc_phash2_range(t, 1000);

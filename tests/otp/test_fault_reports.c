@@ -89,7 +89,7 @@ static void call_dies(const char *req, const char *want) {
   otpc_buf_t *r = T(req), *reply = NULL;
   CHECK_INT_EQ(otpc_gen_server_call(s, r, 10000, &reply), OTPC_EEXITED);
   char *text = NULL;
-  CHECK_INT_EQ(otpc_term_print(otpc_buf_term(reply), &text, NULL), 0);
+  CHECK_INT_EQ(otpc_term_print_p(otpc_buf_term(reply), &text, NULL), 0);
   if (strncmp(text, want, strlen(want)) != 0)
     otpc_test_fail(__FILE__, __LINE__, "%s: reason %s", req, text);
   otpc_buf_unref(reply);

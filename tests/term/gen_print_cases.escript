@@ -2,7 +2,8 @@
 %% gen_print_cases.escript: writes print_cases.h, the cases test_print.c
 %% checks otpc_term_print() against: terms encoded by term_to_binary (and
 %% some encodings written by hand) with the text io_lib:format("~w", [T])
-%% gives for them, and random doubles with their ~w text.
+%% gives for them, and the text of io_lib:format("~0tp", [T]) (strings
+%% and printable binaries as text), and random doubles with their ~w text.
 %%
 %%   escript tests/term/gen_print_cases.escript > tests/term/print_cases.h
 %%   escript tests/term/gen_print_cases.escript floats N   (N more doubles,
@@ -27,6 +28,7 @@ main([]) ->
               "  const char *name;~n"
               "  const char *etf_hex; /* with the version byte */~n"
               "  const char *text;~n"
+              "  const char *p_text; /* ~~0tp */~n"
               "} print_case_t;~n~n"
               "static const print_case_t print_cases[] = {~n"),
     [emit_case(C) || C <- cases()],
@@ -40,17 +42,20 @@ main([]) ->
     io:format("};~n").
 
 fmt(T) -> unicode:characters_to_binary(io_lib:format("~w", [T])).
+fmt_p(T) -> unicode:characters_to_binary(io_lib:format("~0tp", [T])).
 
 bits(F) -> <<B:64>> = <<F/float>>, B.
 
 emit_case({Name, Bin, Mode}) ->
     T = binary_to_term(Bin),
-    Text = case Mode of
-               chars -> fmt(T);
-               bytes -> list_to_binary(lists:flatten(io_lib:format("~w", [T])))
-           end,
-    io:format("    {~s, \"~s\", ~s},~n",
-              [c_str(Name), binary:encode_hex(Bin), c_str(Text)]).
+    {Text, PText} =
+        case Mode of
+            chars -> {fmt(T), fmt_p(T)};
+            bytes -> {list_to_binary(lists:flatten(io_lib:format("~w", [T]))),
+                      list_to_binary(lists:flatten(io_lib:format("~0tp", [T])))}
+        end,
+    io:format("    {~s, \"~s\", ~s, ~s},~n",
+              [c_str(Name), binary:encode_hex(Bin), c_str(Text), c_str(PText)]).
 
 %% A C string literal; octal escapes for everything but plain ASCII.
 c_str(S) when is_list(S) -> c_str(unicode:characters_to_binary(S));
@@ -66,7 +71,7 @@ c_char(C) -> io_lib:format("\\~3.8.0b", [C]).
 
 cases() ->
     lists:append([ints(), floats(), atoms(), containers(), binaries(),
-                  ids(), funs(), crafted()]).
+                  texts(), ids(), funs(), crafted()]).
 
 t(Name, T) -> {Name, term_to_binary(T), chars}.
 t2(Name, T) -> {Name ++ " (utf8)", term_to_binary(T, [{minor_version, 2}]), chars}.
@@ -208,8 +213,29 @@ funs() ->
      {"new fun odd module", MkFun(a(list_to_atom("a\n'b")), 0, 0), bytes}].
 
 %% Encodings term_to_binary does not write, that binary_to_term reads.
+%% Lists and binaries that ~0tp prints as text, or not quite.
+texts() ->
+    [t("text " ++ integer_to_list(I), T)
+     || {I, T} <- lists:enumerate(
+                    ["abc", "a\nb\"q'\\", [$a | b], [$a, [$b]], "x\e", [7], [127],
+                     [200, 100], "\x{a0}", [960], [233], "\b\t\n\v\f\r", [31],
+                     [159], [256], [-1], "", [[]], ["ab", "cd"], {"ab", <<"cd">>},
+                     #{"k" => <<"v">>}, [$a, 1.0], [$a, "b" | "c"],
+                     <<"bin">>, <<233>>, <<"é"/utf8>>, <<"π"/utf8>>,
+                     <<16#E2, 16#A8, 16#BF>>, <<"aé"/utf8, 16#A0>>,
+                     <<"é\n"/utf8>>, <<"aé"/utf8, 233>>, <<"a", 127>>, <<"x", 0>>,
+                     <<"\"\\q'">>, <<16#C0, 16#80>>, <<16#E9, 16#E9>>,
+                     <<16#ED, 16#A0, 16#A0>>, <<16#F0, 16#9F, 16#98, 16#80>>,
+                     <<16#F4, 16#90, 16#80, 16#80>>, <<16#E0, 16#80, 16#A0>>,
+                     <<"\e\b">>, <<"abc", 1:2>>, [<<>>, <<"">>],
+                     {assert, <<"src/parser.c">>, 120, <<"len <= sizeof buf">>},
+                     {'$gen_call', {self(), make_ref()}, "req"}])].
+
 crafted() ->
-    [{"list with list tail", <<131, 108, 1:32, 97, 1, 108, 1:32, 97, 2, 106>>, chars},
+    [{"list of integer_ext characters", <<131, 108, 2:32, 98, 65:32, 98, 66:32, 106>>, chars},
+     {"list of characters with string tail", <<131, 108, 1:32, 97, 65, 107, 2:16, "bc">>, chars},
+     {"list with unprintable string tail", <<131, 108, 1:32, 97, 65, 107, 1:16, 1>>, chars},
+     {"list with list tail", <<131, 108, 1:32, 97, 1, 108, 1:32, 97, 2, 106>>, chars},
      {"list with string tail", <<131, 108, 1:32, 97, 1, 107, 2:16, "ab">>, chars},
      {"list with empty string tail", <<131, 108, 1:32, 97, 1, 107, 0:16>>, chars},
      {"list with improper list tail",
