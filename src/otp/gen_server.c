@@ -553,8 +553,8 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
       if (rc != OTPC_ETIMEDOUT || want_down ||
           otpc_receive_fn(our_reply, w, 0, &got) != 0)
         return rc;
-      *reply = otpc__term_copy(otpc_term_tuple_elem(otpc_buf_term(got), 1));
-      otpc_buf_unref(got);
+      otpc_term_t r = otpc_term_tuple_elem(otpc_buf_term(got), 1);
+      *reply = otpc__buf_take_sub(got, r);
       return *reply ? 0 : OTPC_ENOMEM;
     }
     size_t arity;
@@ -562,8 +562,7 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
     otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
     if (arity == 2 && !want_down) { /* the reply */
       otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
-      *reply = otpc__term_copy(otpc_term_next(e));
-      otpc_buf_unref(got);
+      *reply = otpc__buf_take_sub(got, otpc_term_next(e)); /* no copy */
       return *reply ? 0 : OTPC_ENOMEM;
     }
     if (arity == 2) { /* stop: the ok before the DOWN we wait for */

@@ -36,9 +36,11 @@
 
 struct otpc_buf {
   _Atomic uint32_t refs; /* a reference per holder: far below 2^32 */
-  uint32_t cls;          /* size class + 1 if from a pool, BIG_CLS if a
+  uint16_t cls;          /* size class + 1 if from a pool, BIG_CLS if a
                             big block of malloc's (may be kept), else 0 */
-  size_t size;
+  uint16_t skip;         /* the bytes start at data + skip (a buffer
+                            narrowed to a term inside it, otpc__buf_take_sub) */
+  size_t size;           /* from data + skip */
   _Alignas(16) uint8_t data[];
 };
 
@@ -196,7 +198,7 @@ static otpc_buf_t *pool_alloc(int c) {
                         atomic_load_explicit(&m->out, memory_order_relaxed) + 1,
                         memory_order_relaxed);
   otpc_buf_t *buf = (otpc_buf_t *)b;
-  buf->cls = (uint32_t)c + 1;
+  buf->cls = (uint16_t)(c + 1);
   return buf;
 }
 
@@ -238,7 +240,7 @@ int64_t otpc__buf_pool_in_use(void) {
 
 /* ---- big blocks kept for reuse ------------------------------------------- */
 
-#define BIG_CLS UINT32_MAX
+#define BIG_CLS UINT16_MAX
 #ifndef BUF_PLAIN_MALLOC
 #define BIG_MIN ((size_t)256 << 10)  /* smaller ones malloc keeps anyway */
 #define BIG_MAX ((size_t)16 << 20)   /* bigger ones are rare: not kept */
@@ -314,6 +316,7 @@ static otpc_buf_t *buf_alloc(size_t size) {
     b->cls = kept ? BIG_CLS : 0; /* a kept block is BIG_CLS already */
   }
   atomic_init(&b->refs, 1);
+  b->skip = 0;
   b->size = size;
   return b;
 }
@@ -350,19 +353,42 @@ void otpc_buf_unref(otpc_buf_t *buf) {
 }
 
 const uint8_t *otpc_buf_data(const otpc_buf_t *buf) {
-  return buf->data;
+  return buf->data + buf->skip;
 }
 uint8_t *otpc_buf_mutable_data(otpc_buf_t *buf) {
-  return buf->data;
+  return buf->data + buf->skip;
 }
 size_t otpc_buf_size(const otpc_buf_t *buf) {
   return buf->size;
 }
 
 otpc_term_t otpc_buf_term(const otpc_buf_t *buf) {
-  if (buf == NULL || buf->size < 2 || buf->data[0] != ETF_VERSION)
+  if (buf == NULL || buf->size < 2 || buf->data[buf->skip] != ETF_VERSION)
     return term_none();
-  return term_at(buf->data + 1);
+  return term_at(buf->data + buf->skip + 1);
+}
+
+otpc_buf_t *otpc__buf_take_sub(otpc_buf_t *buf, otpc_term_t sub) {
+  const uint8_t *base = buf->data + buf->skip;
+  size_t n =
+      sub.kind == TERM_ENCODED && sub.p != NULL ? otpc_term_size(sub) : 0;
+  /* The only holder may change the bytes: the one before the term
+   * becomes its version byte (a byte of the term around it). */
+  if (n > 0 && sub.p > base && sub.p + n <= base + buf->size &&
+      (size_t)(sub.p - 1 - buf->data) <= UINT16_MAX &&
+      atomic_load_explicit(&buf->refs, memory_order_acquire) == 1) {
+    uint8_t *v = buf->data + (sub.p - 1 - buf->data);
+    *v = ETF_VERSION;
+    buf->skip = (uint16_t)(v - buf->data);
+    buf->size = n + 1;
+    return buf;
+  }
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_term(&b, sub);
+  otpc_buf_t *copy = otpc_builder_finish(&b, NULL);
+  otpc_buf_unref(buf);
+  return copy;
 }
 
 /* ---- for the builder and the compressor ---------------------------------- */

@@ -153,6 +153,11 @@ long otpc__utf8_count(const uint8_t *s, size_t len);
 otpc_buf_t *otpc__buf_of_data(uint8_t *data);
 otpc_buf_t *otpc__buf_resize(otpc_buf_t *buf, size_t size);
 otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size);
+/* A buffer holding the term sub of buf (a term inside it), taking over
+ * the caller's reference to buf: buf itself, narrowed to sub, when the
+ * caller holds its only reference; else a copy, and buf is released.
+ * NULL when out of memory (buf released). (buf.c) */
+otpc_buf_t *otpc__buf_take_sub(otpc_buf_t *buf, otpc_term_t sub);
 /* Small buffers come from pools (buf.c): how many are alive now. */
 int64_t otpc__buf_pool_in_use(void);
 

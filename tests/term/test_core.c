@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "otpc.h"
+#include "term/term_int.h"
 #include "test.h"
 
 static otpc_term_t decode_ok(const uint8_t *data, size_t len) {
@@ -478,4 +479,59 @@ TEST(big_buffers_are_kept_for_reuse) {
   CHECK(otpc_buf_size(b) == (1 << 20) - 100);
   otpc_buf_unref(b);
   otpc_buf_unref(small);
+}
+
+/* otpc__buf_take_sub: the only holder gets its buffer narrowed to the
+ * term inside it (no copy); a shared buffer gives a copy and stays as it
+ * was. */
+TEST(buffer_narrowed_to_a_term_inside_it) {
+  otpc_buf_t *m = otpc_term_fmt("{tag, {reply, <<\"text\">>, [1, 2]}, x}");
+  CHECK(m != NULL);
+  otpc_term_t inner = otpc_term_tuple_elem(otpc_buf_term(m), 1);
+  otpc_buf_t *r = otpc__buf_take_sub(m, inner); /* m is taken over */
+  CHECK(r == m);
+  CHECK_INT_EQ(otpc_buf_data(r)[0], 131);
+  CHECK_INT_EQ(otpc_buf_size(r), 1 + otpc_term_size(otpc_buf_term(r)));
+  otpc_buf_t *want = otpc_term_fmt("{reply, <<\"text\">>, [1, 2]}");
+  CHECK(otpc_term_equal(otpc_buf_term(r), otpc_buf_term(want)));
+  CHECK_INT_EQ(otpc_buf_size(r), otpc_buf_size(want));
+  CHECK(memcmp(otpc_buf_data(r), otpc_buf_data(want), otpc_buf_size(r)) == 0);
+
+  /* Again, inside the narrowed one: the last element. */
+  otpc_buf_t *list =
+      otpc__buf_take_sub(r, otpc_term_tuple_elem(otpc_buf_term(r), 2));
+  CHECK(list == m);
+  otpc_buf_t *want_list = otpc_term_fmt("[1, 2]");
+  CHECK(otpc_term_equal(otpc_buf_term(list), otpc_buf_term(want_list)));
+
+  /* Shared: a copy; the original keeps its bytes. */
+  otpc_buf_t *shared = otpc_buf_ref(want);
+  otpc_buf_t *copy =
+      otpc__buf_take_sub(shared, otpc_term_tuple_elem(otpc_buf_term(want), 1));
+  CHECK(copy != want);
+  otpc_buf_t *bin = otpc_term_fmt("<<\"text\">>");
+  CHECK(otpc_term_equal(otpc_buf_term(copy), otpc_buf_term(bin)));
+  otpc_buf_t *again = otpc_term_fmt("{reply, <<\"text\">>, [1, 2]}");
+  CHECK(memcmp(otpc_buf_data(want), otpc_buf_data(again),
+               otpc_buf_size(want)) == 0);
+
+  /* A character of a string is no encoded term of its own: a copy. */
+  otpc_buf_t *s = otpc_term_fmt("\"ab\"");
+  otpc_list_iter_t it;
+  otpc_term_t c;
+  CHECK_INT_EQ(otpc_term_list_iter(otpc_buf_term(s), &it), 0);
+  CHECK(otpc_list_next(&it, &c));
+  otpc_buf_t *ch = otpc__buf_take_sub(s, c);
+  CHECK(ch != NULL && ch != s);
+  int64_t v = 0;
+  CHECK_INT_EQ(otpc_term_get_int64(otpc_buf_term(ch), &v), 0);
+  CHECK_INT_EQ(v, 'a');
+
+  otpc_buf_unref(ch);
+  otpc_buf_unref(again);
+  otpc_buf_unref(bin);
+  otpc_buf_unref(copy);
+  otpc_buf_unref(want_list);
+  otpc_buf_unref(list);
+  otpc_buf_unref(want);
 }
