@@ -354,6 +354,7 @@ typedef struct otpc__sched {
   otpc__proc_t *parked_last;   /* least recently suspended first */
   otpc__mpsc_t runq[4];        /* queued by other threads, per priority */
   _Atomic int64_t runq_len;    /* all four together, not yet taken over */
+  _Atomic int64_t gifts;       /* processes others handed over (sched.c) */
   struct {                     /* queued by this scheduler itself, and */
     otpc__qlink_t *head, *tail;/* those taken over from runq: a plain */
   } lq[4];                     /* FIFO per priority, this thread only */
@@ -366,6 +367,12 @@ typedef struct otpc__sched {
   uint64_t rounds;
   uint64_t turn_start;         /* reductions of the running process then */
   _Atomic int64_t homed;       /* live processes pinned here */
+  struct {                     /* whether help was worth it (sched.c), */
+    int64_t gifts_then;        /* owner only: gifts when it went idle, */
+    int64_t since_ns;          /* when gifted work began (0: none), */
+    int64_t ask_after_ns;      /* not hungry again before this, and the */
+    int64_t backoff_ns;        /* wait before that after useless help */
+  } help;
   otpc__slab_cache_t slab[OTPC__SLAB_N];
   char pad[64];
 } otpc__sched_t;

@@ -194,7 +194,8 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
 
 /*
  * Work sharing. A scheduler that runs out of work says so in `hungry`
- * (before it spins, so help can come before it sleeps). Run queues have
+ * (before it spins, so help can come before it sleeps), unless the help
+ * it was given lately did not pay (want_help, below). Run queues have
  * one consumer, so nobody steals: the busy scheduler looks at `hungry`
  * between processes and hands over up to half of its normal queue in one
  * push. Only handler processes move in bulk: a sequential process stays
@@ -239,6 +240,7 @@ static void share_work(otpc__sched_t *s) {
     lq_append(s, OTPC_PRIO_NORMAL, keep, keep_last, kept);
   if (give == NULL) return;
   atomic_fetch_add_explicit(&to->runq_len, given, memory_order_relaxed);
+  atomic_fetch_add_explicit(&to->gifts, given, memory_order_relaxed);
   otpc__mpsc_push_chain(&to->runq[OTPC_PRIO_NORMAL], give, give_last);
   if (atomic_load(&to->sleeping)) wake_sched(to); /* as in enqueue */
 }
@@ -272,8 +274,10 @@ void otpc__make_runnable(otpc__proc_t *p) {
     int64_t n = h != 0 ? queued(s) : 0;
     if (n > 0 && n < SHARE_MIN) {
       uint64_t b = h & -h;
-      if (atomic_fetch_and(&hungry, ~b) & b)
+      if (atomic_fetch_and(&hungry, ~b) & b) {
         s = &otpc__rt.scheds[__builtin_ctzll(b)];
+        atomic_fetch_add_explicit(&s->gifts, 1, memory_order_relaxed);
+      }
     }
   } else
     s = &otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched];
@@ -530,15 +534,87 @@ static void fire_timer(otpc__timer_t *t, void *arg) {
   if (atomic_exchange(&p->scheduled, 1) == 0) enqueue(s, p);
 }
 
+/*
+ * Whether help pays. Handing a process to another scheduler moves its
+ * control block, its messages and the counts it changes between the
+ * cores: ten to fifteen cache lines, a few hundred nanoseconds, much of
+ * it paid again by the giver when it reuses those lines. A process that
+ * runs for less than that where it was made (a child that sends one
+ * message and ends) is cheaper to run there, and a busy scheduler that
+ * keeps handing such work to an idle one runs slower than alone
+ * (docs/internals/performance.md). The giver cannot tell beforehand; the
+ * helper can tell afterwards: when it runs out of work again, it divides
+ * the time it was busy by the processes it was given (measured there:
+ * 170-370 ns each for spawn_exit_msg's children, 700 ns for skynet's
+ * leaves, 3 us to 500 us for its inner nodes with what they spawn).
+ * Below HELP_WORTH_NS each, the help did not pay, and it does not say it
+ * is hungry again for a while (half a millisecond, doubling up to
+ * HELP_BACKOFF_MAX_NS while help keeps not paying); help that paid resets
+ * that. Meanwhile it still runs whatever is queued for it and sleeps as
+ * usual; only the hand-overs stop.
+ */
+#define HELP_WORTH_NS 400
+#define HELP_BACKOFF_MIN_NS 500000
+#define HELP_BACKOFF_MAX_NS 8000000
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* s ran out of work: judges the help it was given, and says whether to
+ * ask for more now. The clock is read only around gifted work and while
+ * asking is put off. */
+static bool want_help(otpc__sched_t *s) {
+  int64_t now = 0,
+          gifts = atomic_load_explicit(&s->gifts, memory_order_relaxed);
+  if (s->help.since_ns != 0) {
+    int64_t got = gifts - s->help.gifts_then;
+    now = now_ns();
+    if (now - s->help.since_ns < got * (int64_t)HELP_WORTH_NS) {
+      int64_t b = s->help.backoff_ns * 2;
+      if (b < HELP_BACKOFF_MIN_NS) b = HELP_BACKOFF_MIN_NS;
+      if (b > HELP_BACKOFF_MAX_NS) b = HELP_BACKOFF_MAX_NS;
+      s->help.backoff_ns = b;
+      s->help.ask_after_ns = now + b;
+    } else {
+      s->help.backoff_ns = 0;
+      s->help.ask_after_ns = 0;
+    }
+    s->help.since_ns = 0;
+  }
+  s->help.gifts_then = gifts;
+  if (s->help.ask_after_ns == 0) return true;
+  if (now == 0) now = now_ns();
+  if (now < s->help.ask_after_ns) return false;
+  s->help.ask_after_ns = 0;
+  return true;
+}
+
+/* s found work after being idle: if some of it was handed over, the
+ * time it takes is judged when s runs out again. */
+static void work_came(otpc__sched_t *s) {
+  if (atomic_load_explicit(&s->gifts, memory_order_relaxed) !=
+      s->help.gifts_then)
+    s->help.since_ns = now_ns();
+}
+
 static otpc__proc_t *next_runnable(otpc__sched_t *s) {
+  bool idle = false;
   for (;;) {
     /* The clock costs as much as a dispatch: read it only for timers. */
     if (otpc__wheel_count(&s->wheel) > 0)
       otpc__wheel_advance(&s->wheel, otpc_now_ms(), fire_timer, s);
     otpc__proc_t *p = dequeue(s);
-    if (p != NULL) return p;
+    if (p != NULL) {
+      if (idle) work_came(s);
+      return p;
+    }
     if (atomic_load(&otpc__rt.stopping)) return NULL;
-    atomic_fetch_or(&hungry, bit_of(s));
+    bool ask = want_help(s);
+    idle = true;
+    if (ask) atomic_fetch_or(&hungry, bit_of(s));
     for (int i = 0; i < SPIN_ROUNDS; i++) {
       if (atomic_load_explicit(&s->runq_len, memory_order_relaxed) > 0) break;
       /* Ready descriptors wake their processes from here (io.c); one
@@ -549,11 +625,12 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     if ((p = dequeue(s)) != NULL) {
       if (atomic_load_explicit(&hungry, memory_order_relaxed) & bit_of(s))
         atomic_fetch_and(&hungry, ~bit_of(s));
+      work_came(s);
       return p;
     }
     uint32_t word = atomic_load(&s->sleep_word);
     atomic_store(&s->sleeping, 1);
-    atomic_fetch_or(&hungry, bit_of(s));
+    if (ask) atomic_fetch_or(&hungry, bit_of(s));
     atomic_thread_fence(memory_order_seq_cst);
     if (runq_nonempty(s) || atomic_load(&otpc__rt.stopping)) {
       atomic_store(&s->sleeping, 0);
@@ -565,6 +642,10 @@ static otpc__proc_t *next_runnable(otpc__sched_t *s) {
     int64_t wait = otpc__wheel_next(&s->wheel);
     if (otpc__reclaim_pending() && (wait < 0 || wait > RECLAIM_NAP_MS))
       wait = RECLAIM_NAP_MS;
+    if (!ask) { /* up at the time to ask again */
+      int64_t left = (s->help.ask_after_ns - now_ns()) / 1000000 + 1;
+      if (wait < 0 || wait > left) wait = left;
+    }
     otpc__reclaim_offline(s);
     /* While descriptors are waited on, one sleeper sleeps in epoll_wait. */
     if (!otpc__io_sleep(s, word, &wait)) futex_wait(&s->sleep_word, word, wait);
