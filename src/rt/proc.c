@@ -196,7 +196,15 @@ void otpc__proc_free(otpc__proc_t *p) {
 }
 
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
+  bool urgent = sig->kind != SIG_MESSAGE; /* sig is not ours once pushed */
   otpc__mpsc_push(&p->inbox, &sig->link);
+  /* A handler takes its inbox in a few hundred messages at a time; a
+   * signal of another kind (an exit, a monitor) has it take all at its
+   * next look, so that it is acted on without waiting for the messages
+   * before it to be handled (sched.c, handler_run). After the push: the
+   * owner that sees the flag finds the signal. */
+  if (urgent && atomic_load_explicit(&p->urgent, memory_order_relaxed) == 0)
+    atomic_store_explicit(&p->urgent, 1, memory_order_release);
   /* The push above and these (seq_cst) are ordered against the owner's
    * store of 0 and its look at the inbox (sched.c, go_idle). Seen 1: the
    * owner runs, or is queued, or will see the push when it lets go; the

@@ -107,19 +107,22 @@ static inline void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
   otpc__mpsc_push_chain(q, n, n);
 }
 
-/* The oldest link, or NULL if empty (or a push is half-done: retry
- * later; the pusher makes the consumer runnable after it). */
-static inline otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
-  otpc__qlink_t *head = q->head;
+/* otpc__mpsc_pop with the consumer's head in *headp, which the caller
+ * writes back to q->head when done: a consumer taking many links at once
+ * so writes the queue's line once, not once per link (the inbox's head
+ * shares its line with the tail that every sender exchanges). */
+static inline otpc__qlink_t *otpc__mpsc_pop_at(otpc__mpsc_t *q,
+                                               otpc__qlink_t **headp) {
+  otpc__qlink_t *head = *headp;
   otpc__qlink_t *next = atomic_load_explicit(&head->next, memory_order_acquire);
   if (head == &q->stub) {
     if (next == NULL) return NULL;
-    q->head = next;
+    *headp = next;
     head = next;
     next = atomic_load_explicit(&next->next, memory_order_acquire);
   }
   if (next != NULL) {
-    q->head = next;
+    *headp = next;
     return head;
   }
   otpc__qlink_t *tail = atomic_load_explicit(&q->tail, memory_order_acquire);
@@ -127,10 +130,16 @@ static inline otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
   otpc__mpsc_push(q, &q->stub);
   next = atomic_load_explicit(&head->next, memory_order_acquire);
   if (next != NULL) {
-    q->head = next;
+    *headp = next;
     return head;
   }
   return NULL;
+}
+
+/* The oldest link, or NULL if empty (or a push is half-done: retry
+ * later; the pusher makes the consumer runnable after it). */
+static inline otpc__qlink_t *otpc__mpsc_pop(otpc__mpsc_t *q) {
+  return otpc__mpsc_pop_at(q, &q->head);
 }
 
 /* Consumer only: whether the queue is empty, and the tail seen when it
@@ -257,24 +266,27 @@ typedef struct otpc__proc_ext {
 } otpc__proc_ext_t;
 
 typedef struct otpc__proc {
-  /* -- shared with other threads -- */
+  /* -- shared with other threads: senders write the inbox tail and
+   * `scheduled`, and read `serial` and `backlog` with every send -- */
   otpc__mpsc_t inbox;          /* signals, in send order */
   otpc__qlink_t rq_link;       /* run-queue link */
   _Atomic uint32_t scheduled;  /* 1 while queued or running */
   uint32_t serial;             /* written before publication, then fixed */
-  /* -- owner only -- */
+  uint16_t backlog;            /* mq_len as published for senders (below) */
+  _Atomic uint16_t urgent;     /* 1: a signal other than a message waits
+                                * in the inbox (sched.c, handler_run) */
+  /* -- owner only. The fields written with every message taken or
+   * dispatched come last, from byte 96 on: blocks are 16-byte aligned
+   * (slab.c), so that is never on a line the senders use, and a receiver
+   * working through its queue does not pull those lines away from them
+   * (docs/internals/performance.md). -- */
   uint32_t index;
   uint16_t flags;
   uint8_t priority;
   uint8_t why;                 /* otpc__why_t, after a switch out */
   int16_t home;                /* scheduler it is pinned to, or -1 */
   uint16_t wait_id;            /* counts waits, to drop stale wake-ups */
-  uint32_t backlog;            /* mq_len as published for senders (below) */
-  otpc__sig_t *mq_first;       /* private queue: messages taken in */
-  otpc__sig_t **mq_last;
-  otpc__sig_t **mq_save;       /* where the current receive scans next */
-  uint32_t mq_len;
-  uint32_t reg_name;           /* registered name or 0 */
+  otpc_buf_t *exit_reason;
   otpc__ctx_t ctx;             /* saved context while suspended, or NULL */
   otpc__xstack_t *stack;       /* stack its frames are on, or NULL; while
                                 * it is s->current and runs code, the stack
@@ -285,15 +297,26 @@ typedef struct otpc__proc {
     /* once dead and retired (reclaim.c): its place in a retired list */
     struct { struct otpc__proc *next; uint64_t epoch; } retired;
   } u;
+  /* -- owner only, per message -- */
   union {
     void *init_arg;            /* handler: init's argument until it ran */
     struct otpc__sig *dispatching; /* then: the message its callback has */
   } h;
-  otpc_buf_t *exit_reason;
+  otpc__sig_t *mq_first; /* private queue: messages taken in */
+  otpc__sig_t **mq_last;
+  otpc__sig_t **mq_save; /* where the current receive scans next */
+  uint32_t mq_len;
+  uint32_t reg_name; /* registered name or 0 */
   uint64_t reductions;
   otpc__proc_ext_t *ext;       /* the rarely needed rest, or NULL */
   const char *name_hint;       /* spawn option name, fixed at spawn */
 } otpc__proc_t;
+
+/* No 64-byte line holds both a byte the senders touch and one written
+ * per message, when blocks start at multiples of 16. */
+_Static_assert(offsetof(otpc__proc_t, h) >=
+                   (offsetof(otpc__proc_t, urgent) + 2 + 15) / 16 * 16 + 48,
+               "per-message fields share a line with the senders' fields");
 
 /* ------------------------------------------------------------------------
  * Schedulers
@@ -374,6 +397,8 @@ typedef struct otpc__sched {
     int64_t backoff_ns;        /* wait before that after useless help */
   } help;
   otpc__slab_cache_t slab[OTPC__SLAB_N];
+  struct otpc__sig *done[16]; /* messages dispatched, to free (sched.c) */
+  unsigned ndone;
   char pad[64];
 } otpc__sched_t;
 
@@ -519,10 +544,15 @@ static inline void otpc__mq_len_set(otpc__proc_t *p, uint32_t n) {
  * inbox tail); the owner republishes it only when it moved by more than
  * an eighth (and eight): a count rewritten with every message would
  * take that line away from every sender on another core each time. */
-static inline void otpc__backlog_publish(otpc__proc_t *p) {
-  uint32_t n = p->mq_len, o = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
+static inline void otpc__backlog_publish_as(otpc__proc_t *p, uint32_t len) {
+  uint32_t n = len < UINT16_MAX ? len : UINT16_MAX; /* a send yields anyway */
+  uint32_t o = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
   uint32_t d = n > o ? n - o : o - n;
-  if (d > 8 + o / 8) __atomic_store_n(&p->backlog, n, __ATOMIC_RELAXED);
+  if (d > 8 + o / 8)
+    __atomic_store_n(&p->backlog, (uint16_t)n, __ATOMIC_RELAXED);
+}
+static inline void otpc__backlog_publish(otpc__proc_t *p) {
+  otpc__backlog_publish_as(p, p->mq_len);
 }
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p);
 /* Undoes otpc__proc_new for a process that never started. */
@@ -600,6 +630,10 @@ _Noreturn void otpc__exit_current(otpc__proc_t *p);
  * signals. Returns false if a signal ended the process (exit decided:
  * PF_EXITING set and exit_reason holds the reason). */
 bool otpc__take_inbox_any(otpc__proc_t *p);
+/* The same, but stops after `max` messages (signals of other kinds are
+ * acted on as they come, and do not count); what is left stays in the
+ * inbox, and senders are told the queue is long. */
+bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max);
 static inline bool otpc__take_inbox(otpc__proc_t *p) {
   /* Nothing to take (the head is the stub with nothing after it): the
    * common case of a process that has just taken its last message. */

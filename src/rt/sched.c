@@ -324,6 +324,27 @@ void otpc__unpin(otpc__proc_t *p) {
                               memory_order_relaxed);
 }
 
+/*
+ * Messages a handler has dispatched are freed a batch at a time. Freeing
+ * one drops a reference to its buffer, which its sender (often on the
+ * other core, sending the same buffer again and again) keeps writing:
+ * freed one by one, each waits for that line to come over; a batch asks
+ * for all its lines first, and they come together.
+ */
+#define DONE_BATCH 16
+
+static void done_flush(otpc__sched_t *s) {
+  unsigned n = s->ndone;
+  for (unsigned i = 0; i < n; i++) __builtin_prefetch(s->done[i]->buf, 1);
+  for (unsigned i = 0; i < n; i++) otpc__sig_free(s->done[i]);
+  s->ndone = 0;
+}
+
+static inline void done_add(otpc__sched_t *s, otpc__sig_t *m) {
+  s->done[s->ndone++] = m;
+  if (s->ndone == DONE_BATCH) done_flush(s);
+}
+
 /* ------------------------------------------------------------------------
  * After a process stops running
  * ------------------------------------------------------------------------ */
@@ -355,6 +376,7 @@ static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
 }
 
 static void settle(otpc__sched_t *s) {
+  if (s->ndone > 0) done_flush(s); /* nothing waits once a process stops */
   if (s->dead_stack != NULL) { /* a loop instance ended on it */
     otpc__xstack_put(s, s->dead_stack);
     s->dead_stack = NULL;
@@ -392,6 +414,31 @@ static void seq_entry(void *arg) {
   otpc_exit_atom(OTPC_ATOM_NORMAL);
 }
 
+/*
+ * A handler takes its inbox in TAKE_MAX messages at a time, when fewer
+ * than TAKE_LOW wait in its private queue. Taken all at once, a long
+ * inbox (a receiver flooded by senders on the other core) was walked
+ * once to move it and again, long after, to dispatch it: every node came
+ * from memory twice. In small takes it is dispatched while it is still
+ * in the cache. A signal of another kind raises `urgent` (proc.c), and
+ * the next take takes everything, as a receive does: an exit is acted
+ * on after at most TAKE_LOW + TAKE_MAX messages more.
+ */
+#define TAKE_LOW 64
+#define TAKE_MAX 256
+
+static bool take_some(otpc__proc_t *p) {
+  uint32_t max = TAKE_MAX;
+  if (atomic_load_explicit(&p->urgent, memory_order_relaxed) &&
+      atomic_exchange_explicit(&p->urgent, 0, memory_order_acquire))
+    max = UINT32_MAX;
+  otpc__qlink_t *head = p->inbox.head;
+  if (head == &p->inbox.stub && !(p->flags & PF_EXITING) &&
+      atomic_load_explicit(&head->next, memory_order_acquire) == NULL)
+    return true; /* nothing came (as otpc__take_inbox) */
+  return otpc__take_inbox_upto(p, max);
+}
+
 /* Runs a handler's callbacks for the messages it has, up to the budget. */
 static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   const otpc_handler_t *h = p->u.handler.h;
@@ -410,7 +457,7 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   /* A message counts one reduction, and so does each send its callback
    * makes: the same budget per turn as a sequential process. */
   while (p->reductions - s->turn_start < OTPC__REDUCTIONS) {
-    if (!otpc__take_inbox(p)) {
+    if ((p->mq_first == NULL || p->mq_len < TAKE_LOW) && !take_some(p)) {
       p->why = WHY_EXITED;
       return;
     }
@@ -430,7 +477,7 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->h.dispatching = m;
     int rc = h->handle(p->u.handler.state, m->buf);
     p->h.dispatching = NULL;
-    otpc__sig_free(m);
+    done_add(s, m);
     if (rc == OTPC_STOP) {
       p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
       p->why = WHY_EXITED;
@@ -684,6 +731,7 @@ static void *sched_thread(void *arg) {
   /* The loop has stopped; its stack is no longer in use. */
   otpc__xstack_put(s, s->loop_stack);
   otpc__reclaim_offline(s);
+  done_flush(s);
   otpc__reclaim_thread_done();
   otpc__proc_cache_flush();
   otpc__slab_flush(s);

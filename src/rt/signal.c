@@ -439,20 +439,40 @@ static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
   otpc__deliver_pid(sig->from, m);
 }
 
+static inline void mq_append(otpc__proc_t *p, otpc__sig_t *sig) {
+  atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
+  *p->mq_last = sig;
+  p->mq_last = (otpc__sig_t **)&sig->link.next;
+  otpc__mq_len_set(p, p->mq_len + 1);
+}
+
 bool otpc__take_inbox_any(otpc__proc_t *p) {
+  return otpc__take_inbox_upto(p, UINT32_MAX);
+}
+
+bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
   otpc__qlink_t *l;
+  uint32_t taken = 0;
   if (p->flags & PF_EXITING) return false;
-  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) {
+  /* Messages from other cores: the head is written back once (its line
+   * is the senders'), and the next node is fetched for writing while
+   * this one is linked in (docs/internals/performance.md). */
+  otpc__qlink_t *head = p->inbox.head;
+  while ((l = otpc__mpsc_pop_at(&p->inbox, &head)) != NULL) {
     otpc__sig_t *sig = (otpc__sig_t *)l;
     bool alive = true;
+    __builtin_prefetch(atomic_load_explicit(&l->next, memory_order_relaxed), 1);
+    if (sig->kind == SIG_MESSAGE && !(sig->flags & SIGF_ALIAS)) {
+      mq_append(p, sig); /* the common case */
+      if (++taken == max) break;
+      continue;
+    }
+    p->inbox.head = head;
     switch (sig->kind) {
-      case SIG_MESSAGE:
+      case SIG_MESSAGE: /* to an alias */
         if ((sig->flags & SIGF_ALIAS) && !otpc__alias_accept(p, &sig->ref))
           break; /* to an inactive alias: dropped */
-        atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
-        *p->mq_last = sig;
-        p->mq_last = (otpc__sig_t **)&sig->link.next;
-        otpc__mq_len_set(p, p->mq_len + 1);
+        mq_append(p, sig);
         continue; /* kept, not freed */
       case SIG_EXIT: alive = on_exit_signal(p, sig); break;
       case SIG_LINK:
@@ -477,8 +497,11 @@ bool otpc__take_inbox_any(otpc__proc_t *p) {
     }
     otpc__sig_free(sig);
     if (!alive) return false;
+    head = p->inbox.head;
   }
-  otpc__backlog_publish(p);
+  p->inbox.head = head;
+  /* Stopped with more to come: senders are charged a take more. */
+  otpc__backlog_publish_as(p, taken == max ? p->mq_len + max : p->mq_len);
   return true;
 }
 

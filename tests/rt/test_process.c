@@ -1056,3 +1056,56 @@ static void body_init_results(void *arg) {
 }
 
 TEST(handler_init_may_stop_or_fail) { run(body_init_results); }
+
+/* ---- a flooded handler still acts on an exit at once -----------------------
+ */
+
+/* A handler takes its inbox in a few hundred messages at a time (sched.c,
+ * take_some); an exit behind thousands of messages must not wait for
+ * them. The handler is held in its first callback while the messages and
+ * the kill pile up behind it; once let go, it must die without handling
+ * one more. */
+static _Atomic int flood_gate, flood_handled;
+
+static int flood_init(void *arg, void **state) {
+  (void)arg;
+  *state = NULL;
+  return OTPC_CONTINUE;
+}
+
+static int flood_handle(void *state, otpc_buf_t *msg) {
+  (void)state;
+  (void)msg;
+  atomic_fetch_add(&flood_handled, 1);
+  while (!atomic_load(&flood_gate)) otpc_yield();
+  return OTPC_CONTINUE;
+}
+
+static const otpc_handler_t flood_handler = {flood_init, flood_handle, NULL};
+
+static void body_flood_then_kill(void *arg) {
+  (void)arg;
+  enum { N = 20000 };
+  atomic_store(&flood_gate, 0);
+  atomic_store(&flood_handled, 0);
+  otpc_pid_t h;
+  CHECK_INT_EQ(otpc_spawn_handler(&flood_handler, NULL, NULL, &h), 0);
+  otpc_ref_t ref;
+  CHECK_INT_EQ(otpc_monitor(h, &ref), 0);
+  otpc_buf_t *m = otpc_term_fmt("{flood, ~i}", 1);
+  CHECK(m != NULL);
+  CHECK_INT_EQ(otpc_send(h, m), 0);
+  while (atomic_load(&flood_handled) == 0) otpc_yield(); /* it is held */
+  for (int i = 0; i < N; i++) CHECK_INT_EQ(otpc_send(h, m), 0);
+  otpc_buf_unref(m);
+  otpc_buf_t *kill = otpc_term_fmt("kill");
+  CHECK_INT_EQ(otpc_exit_signal(h, otpc_buf_term(kill)), 0);
+  otpc_buf_unref(kill);
+  atomic_store(&flood_gate, 1);
+  otpc_buf_unref(expect("{'DOWN', _, process, _, killed}"));
+  CHECK_INT_EQ(atomic_load(&flood_handled), 1);
+}
+
+TEST(flooded_handler_acts_on_an_exit_at_once) {
+  run(body_flood_then_kill);
+}
