@@ -477,7 +477,10 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->h.dispatching = m;
     int rc = h->handle(p->u.handler.state, m->buf);
     p->h.dispatching = NULL;
-    done_add(s, m);
+    if (p->mq_first == NULL && s->ndone == 0)
+      otpc__sig_free(m); /* nothing follows: no batch to gain from */
+    else
+      done_add(s, m);
     if (rc == OTPC_STOP) {
       p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
       p->why = WHY_EXITED;
