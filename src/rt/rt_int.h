@@ -634,14 +634,16 @@ bool otpc__take_inbox_any(otpc__proc_t *p);
  * acted on as they come, and do not count); what is left stays in the
  * inbox, and senders are told the queue is long. */
 bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max);
-static inline bool otpc__take_inbox(otpc__proc_t *p) {
-  /* Nothing to take (the head is the stub with nothing after it): the
-   * common case of a process that has just taken its last message. */
+/* Nothing to take (the head is the stub with nothing after it, and no
+ * exit decided): the common case of a process that has just taken its
+ * last message. Owner only. */
+static inline bool otpc__inbox_idle(otpc__proc_t *p) {
   otpc__qlink_t *head = p->inbox.head;
-  if (head == &p->inbox.stub && !(p->flags & PF_EXITING) &&
-      atomic_load_explicit(&head->next, memory_order_acquire) == NULL)
-    return true;
-  return otpc__take_inbox_any(p);
+  return head == &p->inbox.stub && !(p->flags & PF_EXITING) &&
+         atomic_load_explicit(&head->next, memory_order_acquire) == NULL;
+}
+static inline bool otpc__take_inbox(otpc__proc_t *p) {
+  return otpc__inbox_idle(p) || otpc__take_inbox_any(p);
 }
 /* Finishes the exit of p, which just stopped running for good: runs
  * terminate, tells links and monitors, frees what it owned, retires it. */

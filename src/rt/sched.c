@@ -63,11 +63,13 @@ __thread otpc__sched_t *otpc__self_sched;
 
 static void sched_loop(otpc__sched_t *s, otpc__xstack_t *mine);
 
-int64_t otpc_now_ms(void) {
+static int64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+int64_t otpc_now_ms(void) { return now_ns() / 1000000; }
 
 static void futex_wait(_Atomic uint32_t *word, uint32_t expected,
                        int64_t timeout_ms) {
@@ -428,14 +430,11 @@ static void seq_entry(void *arg) {
 #define TAKE_MAX 256
 
 static bool take_some(otpc__proc_t *p) {
+  if (otpc__inbox_idle(p)) return true;
   uint32_t max = TAKE_MAX;
   if (atomic_load_explicit(&p->urgent, memory_order_relaxed) &&
       atomic_exchange_explicit(&p->urgent, 0, memory_order_acquire))
     max = UINT32_MAX;
-  otpc__qlink_t *head = p->inbox.head;
-  if (head == &p->inbox.stub && !(p->flags & PF_EXITING) &&
-      atomic_load_explicit(&head->next, memory_order_acquire) == NULL)
-    return true; /* nothing came (as otpc__take_inbox) */
   return otpc__take_inbox_upto(p, max);
 }
 
@@ -606,12 +605,6 @@ static void fire_timer(otpc__timer_t *t, void *arg) {
 #define HELP_WORTH_NS 400
 #define HELP_BACKOFF_MIN_NS 500000
 #define HELP_BACKOFF_MAX_NS 8000000
-
-static int64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* s ran out of work: judges the help it was given, and says whether to
  * ask for more now. The clock is read only around gifted work and while

@@ -470,7 +470,7 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
     p->inbox.head = head;
     switch (sig->kind) {
       case SIG_MESSAGE: /* to an alias */
-        if ((sig->flags & SIGF_ALIAS) && !otpc__alias_accept(p, &sig->ref))
+        if (!otpc__alias_accept(p, &sig->ref))
           break; /* to an inactive alias: dropped */
         mq_append(p, sig);
         continue; /* kept, not freed */
