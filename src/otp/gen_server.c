@@ -151,22 +151,25 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
   if (from == NULL || reply == NULL || from->tag_len == 0 ||
       from->tag_len > OTPC_FROM_TAG_MAX)
     return OTPC_EINVAL;
-  /* {Tag, Reply}: the tag is written back exactly as it came (it was
-   * checked when the call arrived). */
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_tuple(&b, 2);
-  otpc_term_t tag = {from->tag, 0, 1};
-  otpc_build_term(&b, tag);
-  otpc_build_term(&b, otpc_buf_term(reply));
-  int rc;
-  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
-  if (msg == NULL) return rc;
+  otpc_term_t r = otpc_buf_term(reply);
+  if (r.kind != TERM_ENCODED) return OTPC_EINVAL;
+  /* {Tag, Reply}, written at once: the tag exactly as it came (it was
+   * checked when the call arrived), then the reply's bytes. */
+  size_t rn = otpc_term_size(r);
+  otpc_buf_t *msg = otpc_buf_new(NULL, 3 + from->tag_len + rn);
+  if (msg == NULL) return OTPC_ENOMEM;
+  uint8_t *q = otpc_buf_mutable_data(msg);
+  q[0] = ETF_VERSION;
+  q[1] = ETF_SMALL_TUPLE;
+  q[2] = 2;
+  memcpy(q + 3, from->tag, from->tag_len);
+  memcpy(q + 3 + from->tag_len, r.p, rn);
   /* An Erlang caller (OTP 24+) waits on an alias: [alias | Alias]. Sent
    * there, a reply that comes after the caller gave up is dropped by its
    * node instead of landing in its mailbox. */
   otpc_ref_t alias;
-  if (otpc_tag_alias(tag, &alias))
+  int rc;
+  if (from->tag[0] == ETF_LIST && otpc_tag_alias(term_at(from->tag), &alias))
     rc = otpc_send_alias(&alias, msg);
   else
     rc = otpc_send(from->pid, msg);
@@ -598,29 +601,49 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   if (p == NULL) return OTPC_ENOTPROC;
   waiting_t w = {.ref = *mon, .node = node};
   otpc_pid_t self = otpc__proc_pid(p);
-  otpc_builder_t b;
-  otpc_builder_init(&b);
-  otpc_build_tuple(&b, 3);
-  otpc_build_atom_id(&b, label);
-  otpc_build_tuple(&b, 2);
-  otpc_build_pid(&b, &self);
-  if (otpc__ref_is_alias(&w.ref)) { /* [alias | Mon] */
-    otpc_build_list(&b, 1);
-    otpc_build_atom_id(&b, atom_alias());
+  otpc_buf_t *own = NULL; /* req as a buffer, if it came as no bytes */
+  if (req.kind != TERM_ENCODED) {
+    if ((own = otpc__term_copy(req)) == NULL) {
+      otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
+      return OTPC_EINVAL;
+    }
+    req = otpc_buf_term(own);
   }
-  otpc_build_ref(&b, &w.ref);
-  otpc_build_term(&b, req);
-  int rc;
-  otpc_buf_t *msg = otpc_builder_finish(&b, &rc);
+  /* {Label, {Self, Tag}, Request}, sized and written at once; Tag is
+   * [alias | Mon] when Mon is an alias. */
+  bool alias = otpc__ref_is_alias(&w.ref);
+  size_t label_n = otpc__atom_bytes(label), pid_n = otpc__pid_bytes(&self);
+  size_t ref_n = otpc__ref_bytes(&w.ref), req_n = otpc_term_size(req);
+  size_t alias_n = alias ? 5 + otpc__atom_bytes(atom_alias()) : 0;
+  otpc_buf_t *msg = label_n && pid_n && ref_n
+                        ? otpc_buf_new(NULL, 5 + label_n + pid_n + alias_n +
+                                                 ref_n + req_n)
+                        : NULL;
   if (msg == NULL) {
+    otpc_buf_unref(own);
     otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
-    return rc;
+    return label_n && pid_n && ref_n ? OTPC_ENOMEM : OTPC_EINVAL;
   }
-  /* {Label, {Self, Ref}, Request}: the tag's bytes are in msg. */
-  w.tag = otpc_term_tuple_elem(otpc_term_tuple_elem(otpc_buf_term(msg), 1), 1);
-  w.tag_len = otpc_term_size(w.tag);
+  uint8_t *q = otpc_buf_mutable_data(msg);
+  *q++ = ETF_VERSION;
+  *q++ = ETF_SMALL_TUPLE;
+  *q++ = 3;
+  q = otpc__put_atom(q, label);
+  *q++ = ETF_SMALL_TUPLE;
+  *q++ = 2;
+  q = otpc__put_pid(q, &self);
+  w.tag = term_at(q); /* the tag's bytes, in msg */
+  w.tag_len = alias_n + ref_n;
+  if (alias) {
+    *q = ETF_LIST;
+    put_be32(q + 1, 1);
+    q = otpc__put_atom(q + 5, atom_alias());
+  }
+  q = otpc__put_ref(q, &w.ref);
+  memcpy(q, req.p, req_n);
+  otpc_buf_unref(own);
   send(ctx, msg);
-  rc = await(p, &w, timeout_ms, reply, want_down);
+  int rc = await(p, &w, timeout_ms, reply, want_down);
   otpc_buf_unref(msg);
   return rc;
 }

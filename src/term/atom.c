@@ -289,7 +289,10 @@ int otpc_atom_lookup(const char *utf8, size_t len, otpc_atom_t *out) {
 }
 
 const char *otpc_atom_name(otpc_atom_t atom, size_t *len) {
-  pthread_once(&once, init_table);
+  /* An atom below the published count is there: no need to make sure
+   * the table was set up (this is on the path of every pid written). */
+  if (atom >= atomic_load_explicit(&count, memory_order_acquire))
+    pthread_once(&once, init_table);
   const atom_entry_t *e = NULL;
   if (atom != OTPC_ATOM_NONE &&
       atom < atomic_load_explicit(&count, memory_order_acquire))

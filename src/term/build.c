@@ -182,20 +182,28 @@ int otpc_build_double(otpc_builder_t *b, double v) {
 
 /* ---- atoms -------------------------------------------------------------- */
 
+/* Writes an atom's text at p (SMALL_ATOM_UTF8 where it fits) and returns
+ * the byte after it; atom_bytes() says how many that takes. */
+static size_t atom_bytes(size_t len) { return len <= 255 ? 2 + len : 3 + len; }
+
+static uint8_t *put_atom_text(uint8_t *p, const char *name, size_t len) {
+  if (len <= 255) {
+    *p++ = ETF_SMALL_ATOM_UTF8;
+    *p++ = (uint8_t)len;
+  } else {
+    *p++ = ETF_ATOM_UTF8;
+    put_be16(p, (uint16_t)len);
+    p += 2;
+  }
+  memcpy(p, name, len);
+  return p + len;
+}
+
 /* Writes text that is known to be a valid atom. */
 static int put_atom(otpc_builder_t *b, const char *text, size_t len) {
-  bool small = len <= 255;
-  uint8_t *p = begin(b, 0, (small ? 2 : 3) + len);
+  uint8_t *p = begin(b, 0, atom_bytes(len));
   if (p == NULL) return b->err;
-  if (small) {
-    p[0] = ETF_SMALL_ATOM_UTF8;
-    p[1] = (uint8_t)len;
-    memcpy(p + 2, text, len);
-  } else {
-    p[0] = ETF_ATOM_UTF8;
-    put_be16(p + 1, (uint16_t)len);
-    memcpy(p + 3, text, len);
-  }
+  put_atom_text(p, text, len);
   return 0;
 }
 
@@ -323,21 +331,47 @@ int otpc_build_map(otpc_builder_t *b, size_t pairs) {
 
 /* ---- identifiers -------------------------------------------------------- */
 
-/* Writes a node's name atom at p (SMALL_ATOM_UTF8 where it fits) and
- * returns the byte after it; atom_bytes() says how many that takes. */
-static size_t atom_bytes(size_t len) { return len <= 255 ? 2 + len : 3 + len; }
+/* The direct writers (term_int.h): sized first, then written. */
 
-static uint8_t *put_node(uint8_t *p, const char *name, size_t len) {
-  if (len <= 255) {
-    *p++ = ETF_SMALL_ATOM_UTF8;
-    *p++ = (uint8_t)len;
-  } else {
-    *p++ = ETF_ATOM_UTF8;
-    put_be16(p, (uint16_t)len);
-    p += 2;
-  }
-  memcpy(p, name, len);
-  return p + len;
+size_t otpc__atom_bytes(otpc_atom_t a) {
+  size_t len;
+  return otpc_atom_name(a, &len) != NULL ? atom_bytes(len) : 0;
+}
+
+uint8_t *otpc__put_atom(uint8_t *p, otpc_atom_t a) {
+  size_t len;
+  const char *name = otpc_atom_name(a, &len);
+  return put_atom_text(p, name, len);
+}
+
+size_t otpc__pid_bytes(const otpc_pid_t *pid) {
+  size_t n = otpc__atom_bytes(pid->node);
+  return n != 0 ? 1 + n + 12 : 0;
+}
+
+uint8_t *otpc__put_pid(uint8_t *p, const otpc_pid_t *pid) {
+  *p = ETF_NEW_PID;
+  p = otpc__put_atom(p + 1, pid->node);
+  put_be32(p, pid->id);
+  put_be32(p + 4, pid->serial);
+  put_be32(p + 8, pid->creation);
+  return p + 12;
+}
+
+size_t otpc__ref_bytes(const otpc_ref_t *ref) {
+  size_t n = otpc__atom_bytes(ref->node);
+  if (n == 0 || ref->len < 1 || ref->len > OTPC_REF_MAX_WORDS) return 0;
+  return 3 + n + 4 + 4 * (size_t)ref->len;
+}
+
+uint8_t *otpc__put_ref(uint8_t *p, const otpc_ref_t *ref) {
+  /* NEWER_REFERENCE_EXT puts its length before the node. */
+  p[0] = ETF_NEWER_REFERENCE;
+  put_be16(p + 1, (uint16_t)ref->len);
+  p = otpc__put_atom(p + 3, ref->node);
+  put_be32(p, ref->creation);
+  for (uint32_t i = 0; i < ref->len; i++) put_be32(p + 4 + 4 * i, ref->id[i]);
+  return p + 4 + 4 * ref->len;
 }
 
 /* Tag, node atom, then `after` bytes for the caller to fill. */
@@ -352,15 +386,15 @@ static uint8_t *begin_node(otpc_builder_t *b, uint8_t tag, otpc_atom_t node,
   uint8_t *p = begin(b, 0, 1 + atom_bytes(len) + after);
   if (p == NULL) return NULL;
   p[0] = tag;
-  return put_node(p + 1, name, len);
+  return put_atom_text(p + 1, name, len);
 }
 
 int otpc_build_pid(otpc_builder_t *b, const otpc_pid_t *pid) {
-  uint8_t *p = begin_node(b, ETF_NEW_PID, pid->node, 12);
+  size_t n = otpc__pid_bytes(pid);
+  if (n == 0) return set_err(b, OTPC_EINVAL);
+  uint8_t *p = begin(b, 0, n);
   if (p == NULL) return b->err;
-  put_be32(p, pid->id);
-  put_be32(p + 4, pid->serial);
-  put_be32(p + 8, pid->creation);
+  otpc__put_pid(p, pid);
   return 0;
 }
 
@@ -382,18 +416,11 @@ int otpc_build_port(otpc_builder_t *b, const otpc_port_t *port) {
 int otpc_build_ref(otpc_builder_t *b, const otpc_ref_t *ref) {
   if (ref->len < 1 || ref->len > OTPC_REF_MAX_WORDS)
     return set_err(b, OTPC_EBADARG);
-  /* NEWER_REFERENCE_EXT puts its length before the node. */
-  if (b->err != 0) return b->err;
-  size_t len;
-  const char *name = otpc_atom_name(ref->node, &len);
-  if (name == NULL) return set_err(b, OTPC_EINVAL);
-  uint8_t *p = begin(b, 0, 3 + atom_bytes(len) + 4 + 4 * (size_t)ref->len);
+  size_t n = otpc__ref_bytes(ref);
+  if (n == 0) return set_err(b, OTPC_EINVAL);
+  uint8_t *p = begin(b, 0, n);
   if (p == NULL) return b->err;
-  p[0] = ETF_NEWER_REFERENCE;
-  put_be16(p + 1, (uint16_t)ref->len);
-  p = put_node(p + 3, name, len);
-  put_be32(p, ref->creation);
-  for (uint32_t i = 0; i < ref->len; i++) put_be32(p + 4 + 4 * i, ref->id[i]);
+  otpc__put_ref(p, ref);
   return 0;
 }
 

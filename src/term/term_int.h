@@ -158,6 +158,17 @@ otpc_buf_t *otpc__buf_shrink(otpc_buf_t *buf, size_t size);
  * caller holds its only reference; else a copy, and buf is released.
  * NULL when out of memory (buf released). (buf.c) */
 otpc_buf_t *otpc__buf_take_sub(otpc_buf_t *buf, otpc_term_t sub);
+/* Direct writers, for the hot messages whose shape is fixed (gen_server's
+ * calls and replies): size the parts, take a buffer of exactly that size,
+ * write them one after the other. *_bytes is 0 for what cannot be written
+ * (an atom that does not exist, a ref of a bad length); put_* writes what
+ * *_bytes sized and returns the byte after it. (build.c) */
+size_t otpc__atom_bytes(otpc_atom_t a);
+uint8_t *otpc__put_atom(uint8_t *p, otpc_atom_t a);
+size_t otpc__pid_bytes(const otpc_pid_t *pid);
+uint8_t *otpc__put_pid(uint8_t *p, const otpc_pid_t *pid);
+size_t otpc__ref_bytes(const otpc_ref_t *ref);
+uint8_t *otpc__put_ref(uint8_t *p, const otpc_ref_t *ref);
 /* Small buffers come from pools (buf.c): how many are alive now. */
 int64_t otpc__buf_pool_in_use(void);
 

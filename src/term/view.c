@@ -503,8 +503,19 @@ otpc_term_t otpc_term_map_get_atom(otpc_term_t map, const char *key) {
 
 /* ---- identifiers -------------------------------------------------------- */
 
-/* Interns the node atom at p and returns the byte after it. */
+/* Interns the node atom at p and returns the byte after it. Most pids and
+ * refs name this node, written as this node writes it: that text is
+ * compared, not looked up. */
 static const uint8_t *node_at(const uint8_t *p, otpc_atom_t *node, int *rc) {
+  otpc_atom_t local = otpc__local_node();
+  size_t len;
+  const char *name = otpc_atom_name(local, &len);
+  if (p[0] == ETF_SMALL_ATOM_UTF8 && name != NULL && p[1] == len &&
+      memcmp(p + 2, name, len) == 0) {
+    *node = local;
+    *rc = 0;
+    return p + 2 + len;
+  }
   *rc = otpc_term_get_atom(term_at(p), node);
   return p + atom_size(p);
 }
