@@ -445,9 +445,10 @@ static int gs_handle(void *state, otpc_buf_t *msg) {
 
   if (arity == 3 && otpc_term_atom_eq(e1, "$gen_call", 9)) {
     otpc_from_t from;
-    if (!otpc__from_take(e2, &from)) return OTPC_CONTINUE;
+    const uint8_t *req = otpc__from_take(e2, &from);
+    if (req == NULL) return OTPC_CONTINUE;
     if (g->cb->handle_call)
-      CALLBACK(g, g->cb->handle_call(&g->state, otpc_term_next(e2), &from, &r));
+      CALLBACK(g, g->cb->handle_call(&g->state, term_at(req), &from, &r));
     apply(g, &r, &from);
     return OTPC_CONTINUE;
   }

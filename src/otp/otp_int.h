@@ -43,9 +43,10 @@ bool otpc__start_register(const otpc__start_t *st);
 /* Sends {ack, Ref, Result}, Result built from fmt (otpc_build_fmt). */
 void otpc__start_ack(const otpc__start_t *st, const char *fmt, ...);
 
-/* {Pid, Tag} into *from, the tag kept as its ETF bytes; false if the
- * term is no such pair or the tag is larger than OTPC_FROM_TAG_MAX. */
-bool otpc__from_take(otpc_term_t from_term, otpc_from_t *from);
+/* {Pid, Tag} into *from, the tag kept as its ETF bytes. Returns the byte
+ * after the pair (where a call's request starts), or NULL if the term is
+ * no such pair or the tag is larger than OTPC_FROM_TAG_MAX. */
+const uint8_t *otpc__from_take(otpc_term_t from_term, otpc_from_t *from);
 
 /* proc_lib's rule (logger.c): whether an exit reason is a crash, that
  * is, not normal, shutdown or {shutdown, _}. */

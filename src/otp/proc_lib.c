@@ -135,18 +135,18 @@ int otpc__start_handler(const otpc_handler_t *h, void *arg, otpc__start_t *st,
  * Small helpers
  * ------------------------------------------------------------------------ */
 
-bool otpc__from_take(otpc_term_t from_term, otpc_from_t *from) {
+const uint8_t *otpc__from_take(otpc_term_t from_term, otpc_from_t *from) {
   size_t arity;
   otpc_term_t pid;
   if (otpc_term_get_tuple(from_term, &arity, &pid) != 0 || arity != 2 ||
       otpc_term_get_pid(pid, &from->pid) != 0)
-    return false;
+    return NULL;
   otpc_term_t tag = otpc_term_next(pid);
   size_t n = otpc_term_size(tag);
-  if (n == 0 || n > OTPC_FROM_TAG_MAX || tag.p == NULL) return false;
+  if (n == 0 || n > OTPC_FROM_TAG_MAX || tag.p == NULL) return NULL;
   memcpy(from->tag, tag.p, n);
   from->tag_len = (uint32_t)n;
-  return true;
+  return tag.p + n;
 }
 
 otpc_buf_t *otpc__term_copy(otpc_term_t t) {

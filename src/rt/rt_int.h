@@ -625,6 +625,17 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why);
 /* Ends the calling process with p->exit_reason set; never returns. */
 _Noreturn void otpc__exit_current(otpc__proc_t *p);
 
+/* otpc_ref_eq, inline for the monitor tables: the first word differs
+ * first (it counts up). */
+static inline bool otpc__ref_eq(const otpc_ref_t *a, const otpc_ref_t *b) {
+  if (a->id[0] != b->id[0] || a->node != b->node ||
+      a->creation != b->creation || a->len != b->len)
+    return false;
+  for (uint32_t i = 1; i < a->len; i++)
+    if (a->id[i] != b->id[i]) return false;
+  return true;
+}
+
 /* ---- signal.c ---- */
 /* Takes everything from the inbox into the private queue, acting on
  * signals. Returns false if a signal ended the process (exit decided:

@@ -155,11 +155,7 @@ bool otpc_pid_eq(otpc_pid_t a, otpc_pid_t b) {
 }
 
 bool otpc_ref_eq(const otpc_ref_t *a, const otpc_ref_t *b) {
-  if (a->node != b->node || a->creation != b->creation || a->len != b->len)
-    return false;
-  for (uint32_t i = 0; i < a->len; i++)
-    if (a->id[i] != b->id[i]) return false;
-  return true;
+  return otpc__ref_eq(a, b);
 }
 
 /* Appends a message (built here) to p's private queue. */
@@ -246,13 +242,13 @@ static int mon_find(const otpc__mon_t *m, const otpc_ref_t *ref, uint32_t dir) {
   const uint32_t *idx = mon_index(m);
   if (idx == NULL) {
     for (uint32_t i = 0; i < m->n; i++)
-      if (m->e[i].dir == dir && otpc_ref_eq(&m->e[i].ref, ref)) return (int)i;
+      if (m->e[i].dir == dir && otpc__ref_eq(&m->e[i].ref, ref)) return (int)i;
     return -1;
   }
   uint32_t mask = 2 * m->cap - 1;
   for (uint32_t i = ref_home(ref, mask); idx[i] != 0; i = (i + 1) & mask) {
     const mon_entry_t *e = &m->e[idx[i] - 1];
-    if (e->dir == dir && otpc_ref_eq(&e->ref, ref)) return (int)(idx[i] - 1);
+    if (e->dir == dir && otpc__ref_eq(&e->ref, ref)) return (int)(idx[i] - 1);
   }
   return -1;
 }

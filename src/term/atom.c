@@ -288,15 +288,20 @@ int otpc_atom_lookup(const char *utf8, size_t len, otpc_atom_t *out) {
   return intern_utf8((const uint8_t *)(utf8 ? utf8 : ""), len, false, out);
 }
 
+/* The count once the table is set up; out of line, so that the common
+ * case of otpc_atom_name saves no registers. */
+__attribute__((noinline, cold)) static uint32_t count_set_up(void) {
+  pthread_once(&once, init_table);
+  return atomic_load_explicit(&count, memory_order_acquire);
+}
+
 const char *otpc_atom_name(otpc_atom_t atom, size_t *len) {
   /* An atom below the published count is there: no need to make sure
    * the table was set up (this is on the path of every pid written). */
-  if (atom >= atomic_load_explicit(&count, memory_order_acquire))
-    pthread_once(&once, init_table);
-  const atom_entry_t *e = NULL;
-  if (atom != OTPC_ATOM_NONE &&
-      atom < atomic_load_explicit(&count, memory_order_acquire))
-    e = entry_of(atom);
+  uint32_t n = atomic_load_explicit(&count, memory_order_acquire);
+  if (OTPC_UNLIKELY(atom >= n)) n = count_set_up();
+  const atom_entry_t *e =
+      atom != OTPC_ATOM_NONE && atom < n ? entry_of(atom) : NULL;
   if (e == NULL) {
     if (len) *len = 0;
     return NULL;

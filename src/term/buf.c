@@ -54,7 +54,8 @@ struct otpc_buf {
 #endif
 
 #ifndef BUF_PLAIN_MALLOC
-/* Block sizes, header included: data up to 16, 48 and 112 bytes. */
+/* Block sizes, header included: data up to 16, 48 and 112 bytes
+ * (buf_alloc picks among the three). */
 #define NCLS 3
 static const size_t cls_size[NCLS] = {32, 64, 128};
 #define BATCH 64
@@ -293,22 +294,19 @@ static bool big_keep(otpc_buf_t *b) {
 static otpc_buf_t *buf_alloc(size_t size) {
   if (size > SIZE_MAX - sizeof(otpc_buf_t)) return NULL;
   otpc_buf_t *b = NULL;
-#ifndef BUF_PLAIN_MALLOC
-  for (int c = 0; c < NCLS; c++) {
-    if (sizeof *b + size <= cls_size[c]) {
-      if (otpc__allocator_is_default()) b = pool_alloc(c);
-      break;
-    }
-  }
-#endif
-#ifndef BUF_PLAIN_MALLOC
-  /* Only blocks of the default allocator are kept (and sized with
-   * malloc_usable_size). */
-  bool kept =
-      size >= BIG_MIN && size <= BIG_MAX && otpc__allocator_is_default();
-  if (kept) b = big_take(sizeof *b + size);
-#else
   bool kept = false;
+#ifndef BUF_PLAIN_MALLOC
+  /* Only blocks of the default allocator are pooled or kept (and sized
+   * with malloc_usable_size). */
+  size_t need = sizeof *b + size;
+  if (need <= cls_size[NCLS - 1]) {
+    if (otpc__allocator_is_default())
+      b = pool_alloc(need <= cls_size[0] ? 0 : need <= cls_size[1] ? 1 : 2);
+  } else if (size >= BIG_MIN && size <= BIG_MAX &&
+             otpc__allocator_is_default()) {
+    kept = true;
+    b = big_take(need);
+  }
 #endif
   if (b == NULL) {
     b = otpc__malloc(sizeof *b + size);

@@ -327,6 +327,9 @@ static bool latin1_eq_utf8(const uint8_t *l, size_t ln, const uint8_t *u,
 }
 
 bool otpc_term_atom_eq(otpc_term_t t, const char *utf8, size_t len) {
+  /* As this node and current Erlang write atoms: */
+  if (t.kind == TERM_ENCODED && t.p[0] == ETF_SMALL_ATOM_UTF8)
+    return t.p[1] == len && memcmp(t.p + 2, utf8, len) == 0;
   const uint8_t *text;
   size_t n;
   bool latin1;
