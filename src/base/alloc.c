@@ -10,6 +10,7 @@
 #include "base_int.h"
 
 static otpc_allocator_t current = {malloc, realloc, free};
+bool otpc__alloc_default = true;
 
 void otpc_set_allocator(const otpc_allocator_t *allocator) {
   if (allocator == NULL) {
@@ -19,10 +20,7 @@ void otpc_set_allocator(const otpc_allocator_t *allocator) {
   } else {
     current = *allocator;
   }
-}
-
-bool otpc__allocator_is_default(void) {
-  return current.malloc == malloc && current.free == free;
+  otpc__alloc_default = current.malloc == malloc && current.free == free;
 }
 
 void *otpc__malloc(size_t size) { return current.malloc(size ? size : 1); }

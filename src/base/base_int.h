@@ -16,7 +16,10 @@ void *otpc__realloc(void *ptr, size_t size);
 void otpc__free(void *ptr);
 /* Whether the hook is libc's own (no test allocator is set): private
  * pools may then serve small blocks without going through it. */
-bool otpc__allocator_is_default(void);
+extern bool otpc__alloc_default;
+static inline bool otpc__allocator_is_default(void) {
+  return otpc__alloc_default;
+}
 
 #define OTPC_UNUSED(x) ((void)(x))
 #define OTPC_LIKELY(x) __builtin_expect(!!(x), 1)

@@ -586,8 +586,15 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
   }
 }
 
-static int send_to_pid(void *ctx, otpc_buf_t *msg) {
-  return otpc_send(*(otpc_pid_t *)ctx, msg);
+/* The call to a pid: the monitor rides with the request. */
+typedef struct to_pid {
+  otpc_pid_t pid;
+  otpc_ref_t mon;
+} to_pid_t;
+
+static int send_monitored(void *ctx, otpc_buf_t *msg) {
+  to_pid_t *to = ctx;
+  return otpc__send_monitored(to->pid, &to->mon, msg);
 }
 
 /* Sends {Label, {Self, Tag}, Request} with send(ctx, Msg) to a server
@@ -658,11 +665,11 @@ int otpc__gen_request_pid(otpc_pid_t server, otpc_atom_t label,
   otpc_monitor_opts_t mo = {OTPC_MONITOR_ALIAS_DEMONITOR};
   if (timeout_ms < 0 && otpc__pid_is_local(server))
     mo.alias = OTPC_MONITOR_NO_ALIAS;
-  otpc_ref_t mon;
-  int rc = otpc_monitor_opts(server, &mo, &mon);
+  to_pid_t to = {.pid = server};
+  int rc = otpc__monitor_request(server, &mo, &to.mon);
   if (rc != 0) return rc;
-  return otpc__gen_request(&mon, server.node, send_to_pid, &server, label, req,
-                           timeout_ms, reply, want_down);
+  return otpc__gen_request(&to.mon, server.node, send_monitored, &to, label,
+                           req, timeout_ms, reply, want_down);
 }
 
 int otpc_gen_server_call(otpc_pid_t server, otpc_buf_t *req,

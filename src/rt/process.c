@@ -383,24 +383,66 @@ int otpc_trap_exit(bool on) {
   return old;
 }
 
-/* alias: ALIAS_MON_* to make the ref an alias too (alias.c), or 0. */
+/* Our side of a monitor: the ref and our entry. alias: ALIAS_MON_* to
+ * make the ref an alias too (alias.c), or 0. */
+static int monitor_ours(otpc__proc_t *p, otpc_pid_t target, otpc_buf_t *name,
+                        unsigned alias, otpc_ref_t *out) {
+  int rc = 0;
+  if (alias != 0)
+    rc = otpc__alias_new(p, alias, out);
+  else
+    *out = otpc_make_ref();
+  if (rc == 0) rc = otpc__mon_add(p, out, target, MON_WATCHING, name);
+  if (rc != 0) {
+    if (alias != 0) otpc__alias_drop(p, out);
+    otpc_buf_unref(name);
+  }
+  return rc;
+}
+
 static int monitor_common(otpc__proc_t *p, otpc_pid_t target, otpc_buf_t *name,
                           unsigned alias, otpc_ref_t *out) {
   otpc_ref_t ref;
-  int rc = 0;
-  if (alias != 0)
-    rc = otpc__alias_new(p, alias, &ref);
-  else
-    ref = otpc_make_ref();
-  if (rc == 0) rc = otpc__mon_add(p, &ref, target, MON_WATCHING, name);
-  if (rc != 0) {
-    if (alias != 0) otpc__alias_drop(p, &ref);
-    otpc_buf_unref(name);
-    return rc;
-  }
+  int rc = monitor_ours(p, target, name, alias, &ref);
+  if (rc != 0) return rc;
   if (out) *out = ref;
   /* A dead target answers with DOWN noproc (see otpc__answer_noproc). */
   return send_signal(target, SIG_MONITOR, otpc__proc_pid(p), &ref, NULL);
+}
+
+static const unsigned alias_mode[] = {0, ALIAS_MON_EXPLICIT,
+                                      ALIAS_MON_DEMONITOR,
+                                      ALIAS_MON_REPLY_DEMONITOR};
+
+int otpc__monitor_request(otpc_pid_t target, const otpc_monitor_opts_t *opts,
+                          otpc_ref_t *ref) {
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  unsigned a = opts ? (unsigned)opts->alias : 0;
+  if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
+  return monitor_ours(p, target, NULL, alias_mode[a], ref);
+}
+
+int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
+                         otpc_buf_t *msg) {
+  otpc__proc_t *self = otpc__current();
+  if (self == NULL) return OTPC_ENOTPROC;
+  otpc_pid_t me = otpc__proc_pid(self);
+  if (!otpc__pid_is_local(target)) { /* dist carries the two in order */
+    int rc = send_signal(target, SIG_MONITOR, me, ref, NULL);
+    return rc != 0 ? rc : otpc_send(target, msg);
+  }
+  otpc__sig_t *sig = otpc__sig_new(SIG_MONITOR); /* a whole node */
+  if (sig == NULL) return OTPC_ENOMEM;
+  sig->kind = SIG_MESSAGE;
+  sig->flags = SIGF_MONITOR;
+  sig->from = me;
+  sig->ref = *ref;
+  sig->buf = otpc_buf_ref(msg);
+  /* Costs as otpc_send. A dead target answers with DOWN noproc. */
+  uint32_t backlog = otpc__deliver_pid(target, sig);
+  spend_n(self, 1 + (uint64_t)backlog);
+  return 0;
 }
 
 int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
@@ -409,13 +451,11 @@ int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
 
 int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
                       otpc_ref_t *ref) {
-  static const unsigned mode[] = {0, ALIAS_MON_EXPLICIT, ALIAS_MON_DEMONITOR,
-                                  ALIAS_MON_REPLY_DEMONITOR};
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
   unsigned a = opts ? (unsigned)opts->alias : 0;
   if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
-  return monitor_common(p, pid, NULL, mode[a], ref);
+  return monitor_common(p, pid, NULL, alias_mode[a], ref);
 }
 
 int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {

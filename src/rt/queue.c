@@ -49,6 +49,7 @@ otpc__sig_t *otpc__sig_new_alias_msg(const otpc_ref_t *alias) {
 void otpc__sig_free(otpc__sig_t *s) {
   if (s == NULL) return;
   otpc_buf_unref(s->buf);
-  bool small = s->kind == SIG_MESSAGE && !(s->flags & SIGF_ALIAS);
+  bool small =
+      s->kind == SIG_MESSAGE && !(s->flags & (SIGF_ALIAS | SIGF_MONITOR));
   otpc__slab_free(small ? OTPC__SLAB_MSG : OTPC__SLAB_SIG, s);
 }

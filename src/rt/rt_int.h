@@ -184,13 +184,16 @@ typedef enum otpc__sig_kind {
 #define SIGF_LINKED 1u /* SIG_EXIT caused by a link */
 #define SIGF_NAMED 2u  /* SIG_DOWN of a monitor by name: buf is {Name,Node} */
 #define SIGF_ALIAS 4u  /* SIG_MESSAGE sent to an alias: ref is the alias */
+#define SIGF_MONITOR 8u /* SIG_MESSAGE that sets up a monitor first: from
+                           monitors the receiver with ref (a call) */
 
 /* A message is by far the most common signal, and messages can pile up
  * by the million in a mailbox: its node holds only the fields before
  * `ref` (OTPC__SIG_MSG_SIZE bytes, from a pool of its own); every other
  * kind has the whole struct. Never touch `ref` of a SIG_MESSAGE unless
- * it is flagged SIGF_ALIAS: a message to an alias carries the alias, so
- * its node is whole (otpc__sig_new_alias_msg). */
+ * it is flagged SIGF_ALIAS or SIGF_MONITOR: a message to an alias
+ * carries the alias, a call its monitor, so their nodes are whole
+ * (otpc__sig_new_alias_msg, otpc__send_monitored). */
 typedef struct otpc__sig {
   otpc__qlink_t link; /* must be first */
   uint16_t kind;
@@ -700,6 +703,16 @@ void otpc__alias_monitor_gone(otpc__proc_t *p, const otpc_ref_t *ref);
 /* otpc_monitor_name, its ref an alias too if alias is an ALIAS_MON_*
  * mode (0: none). (process.c) */
 int otpc__monitor_name(otpc_atom_t name, unsigned alias, otpc_ref_t *ref);
+/* A monitor that rides with the request that needs it (gen_server's
+ * call): otpc__monitor_request is otpc_monitor_opts on our side only (the
+ * ref, our entry), and otpc__send_monitored then sends msg to target and
+ * has target take the monitor just before it, in one signal; to another
+ * node, a monitor signal and the message. Nothing else may be sent to
+ * target in between; to give up instead, otpc_demonitor. (process.c) */
+int otpc__monitor_request(otpc_pid_t target, const otpc_monitor_opts_t *opts,
+                          otpc_ref_t *ref);
+int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
+                         otpc_buf_t *msg);
 /* Whether ref has the shape of an alias made on this node. */
 bool otpc__ref_is_alias(const otpc_ref_t *ref);
 /* Sends msg (taken over) from `from` to an alias of this node: to the

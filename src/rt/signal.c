@@ -458,14 +458,24 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
     otpc__sig_t *sig = (otpc__sig_t *)l;
     bool alive = true;
     __builtin_prefetch(atomic_load_explicit(&l->next, memory_order_relaxed), 1);
-    if (sig->kind == SIG_MESSAGE && !(sig->flags & SIGF_ALIAS)) {
+    if (sig->kind == SIG_MESSAGE && !(sig->flags & (SIGF_ALIAS | SIGF_MONITOR))) {
       mq_append(p, sig); /* the common case */
       if (++taken == max) break;
       continue;
     }
     p->inbox.head = head;
     switch (sig->kind) {
-      case SIG_MESSAGE: /* to an alias */
+      case SIG_MESSAGE:
+        if (sig->flags & SIGF_MONITOR) { /* a call: its monitor first */
+          if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) != 0) {
+            decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
+            alive = false;
+            break;
+          }
+          mq_append(p, sig);
+          continue;
+        }
+        /* to an alias */
         if (!otpc__alias_accept(p, &sig->ref))
           break; /* to an inactive alias: dropped */
         mq_append(p, sig);
@@ -510,7 +520,8 @@ void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
   if (sig->kind == SIG_LINK) {
     answer = otpc__sig_new(SIG_EXIT);
     if (answer) answer->flags = SIGF_LINKED;
-  } else if (sig->kind == SIG_MONITOR) {
+  } else if (sig->kind == SIG_MONITOR ||
+             (sig->kind == SIG_MESSAGE && (sig->flags & SIGF_MONITOR))) {
     answer = otpc__sig_new(SIG_DOWN);
     if (answer) answer->ref = sig->ref;
   } else if (sig->kind == SIG_INFO) {
@@ -610,10 +621,27 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
     m = next;
   }
   p->mq_first = NULL;
-  /* Signals that came in since the last look: answer what needs it. */
+  /* Signals that came in since the last look: answer what needs it. A
+   * monitor that reached the process before it died (alone, or with a
+   * call's request) is answered with the exit reason, as Erlang answers
+   * the monitors an exiting process still had in its queue; one sent
+   * after the pid stopped resolving gets noproc. */
   otpc__qlink_t *l;
-  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
-    otpc__answer_noproc((otpc__sig_t *)l, self);
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) {
+    otpc__sig_t *sig = (otpc__sig_t *)l;
+    otpc__sig_t *down = NULL;
+    bool monitor = sig->kind == SIG_MONITOR ||
+                   (sig->kind == SIG_MESSAGE && (sig->flags & SIGF_MONITOR));
+    if (monitor && (down = otpc__sig_new(SIG_DOWN)) != NULL) {
+      down->from = self;
+      down->ref = sig->ref;
+      down->buf = otpc_buf_ref(p->exit_reason);
+      otpc__deliver_pid(sig->from, down);
+      otpc__sig_free(sig);
+    } else {
+      otpc__answer_noproc(sig, self);
+    }
+  }
   otpc_buf_unref(p->exit_reason);
   p->exit_reason = NULL;
   /* `scheduled` stays 1: nobody queues a dead process again. */

@@ -158,7 +158,7 @@ static char *chunk_map(void) {
 }
 
 /* A batch from the depot, or BATCH new blocks; NULL without memory. */
-static fblock_t *take(int c, unsigned *n) {
+__attribute__((noinline)) static fblock_t *take(int c, unsigned *n) {
   depot_t *d = &depots[c];
   fblock_t *list = NULL;
   *n = 0;
@@ -290,22 +290,23 @@ static bool big_keep(otpc_buf_t *b) {
 }
 #endif
 
-/* A header with room for size bytes, refs 1 (NULL without memory). */
-static otpc_buf_t *buf_alloc(size_t size) {
+static void buf_init(otpc_buf_t *b, size_t size) {
+  atomic_init(&b->refs, 1);
+  b->skip = 0;
+  b->size = size;
+}
+
+/* buf_alloc past the pools: a big block kept for reuse, or malloc's. */
+__attribute__((noinline)) static otpc_buf_t *buf_alloc_big(size_t size) {
   if (size > SIZE_MAX - sizeof(otpc_buf_t)) return NULL;
   otpc_buf_t *b = NULL;
   bool kept = false;
 #ifndef BUF_PLAIN_MALLOC
-  /* Only blocks of the default allocator are pooled or kept (and sized
-   * with malloc_usable_size). */
-  size_t need = sizeof *b + size;
-  if (need <= cls_size[NCLS - 1]) {
-    if (otpc__allocator_is_default())
-      b = pool_alloc(need <= cls_size[0] ? 0 : need <= cls_size[1] ? 1 : 2);
-  } else if (size >= BIG_MIN && size <= BIG_MAX &&
-             otpc__allocator_is_default()) {
+  /* Only blocks of the default allocator are kept (and sized with
+   * malloc_usable_size). */
+  if (size >= BIG_MIN && size <= BIG_MAX && otpc__allocator_is_default()) {
     kept = true;
-    b = big_take(need);
+    b = big_take(sizeof *b + size);
   }
 #endif
   if (b == NULL) {
@@ -313,10 +314,25 @@ static otpc_buf_t *buf_alloc(size_t size) {
     if (b == NULL) return NULL;
     b->cls = kept ? BIG_CLS : 0; /* a kept block is BIG_CLS already */
   }
-  atomic_init(&b->refs, 1);
-  b->skip = 0;
-  b->size = size;
+  buf_init(b, size);
   return b;
+}
+
+/* A header with room for size bytes, refs 1 (NULL without memory). */
+static otpc_buf_t *buf_alloc(size_t size) {
+#ifndef BUF_PLAIN_MALLOC
+  size_t need = sizeof(otpc_buf_t) + size;
+  if (OTPC_LIKELY(size <= cls_size[NCLS - 1] - sizeof(otpc_buf_t)) &&
+      otpc__allocator_is_default()) {
+    otpc_buf_t *b =
+        pool_alloc(need <= cls_size[0] ? 0 : need <= cls_size[1] ? 1 : 2);
+    if (OTPC_LIKELY(b != NULL)) {
+      buf_init(b, size);
+      return b;
+    }
+  }
+#endif
+  return buf_alloc_big(size);
 }
 
 static void buf_free(otpc_buf_t *b) {

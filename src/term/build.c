@@ -46,9 +46,8 @@ static int set_err(otpc_builder_t *b, int err) {
   return b->err;
 }
 
-/* Room for n more bytes; returns where to write them, or NULL. */
-static uint8_t *room(otpc_builder_t *b, size_t n) {
-  if (OTPC_LIKELY(b->cap - b->len >= n)) return b->data + b->len;
+/* room() when the bytes do not fit: grows the array. */
+__attribute__((noinline)) static uint8_t *grow(otpc_builder_t *b, size_t n) {
   if (n > SIZE_MAX / 4 - b->len) {
     set_err(b, OTPC_ELENGTH);
     return NULL;
@@ -68,6 +67,12 @@ static uint8_t *room(otpc_builder_t *b, size_t n) {
   b->data = data;
   b->cap = cap;
   return b->data + b->len;
+}
+
+/* Room for n more bytes; returns where to write them, or NULL. */
+static inline uint8_t *room(otpc_builder_t *b, size_t n) {
+  if (OTPC_LIKELY(b->cap - b->len >= n)) return b->data + b->len;
+  return grow(b, n);
 }
 
 /* Accounts for one term with `children` terms to follow and reserves its

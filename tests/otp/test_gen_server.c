@@ -8,6 +8,7 @@
 
 #include "otpc.h"
 #include "otpc/logger.h"
+#include "rt/rt_int.h" /* a test peeks at a server's inbox */
 #include "test.h"
 
 static void run(void (*body)(void *)) {
@@ -191,6 +192,58 @@ static void body_dies_mid_call(void *arg) {
 }
 
 TEST(gen_server_call_to_server_dying_mid_call) { run(body_dies_mid_call); }
+
+/* A call that reached the server but was never taken in (the server was
+ * busy in a callback that then crashed) returns the exit reason, not
+ * noproc: its monitor came with it and is answered as Erlang answers the
+ * monitors left in a dying process's queue. The busy callback yields
+ * (which does not take the inbox in) until the call, made once it is in
+ * the callback, is the last signal in its inbox: the call is there,
+ * untaken, when it crashes. */
+static void sp_init(void *arg, void **state, otpc_gs_result_t *r) {}
+
+static _Atomic int spinning;
+
+static void sp_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
+  otpc__proc_t *p = otpc__current();
+  atomic_store(&spinning, 1);
+  for (;;) {
+    otpc__qlink_t *last = atomic_load(&p->inbox.tail);
+    const otpc__sig_t *sig = (const otpc__sig_t *)last;
+    if (last != &p->inbox.stub && sig->kind == SIG_MESSAGE &&
+        (sig->flags & SIGF_MONITOR))
+      break;
+    otpc_yield();
+  }
+  otpc_exit_atom(otpc_atom("crashed_busy"));
+}
+
+static void sp_call(void **state, otpc_term_t req, const otpc_from_t *from,
+                    otpc_gs_result_t *r) {
+  otpc_gs_replyf(r, "ok");
+}
+
+static const otpc_gen_server_t spinner = {.name = "spinner",
+                                          .init = sp_init,
+                                          .handle_call = sp_call,
+                                          .handle_cast = sp_cast};
+
+static void body_call_queued_at_death(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&spinner, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *spin = T("spin"), *get = T("get"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_cast(s, spin), 0);
+  while (!atomic_load(&spinning)) otpc_sleep(1); /* in the callback */
+  CHECK_INT_EQ(otpc_gen_server_call(s, get, 5000, &reply), OTPC_EEXITED);
+  CHECK(reply != NULL && is(reply, "crashed_busy"));
+  otpc_buf_unref(reply);
+  otpc_buf_unref(spin);
+  otpc_buf_unref(get);
+}
+
+TEST(gen_server_call_queued_when_the_server_dies_gets_its_reason) {
+  run(body_call_queued_at_death);
+}
 
 /* A crash makes one report, with the message the server was handling;
  * a normal stop makes none. */
