@@ -623,14 +623,16 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   size_t label_n = otpc__atom_bytes(label), pid_n = otpc__pid_bytes(&self);
   size_t ref_n = otpc__ref_bytes(&w.ref), req_n = otpc_term_size(req);
   size_t alias_n = alias ? 5 + otpc__atom_bytes(atom_alias()) : 0;
-  otpc_buf_t *msg = label_n && pid_n && ref_n
-                        ? otpc_buf_new(NULL, 5 + label_n + pid_n + alias_n +
-                                                 ref_n + req_n)
-                        : NULL;
+  otpc_buf_t *msg = NULL;
+  int rc = OTPC_EINVAL; /* an atom or ref that cannot be written */
+  if (label_n != 0 && pid_n != 0 && ref_n != 0) {
+    msg = otpc_buf_new(NULL, 5 + label_n + pid_n + alias_n + ref_n + req_n);
+    rc = OTPC_ENOMEM;
+  }
   if (msg == NULL) {
     otpc_buf_unref(own);
     otpc_demonitor(&w.ref, OTPC_DEMONITOR_FLUSH);
-    return label_n && pid_n && ref_n ? OTPC_ENOMEM : OTPC_EINVAL;
+    return rc;
   }
   uint8_t *q = otpc_buf_mutable_data(msg);
   *q++ = ETF_VERSION;
@@ -651,7 +653,7 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   memcpy(q, req.p, req_n);
   otpc_buf_unref(own);
   send(ctx, msg);
-  int rc = await(p, &w, timeout_ms, reply, want_down);
+  rc = await(p, &w, timeout_ms, reply, want_down);
   otpc_buf_unref(msg);
   return rc;
 }

@@ -451,11 +451,13 @@ int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
 
 int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
                       otpc_ref_t *ref) {
-  otpc__proc_t *p = otpc__current();
-  if (p == NULL) return OTPC_ENOTPROC;
-  unsigned a = opts ? (unsigned)opts->alias : 0;
-  if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
-  return monitor_common(p, pid, NULL, alias_mode[a], ref);
+  otpc_ref_t r;
+  int rc = otpc__monitor_request(pid, opts, &r);
+  if (rc != 0) return rc;
+  if (ref) *ref = r;
+  /* A dead target answers with DOWN noproc (see otpc__answer_noproc). */
+  return send_signal(pid, SIG_MONITOR, otpc__proc_pid(otpc__current()), &r,
+                     NULL);
 }
 
 int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {

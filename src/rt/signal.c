@@ -515,13 +515,18 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
  * Death
  * ------------------------------------------------------------------------ */
 
-void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
+/* Answers what a signal to the dead process needs answered: a link with
+ * an EXIT noproc, an info request, a monitor (alone or with a call) with
+ * a DOWN whose reason is `reason` (one reference taken), or noproc if
+ * NULL. Frees sig. */
+static void answer_dead(otpc__sig_t *sig, otpc_pid_t dead, otpc_buf_t *reason) {
   otpc__sig_t *answer = NULL;
+  bool monitor = sig->kind == SIG_MONITOR ||
+                 (sig->kind == SIG_MESSAGE && (sig->flags & SIGF_MONITOR));
   if (sig->kind == SIG_LINK) {
     answer = otpc__sig_new(SIG_EXIT);
     if (answer) answer->flags = SIGF_LINKED;
-  } else if (sig->kind == SIG_MONITOR ||
-             (sig->kind == SIG_MESSAGE && (sig->flags & SIGF_MONITOR))) {
+  } else if (monitor) {
     answer = otpc__sig_new(SIG_DOWN);
     if (answer) answer->ref = sig->ref;
   } else if (sig->kind == SIG_INFO) {
@@ -541,13 +546,18 @@ void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
   }
   if (answer != NULL) {
     answer->from = dead;
-    answer->buf = otpc__atom_buf(OTPC_ATOM_NOPROC);
+    answer->buf = monitor && reason != NULL ? otpc_buf_ref(reason)
+                                            : otpc__atom_buf(OTPC_ATOM_NOPROC);
     otpc_pid_t to = sig->from;
     otpc__sig_free(sig);
     otpc__deliver_pid(to, answer);
     return;
   }
   otpc__sig_free(sig);
+}
+
+void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
+  answer_dead(sig, dead, NULL);
 }
 
 /* Tells everyone linked to or monitoring p that it died, and drops the
@@ -627,21 +637,8 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
    * the monitors an exiting process still had in its queue; one sent
    * after the pid stopped resolving gets noproc. */
   otpc__qlink_t *l;
-  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) {
-    otpc__sig_t *sig = (otpc__sig_t *)l;
-    otpc__sig_t *down = NULL;
-    bool monitor = sig->kind == SIG_MONITOR ||
-                   (sig->kind == SIG_MESSAGE && (sig->flags & SIGF_MONITOR));
-    if (monitor && (down = otpc__sig_new(SIG_DOWN)) != NULL) {
-      down->from = self;
-      down->ref = sig->ref;
-      down->buf = otpc_buf_ref(p->exit_reason);
-      otpc__deliver_pid(sig->from, down);
-      otpc__sig_free(sig);
-    } else {
-      otpc__answer_noproc(sig, self);
-    }
-  }
+  while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
+    answer_dead((otpc__sig_t *)l, self, p->exit_reason);
   otpc_buf_unref(p->exit_reason);
   p->exit_reason = NULL;
   /* `scheduled` stays 1: nobody queues a dead process again. */
