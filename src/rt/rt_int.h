@@ -364,6 +364,10 @@ void otpc__slab_flush(struct otpc__sched *s);
 /* Blocks handed out and not given back: exact when the node is quiet. */
 int64_t otpc__slab_in_use(otpc__slab_id_t id);
 
+/* Sizes of two of a scheduler's run-queue tables (sched.c). */
+#define OTPC__FRESH_MAX 1024
+#define OTPC__FIFO_STAMPS 1024
+
 typedef struct otpc__sched {
   unsigned index;
   pthread_t thread;
@@ -384,7 +388,7 @@ typedef struct otpc__sched {
   struct {                     /* queued by this scheduler itself, and */
     otpc__qlink_t *head, *tail;/* those taken over from runq: a plain */
   } lq[4];                     /* FIFO per priority, this thread only */
-  int64_t lq_len;              /* all four together */
+  int64_t lq_len;              /* all four together, and fresh.n */
   uint32_t low_turn;           /* normal picks over waiting low ones */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
@@ -402,6 +406,16 @@ typedef struct otpc__sched {
   otpc__slab_cache_t slab[OTPC__SLAB_N];
   struct otpc__sig *done[16]; /* messages dispatched, to free (sched.c) */
   unsigned ndone;
+  /* Big tables last, away from the fields above. */
+  struct {                     /* normal processes not run yet, the */
+    uint32_t bottom, n;        /* newest run first (sched.c): a ring, */
+    uint32_t picks;            /* oldest at p[bottom], and the picks */
+    otpc__proc_t *p[OTPC__FRESH_MAX]; /* from it; this thread only */
+  } fresh;
+  struct {                     /* when the normal FIFO's entries came: */
+    uint64_t in, out;          /* appends and pops so far, and s->rounds */
+    uint32_t round[OTPC__FIFO_STAMPS]; /* at each of the last appends */
+  } fifo;                      /* (by sequence number); this thread only */
   char pad[64];
 } otpc__sched_t;
 

@@ -113,8 +113,17 @@ static uint64_t bit_of(const otpc__sched_t *s) {
  * scheduler moves whatever others pushed to the end of its local queue,
  * in their order, so both kinds wait their turn in the order they came.
  */
+static otpc__proc_t *proc_of(otpc__qlink_t *l) {
+  return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+}
+
 static void lq_append(otpc__sched_t *s, unsigned prio, otpc__qlink_t *first,
                       otpc__qlink_t *last, int64_t n) {
+  if (prio == OTPC_PRIO_NORMAL) { /* when they came (fifo_due, below) */
+    uint32_t now = (uint32_t)s->rounds;
+    for (int64_t i = 0; i < n; i++)
+      s->fifo.round[s->fifo.in++ % OTPC__FIFO_STAMPS] = now;
+  }
   atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
   if (s->lq[prio].tail != NULL)
     atomic_store_explicit(&s->lq[prio].tail->next, first, memory_order_relaxed);
@@ -130,10 +139,89 @@ static otpc__qlink_t *lq_pop(otpc__sched_t *s, unsigned prio) {
   s->lq[prio].head = atomic_load_explicit(&l->next, memory_order_relaxed);
   if (s->lq[prio].head == NULL) s->lq[prio].tail = NULL;
   s->lq_len--;
+  if (prio == OTPC_PRIO_NORMAL) s->fifo.out++;
   return l;
 }
 
-/* Moves what other threads queued to the local queues. */
+/*
+ * Fresh processes. A normal process spawned by a process running here,
+ * to run here, goes to a small stack of its own (s->fresh), and the
+ * newest of those runs first: a tree of processes (each spawning a few
+ * that report back) is then walked depth first, and only a path of it,
+ * with the siblings along that path, is alive at a time, its memory
+ * reused while still in the cache. Put at the back of the FIFO, the
+ * whole tree was spawned, level by level, before its first leaf ran
+ * (skynet: 1.1 M processes and 310 MiB of fresh memory at once;
+ * docs/internals/performance.md).
+ *
+ * Fairness, as far as Erlang promises it (every runnable process gets
+ * its turn, none starves):
+ *   - the FIFO's head waits for fresh ones at most FIFO_WAIT picks
+ *     (fifo_due); longer, and the FIFO is served until its head is a
+ *     newer one. A process in the FIFO is so delayed by at most
+ *     FIFO_WAIT picks more than it would be without the stack, however
+ *     much is spawned;
+ *   - the stack holds OTPC__FRESH_MAX; spawning onto a full one moves its
+ *     oldest to the back of the FIFO (a loop spawning thousands runs them
+ *     in the FIFO's order, as before);
+ *   - every FRESH_OLDEST_EVERY-th pick from it takes its oldest instead,
+ *     so that one buried under a steady stream of newer ones still runs.
+ * Work sharing hands the oldest ones over first (the largest subtrees).
+ * One spawned for another scheduler, from outside the schedulers, or
+ * handed over by share_work, becomes fresh there when it is taken in
+ * from the shared queue (take_over); one of another priority queues as
+ * any runnable process does.
+ */
+#define FIFO_WAIT 64
+#define FRESH_OLDEST_EVERY 4096
+
+/* Whether the normal FIFO's head has waited long enough for fresh ones.
+ * A FIFO longer than the stamps kept has. */
+static bool fifo_due(const otpc__sched_t *s) {
+  if (s->lq[OTPC_PRIO_NORMAL].head == NULL) return false;
+  if (s->fifo.in - s->fifo.out > OTPC__FIFO_STAMPS) return true;
+  uint32_t came = s->fifo.round[s->fifo.out % OTPC__FIFO_STAMPS];
+  return (uint32_t)s->rounds - came >= FIFO_WAIT;
+}
+
+static void fresh_push(otpc__sched_t *s, otpc__proc_t *p) {
+  if (s->fresh.n == OTPC__FRESH_MAX) { /* the oldest to the FIFO */
+    otpc__proc_t *old = s->fresh.p[s->fresh.bottom];
+    s->fresh.bottom = (s->fresh.bottom + 1) % OTPC__FRESH_MAX;
+    s->fresh.n--;
+    s->lq_len--;
+    lq_append(s, OTPC_PRIO_NORMAL, &old->rq_link, &old->rq_link, 1);
+  }
+  s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX] = p;
+  s->fresh.n++;
+  s->lq_len++;
+}
+
+static otpc__proc_t *fresh_oldest(otpc__sched_t *s) {
+  otpc__proc_t *p = s->fresh.p[s->fresh.bottom];
+  s->fresh.bottom = (s->fresh.bottom + 1) % OTPC__FRESH_MAX;
+  s->fresh.n--;
+  s->lq_len--;
+  return p;
+}
+
+/* The next normal process: a fresh one unless the FIFO is due. */
+static inline otpc__proc_t *pop_normal(otpc__sched_t *s) {
+  if (s->fresh.n > 0 && !fifo_due(s)) {
+    if (++s->fresh.picks % FRESH_OLDEST_EVERY == 0) return fresh_oldest(s);
+    s->fresh.n--;
+    s->lq_len--;
+    return s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX];
+  }
+  otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_NORMAL);
+  return l != NULL ? proc_of(l) : NULL;
+}
+
+static void fresh_push(otpc__sched_t *s, otpc__proc_t *p);
+
+/* Moves what other threads queued to the local queues; a normal process
+ * that has not run yet (spawned there for here, or handed over) is a
+ * fresh one here (below). */
 static void take_over(otpc__sched_t *s) {
   /* Pushers count before they push: nothing counted, nothing to take (a
    * count not seen yet is seen at the next pick, or before sleeping). */
@@ -142,7 +230,10 @@ static void take_over(otpc__sched_t *s) {
   for (unsigned prio = 0; prio < 4; prio++) {
     otpc__qlink_t *l;
     while ((l = otpc__mpsc_pop(&s->runq[prio])) != NULL) {
-      lq_append(s, prio, l, l, 1);
+      if (prio == OTPC_PRIO_NORMAL && !(proc_of(l)->flags & PF_STARTED))
+        fresh_push(s, proc_of(l));
+      else
+        lq_append(s, prio, l, l, 1);
       n++;
     }
   }
@@ -178,20 +269,23 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
   take_over(s);
   otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_MAX);
   if (l == NULL) l = lq_pop(s, OTPC_PRIO_HIGH);
-  if (l == NULL && s->low_turn < 8) {
-    l = lq_pop(s, OTPC_PRIO_NORMAL);
-    if (l != NULL && s->lq[OTPC_PRIO_LOW].head != NULL)
+  if (l != NULL) return proc_of(l);
+  otpc__proc_t *p = NULL;
+  if (s->low_turn < 8) {
+    p = pop_normal(s);
+    if (p != NULL && s->lq[OTPC_PRIO_LOW].head != NULL)
       s->low_turn++; /* picked over a waiting low one */
   }
-  if (l == NULL) {
+  if (p == NULL) {
     l = lq_pop(s, OTPC_PRIO_LOW);
-    if (l != NULL)
+    if (l != NULL) {
       s->low_turn = 0;
-    else
-      l = lq_pop(s, OTPC_PRIO_NORMAL);
+      p = proc_of(l);
+    } else {
+      p = pop_normal(s);
+    }
   }
-  if (l == NULL) return NULL;
-  return (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+  return p;
 }
 
 /*
@@ -205,7 +299,8 @@ static otpc__proc_t *dequeue(otpc__sched_t *s) {
  * scheduler's stacks), so moving hundreds of new ones at once would pin
  * them all on one side, and a crowd of them blocked there would leave the
  * other side idle; they spread one at a time (otpc__make_runnable). The
- * ones kept go to the back of the queue.
+ * ones kept go to the back of the queue. Fresh ones (above) are handed
+ * over first, oldest first.
  */
 #define SHARE_MIN 8   /* fewer waiting: not worth a hand-over */
 #define SHARE_MAX 256
@@ -223,9 +318,10 @@ static void share_work(otpc__sched_t *s) {
                 *keep_last = NULL;
   int64_t n = len / 2 < SHARE_MAX ? len / 2 : SHARE_MAX, given = 0, kept = 0;
   for (int64_t i = 0; i < n; i++) {
-    otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_NORMAL);
+    otpc__qlink_t *l = s->fresh.n > 0 ? &fresh_oldest(s)->rq_link
+                                      : lq_pop(s, OTPC_PRIO_NORMAL);
     if (l == NULL) break;
-    otpc__proc_t *p = (otpc__proc_t *)((char *)l - offsetof(otpc__proc_t, rq_link));
+    otpc__proc_t *p = proc_of(l);
     bool pinned = atomic_load_explicit((_Atomic int16_t *)&p->home,
                                        memory_order_relaxed) >= 0 ||
                   !(p->flags & PF_HANDLER);
@@ -261,7 +357,7 @@ static bool runq_nonempty(otpc__sched_t *s) {
  * share_work hands over a batch after this run, and moving them one by
  * one as well cost each its control block, message and counts crossing
  * between the cores (docs/internals/performance.md). */
-void otpc__make_runnable(otpc__proc_t *p) {
+static inline otpc__sched_t *runnable_target(otpc__proc_t *p) {
   int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
                                       memory_order_relaxed);
   otpc__sched_t *s;
@@ -283,8 +379,10 @@ void otpc__make_runnable(otpc__proc_t *p) {
     }
   } else
     s = &otpc__rt.scheds[atomic_fetch_add(&otpc__rt.rr, 1) % otpc__rt.nsched];
-  enqueue(s, p);
+  return s;
 }
+
+void otpc__make_runnable(otpc__proc_t *p) { enqueue(runnable_target(p), p); }
 
 static void pin(otpc__sched_t *s, otpc__proc_t *p) {
   if (p->home >= 0) return;
@@ -300,7 +398,8 @@ static void pin(otpc__sched_t *s, otpc__proc_t *p) {
  * later. A sequential process never moves once it has run, so it is
  * placed for good now: on the scheduler with the fewest processes pinned
  * to it, this one on a tie. A crowd of clients spawned in a loop so
- * spreads over the schedulers instead of piling up on the spawner's.
+ * spreads over the schedulers instead of piling up on the spawner's. One
+ * that starts here, at normal priority, is a fresh one (above).
  */
 void otpc__spawn_place(otpc__proc_t *p) {
   otpc__sched_t *self = otpc__self_sched;
@@ -317,7 +416,12 @@ void otpc__spawn_place(otpc__proc_t *p) {
     }
     pin(best, p);
   }
-  otpc__make_runnable(p);
+  otpc__sched_t *s = runnable_target(p);
+  unsigned prio = __atomic_load_n(&p->priority, __ATOMIC_RELAXED) & 3;
+  if (s == self && prio == OTPC_PRIO_NORMAL)
+    fresh_push(s, p); /* runs before older ones (above) */
+  else
+    enqueue(s, p);
 }
 
 void otpc__unpin(otpc__proc_t *p) {
