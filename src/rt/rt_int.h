@@ -390,6 +390,7 @@ typedef struct otpc__sched {
   } lq[4];                     /* FIFO per priority, this thread only */
   int64_t lq_len;              /* all four together, and fresh.n */
   uint32_t low_turn;           /* normal picks over waiting low ones */
+  uint64_t fifo_in, fifo_out;  /* appends to and pops from lq[normal] */
   _Atomic uint32_t sleep_word; /* futex: bumped to wake */
   _Atomic uint32_t sleeping;
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
@@ -412,10 +413,8 @@ typedef struct otpc__sched {
     uint32_t picks;            /* oldest at p[bottom], and the picks */
     otpc__proc_t *p[OTPC__FRESH_MAX]; /* from it; this thread only */
   } fresh;
-  struct {                     /* when the normal FIFO's entries came: */
-    uint64_t in, out;          /* appends and pops so far, and s->rounds */
-    uint32_t round[OTPC__FIFO_STAMPS]; /* at each of the last appends */
-  } fifo;                      /* (by sequence number); this thread only */
+  uint32_t fifo_round[OTPC__FIFO_STAMPS]; /* s->rounds at each of the last
+                                * appends to lq[normal], by fifo_in */
   char pad[64];
 } otpc__sched_t;
 

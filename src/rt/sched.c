@@ -122,7 +122,7 @@ static void lq_append(otpc__sched_t *s, unsigned prio, otpc__qlink_t *first,
   if (prio == OTPC_PRIO_NORMAL) { /* when they came (fifo_due, below) */
     uint32_t now = (uint32_t)s->rounds;
     for (int64_t i = 0; i < n; i++)
-      s->fifo.round[s->fifo.in++ % OTPC__FIFO_STAMPS] = now;
+      s->fifo_round[s->fifo_in++ % OTPC__FIFO_STAMPS] = now;
   }
   atomic_store_explicit(&last->next, NULL, memory_order_relaxed);
   if (s->lq[prio].tail != NULL)
@@ -139,7 +139,7 @@ static otpc__qlink_t *lq_pop(otpc__sched_t *s, unsigned prio) {
   s->lq[prio].head = atomic_load_explicit(&l->next, memory_order_relaxed);
   if (s->lq[prio].head == NULL) s->lq[prio].tail = NULL;
   s->lq_len--;
-  if (prio == OTPC_PRIO_NORMAL) s->fifo.out++;
+  if (prio == OTPC_PRIO_NORMAL) s->fifo_out++;
   return l;
 }
 
@@ -179,8 +179,8 @@ static otpc__qlink_t *lq_pop(otpc__sched_t *s, unsigned prio) {
  * A FIFO longer than the stamps kept has. */
 static bool fifo_due(const otpc__sched_t *s) {
   if (s->lq[OTPC_PRIO_NORMAL].head == NULL) return false;
-  if (s->fifo.in - s->fifo.out > OTPC__FIFO_STAMPS) return true;
-  uint32_t came = s->fifo.round[s->fifo.out % OTPC__FIFO_STAMPS];
+  if (s->fifo_in - s->fifo_out > OTPC__FIFO_STAMPS) return true;
+  uint32_t came = s->fifo_round[s->fifo_out % OTPC__FIFO_STAMPS];
   return (uint32_t)s->rounds - came >= FIFO_WAIT;
 }
 
