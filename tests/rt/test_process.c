@@ -1040,6 +1040,99 @@ TEST(priorities_order_runnable_processes) {
   CHECK_INT_EQ(otpc_main(&o, body_priorities, NULL), 0);
 }
 
+/* ---- fresh processes: newest first, and nobody starves ---------------------
+ *
+ * On one scheduler a normal process that has not run yet goes on a small
+ * stack and the newest runs first (sched.c, "Fresh processes"), so that a
+ * spawned tree is walked depth first. Erlang promises no order here; what
+ * it promises, and these check, is that every runnable process gets its
+ * turn however many new ones keep coming.
+ */
+static otpc_pid_t fresh_parent;
+static _Atomic int chain_stop, chain_runs;
+
+static void report_index(void *arg) {
+  otpc_sendf(fresh_parent, "{ran, ~i}", (int)(intptr_t)arg);
+}
+
+static void body_newest_first(void *arg) {
+  fresh_parent = otpc_self();
+  enum { N = 5 };
+  for (int i = 0; i < N; i++)
+    CHECK_INT_EQ(otpc_spawn(report_index, (void *)(intptr_t)i, NULL, NULL), 0);
+  otpc_pattern_t *ran = pat("{ran, ~i}");
+  for (int i = N - 1; i >= 0; i--) { /* none has run: this one has not waited */
+    otpc_buf_t *m;
+    int got = -1;
+    CHECK_INT_EQ(otpc_receive(ran, 5000, &m, &got), 0);
+    otpc_buf_unref(m);
+    CHECK_INT_EQ(got, i);
+  }
+  otpc_pattern_free(ran);
+}
+
+TEST(fresh_processes_run_newest_first) {
+  otpc_node_opts_t o = {.schedulers = 1};
+  CHECK_INT_EQ(otpc_main(&o, body_newest_first, NULL), 0);
+}
+
+/* A chain: each link spawns the next and ends, so there is always a newer
+ * fresh process than any other runnable one, until chain_stop. */
+static void chain_link(void *arg) {
+  atomic_fetch_add(&chain_runs, 1);
+  if (!atomic_load(&chain_stop))
+    CHECK_INT_EQ(otpc_spawn(chain_link, NULL, NULL, NULL), 0);
+}
+
+static void waits_then_reports(void *arg) {
+  otpc_buf_t *m;
+  if (arg == NULL) { /* woken by a message: it waits in the FIFO */
+    otpc_receive(NULL, OTPC_INFINITY, &m);
+    otpc_buf_unref(m);
+  }
+  otpc_sendf(fresh_parent, "{ran, ~i}", atomic_load(&chain_runs));
+}
+
+/* Runs the chain while one process waits its turn; how many links ran
+ * before it did. */
+static int links_before_turn(bool woken) {
+  fresh_parent = otpc_self();
+  atomic_store(&chain_stop, 0);
+  otpc_pid_t w;
+  CHECK_INT_EQ(otpc_spawn(waits_then_reports, woken ? NULL : (void *)1, NULL,
+                          &w), 0);
+  if (woken) otpc_sleep(20); /* w waits for its message */
+  CHECK_INT_EQ(otpc_spawn(chain_link, NULL, NULL, NULL), 0);
+  int before = atomic_load(&chain_runs);
+  if (woken) otpc_sendf(w, "go");
+  otpc_pattern_t *ran = pat("{ran, ~i}");
+  otpc_buf_t *m;
+  int at = -1;
+  int rc = otpc_receive(ran, 10000, &m, &at);
+  atomic_store(&chain_stop, 1);
+  otpc_pattern_free(ran);
+  CHECK_INT_EQ(rc, 0); /* it ran */
+  otpc_buf_unref(m);
+  return at - before;
+}
+
+static void body_no_starvation(void *arg) {
+  /* Woken, it waits in the FIFO: served after at most 64 picks of fresh
+   * ones (FIFO_WAIT), a few more for the parent's own turns. */
+  int waited = links_before_turn(true);
+  CHECK(waited >= 0 && waited <= 2 * 64);
+  /* Spawned before the chain, it lies at the bottom of the stack, under
+   * the newest link each time: every 4096th pick takes the oldest. */
+  otpc_sleep(20);
+  waited = links_before_turn(false);
+  CHECK(waited >= 0 && waited <= 2 * 4096);
+}
+
+TEST(fresh_processes_starve_no_one) {
+  otpc_node_opts_t o = {.schedulers = 1};
+  CHECK_INT_EQ(otpc_main(&o, body_no_starvation, NULL), 0);
+}
+
 static int init_stop(void *arg, void **state) { return OTPC_STOP; }
 static int init_fail(void *arg, void **state) { return -1; }
 static int never(void *state, otpc_buf_t *msg) { return OTPC_CONTINUE; }
