@@ -333,12 +333,12 @@ static void free_live(otpc__proc_t *p) {
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL) otpc__sig_free((otpc__sig_t *)l);
   if (p->ext) {
     otpc__free(p->ext->links);
-    otpc__free(p->ext->monitors);
+    otpc__mon_table_free(p->ext->monitors);
     otpc__free(p->ext->saved);
     otpc__alias_free_all(p);
   }
   otpc_buf_unref(p->exit_reason);
-  otpc__free(p->ext);
+  otpc__ext_free(p->ext);
   otpc__proc_dealloc(p);
 }
 

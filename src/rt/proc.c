@@ -150,7 +150,7 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
 /* A process made by otpc__proc_new that could not start: gone without a
  * trace (never published, so nobody can hold it). */
 void otpc__proc_undo(otpc__proc_t *p) {
-  otpc__free(p->ext);
+  otpc__ext_free(p->ext);
   release_index(p->index);
   otpc__proc_dealloc(p);
   atomic_fetch_sub(&otpc__rt.nprocs, 1);
@@ -162,8 +162,9 @@ void otpc__proc_publish(otpc__proc_t *p) {
 
 otpc__proc_ext_t *otpc__proc_ext(otpc__proc_t *p) {
   if (p->ext == NULL) {
-    otpc__proc_ext_t *x = otpc__calloc(1, sizeof *x);
+    otpc__proc_ext_t *x = otpc__slab_alloc(OTPC__SLAB_EXT);
     if (x == NULL) return NULL;
+    memset(x, 0, sizeof *x);
     x->owner = p;
     __atomic_store_n(&p->ext, x, __ATOMIC_RELEASE); /* process_info reads it */
   }
@@ -191,7 +192,7 @@ void otpc__proc_free(otpc__proc_t *p) {
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     otpc__answer_noproc((otpc__sig_t *)l, pid);
   otpc__alias_free_all(p);
-  otpc__free(p->ext);
+  otpc__ext_free(p->ext);
   otpc__proc_dealloc(p);
 }
 

@@ -30,8 +30,25 @@ bool otpc_is_alive(otpc_pid_t pid) {
   return alive;
 }
 
+/* Each scheduler takes refs from the node's counter a block at a time:
+ * one atomic add per block, not a line the schedulers pass back and forth
+ * with every call's monitor. Unique all the same; the order between
+ * schedulers is not creation order, which Erlang does not promise either. */
+#define REF_BLOCK 4096
+
 otpc_ref_t otpc_make_ref(void) {
-  uint64_t n = atomic_fetch_add(&otpc__rt.next_ref, 1);
+  otpc__sched_t *s = otpc__self_sched;
+  uint64_t n;
+  if (s != NULL) {
+    if (s->ref_next == s->ref_end) {
+      s->ref_next = atomic_fetch_add_explicit(&otpc__rt.next_ref, REF_BLOCK,
+                                              memory_order_relaxed);
+      s->ref_end = s->ref_next + REF_BLOCK;
+    }
+    n = s->ref_next++;
+  } else {
+    n = atomic_fetch_add_explicit(&otpc__rt.next_ref, 1, memory_order_relaxed);
+  }
   otpc_ref_t ref = {otpc__rt.name, otpc__rt.creation, 3, {0}};
   ref.id[0] = (uint32_t)n & 0x3ffff; /* Erlang keeps 18 bits in word 0 */
   ref.id[1] = (uint32_t)(n >> 18);

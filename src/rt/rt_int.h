@@ -333,6 +333,8 @@ typedef enum otpc__slab_id {
   OTPC__SLAB_PROC,
   OTPC__SLAB_SIG, /* signals other than messages */
   OTPC__SLAB_MSG, /* SIG_MESSAGE nodes (OTPC__SIG_MSG_SIZE bytes) */
+  OTPC__SLAB_EXT, /* process extensions (otpc__proc_ext_t) */
+  OTPC__SLAB_MONS, /* monitor tables of the smallest size (signal.c) */
   OTPC__SLAB_N
 } otpc__slab_id_t;
 
@@ -396,6 +398,7 @@ typedef struct otpc__sched {
   _Atomic uint64_t epoch;      /* reclamation: last quiescent epoch seen */
   otpc__wheel_t wheel;         /* timers of processes on this scheduler */
   uint64_t rounds;
+  uint64_t ref_next, ref_end;  /* refs this thread may make (process.c) */
   uint64_t turn_start;         /* reductions of the running process then */
   _Atomic int64_t homed;       /* live processes pinned here */
   struct {                     /* whether help was worth it (sched.c), */
@@ -690,6 +693,13 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
                   uint32_t dir, otpc_buf_t *name);
 bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
                                otpc_pid_t *target);
+/* A monitor table's size with room for 4, the smallest: a pool of its
+ * own, as the process extension has (a call's monitor comes and goes, and
+ * a handler going idle frees empty tables and an unused extension). */
+size_t otpc__mon_small_bytes(void);
+void otpc__mon_table_free(struct otpc__mon *m);
+/* Frees an extension block (not what it points to). */
+void otpc__ext_free(otpc__proc_ext_t *x);
 size_t otpc__mon_count(const otpc__proc_t *p, unsigned dir);
 
 /* ---- alias.c: process aliases (see its head comment) ---- */

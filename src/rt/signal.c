@@ -54,6 +54,26 @@ static size_t index_bytes(uint32_t cap) {
   return cap >= INDEX_MIN ? 2 * (size_t)cap * sizeof(uint32_t) : 0;
 }
 
+/* Monitor tables: the smallest from a pool, bigger ones from the heap. */
+#define MON_SMALL 4
+
+static size_t mon_bytes(uint32_t cap) {
+  return sizeof(otpc__mon_t) + cap * sizeof(mon_entry_t) + index_bytes(cap);
+}
+
+size_t otpc__mon_small_bytes(void) { return mon_bytes(MON_SMALL); }
+
+void otpc__mon_table_free(otpc__mon_t *m) {
+  if (m != NULL && m->cap == MON_SMALL)
+    otpc__slab_free(OTPC__SLAB_MONS, m);
+  else
+    otpc__free(m);
+}
+
+void otpc__ext_free(otpc__proc_ext_t *x) {
+  if (x != NULL) otpc__slab_free(OTPC__SLAB_EXT, x);
+}
+
 static uint32_t mix(uint64_t h, uint32_t mask) {
   return (uint32_t)((h * 0x9e3779b97f4a7c15u) >> 32) & mask;
 }
@@ -259,11 +279,21 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
   if (x == NULL) return OTPC_ENOMEM;
   otpc__mon_t *m = x->monitors;
   if (m == NULL || m->n == m->cap) {
-    uint32_t cap = m ? m->cap * 2 : 4;
-    otpc__mon_t *bigger = otpc__realloc(
-        m, sizeof *m + cap * sizeof(mon_entry_t) + index_bytes(cap));
+    uint32_t cap = m ? m->cap * 2 : MON_SMALL;
+    otpc__mon_t *bigger;
+    if (m == NULL) {
+      bigger = otpc__slab_alloc(OTPC__SLAB_MONS);
+      if (bigger != NULL) bigger->n = 0;
+    } else if (m->cap == MON_SMALL) { /* out of the pool */
+      bigger = otpc__malloc(mon_bytes(cap));
+      if (bigger != NULL) {
+        memcpy(bigger, m, sizeof *m + m->n * sizeof(mon_entry_t));
+        otpc__slab_free(OTPC__SLAB_MONS, m);
+      }
+    } else {
+      bigger = otpc__realloc(m, mon_bytes(cap));
+    }
     if (bigger == NULL) return OTPC_ENOMEM;
-    if (m == NULL) bigger->n = 0;
     bigger->cap = cap;
     x->monitors = m = bigger;
     if (mon_index(m)) index_build(mon_index(m), cap, m->n, m, mon_home_at);
@@ -323,8 +353,7 @@ size_t otpc__ext_bytes(const otpc__proc_t *p) {
     n += sizeof *x->links + x->links->cap * sizeof(otpc_pid_t) +
          index_bytes(x->links->cap);
   if (x->monitors)
-    n += sizeof *x->monitors + x->monitors->cap * sizeof(mon_entry_t) +
-         index_bytes(x->monitors->cap);
+    n += mon_bytes(x->monitors->cap);
   return n + otpc__alias_bytes(p);
 }
 
@@ -340,7 +369,7 @@ void otpc__ext_trim(otpc__proc_t *p) {
     x->links = NULL;
   }
   if (x->monitors && x->monitors->n == 0) {
-    otpc__free(x->monitors);
+    otpc__mon_table_free(x->monitors);
     x->monitors = NULL;
   }
   if (x->aliases && otpc__alias_none(p)) otpc__alias_free_all(p);
@@ -349,7 +378,7 @@ void otpc__ext_trim(otpc__proc_t *p) {
       x->dirty_job)
     return;
   p->ext = NULL;
-  otpc__free(x);
+  otpc__ext_free(x);
 }
 
 /* ------------------------------------------------------------------------
@@ -588,7 +617,7 @@ static void notify(otpc__proc_t *p, otpc_pid_t self) {
     }
     otpc_buf_unref(e->name);
   }
-  otpc__free(m);
+  otpc__mon_table_free(m);
   x->monitors = NULL;
 }
 

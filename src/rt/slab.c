@@ -53,13 +53,15 @@ typedef struct pool {
 
 static pool_t pools[OTPC__SLAB_N];
 
-static const size_t sizes[OTPC__SLAB_N] = {
+static size_t sizes[OTPC__SLAB_N] = {
     [OTPC__SLAB_PROC] = sizeof(otpc__proc_t),
     [OTPC__SLAB_SIG] = sizeof(otpc__sig_t),
     [OTPC__SLAB_MSG] = OTPC__SIG_MSG_SIZE,
+    [OTPC__SLAB_EXT] = sizeof(otpc__proc_ext_t),
 };
 
 void otpc__slab_init(void) {
+  sizes[OTPC__SLAB_MONS] = otpc__mon_small_bytes();
   for (int i = 0; i < OTPC__SLAB_N; i++) {
     pool_t *p = &pools[i];
     memset(p, 0, sizeof *p);

@@ -726,7 +726,7 @@ TEST(exit_or_assert_in_terminate_replaces_the_reason) {
 /* ---- what a process owns goes with it, however it dies ------------------- */
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
-enum { SLAB_PROC, SLAB_SIG };
+enum { SLAB_PROC, SLAB_SIG, SLAB_MSG, SLAB_EXT, SLAB_MONS };
 int64_t otpc__slab_in_use(int pool);
 
 static int open_fds(void) {
@@ -740,7 +740,7 @@ static int open_fds(void) {
 
 typedef struct usage {
   size_t heap;
-  int64_t procs, sigs;
+  int64_t procs, sigs, exts; /* exts: extensions and monitor tables */
   int fds;
 } usage_t;
 
@@ -754,7 +754,9 @@ static size_t heap_in_use(void) {
 
 static usage_t in_use(void) {
   usage_t u = {heap_in_use(), otpc__slab_in_use(SLAB_PROC),
-               otpc__slab_in_use(SLAB_SIG), open_fds()};
+               otpc__slab_in_use(SLAB_SIG),
+               otpc__slab_in_use(SLAB_EXT) + otpc__slab_in_use(SLAB_MONS),
+               open_fds()};
   return u;
 }
 
@@ -959,6 +961,7 @@ static void body_release(void *arg) {
                    after.heap);
   CHECK_INT_EQ(after.procs, before.procs);
   CHECK_INT_EQ(after.sigs, before.sigs);
+  CHECK_INT_EQ(after.exts, before.exts);
   CHECK_INT_EQ(after.fds, before.fds);
   /* The keeper's tables are back to empty too: every link and monitor
    * the workers had on it went with them. */

@@ -30,6 +30,7 @@ TEST(link_table_agrees_with_a_model) {
       for (int j = 0; j < i && !dup; j++) dup = otpc_pid_eq(pool[i], pool[j]);
     } while (dup);
   }
+  otpc__slab_init(); /* the extension comes from a pool: no node here */
   otpc__proc_t *p = calloc(1, sizeof *p);
   size_t n = 0;
   for (int step = 0; step < STEPS; step++) {
@@ -52,8 +53,9 @@ TEST(link_table_agrees_with_a_model) {
   for (int i = 0; i < POOL; i++) CHECK_INT_EQ(otpc__link_remove(p, pool[i]), linked[i]);
   CHECK_INT_EQ(otpc__link_count(p), 0);
   free(p->ext->links);
-  free(p->ext);
+  otpc__ext_free(p->ext);
   free(p);
+  otpc__slab_destroy();
 }
 
 TEST(monitor_table_agrees_with_a_model) {
@@ -62,6 +64,7 @@ TEST(monitor_table_agrees_with_a_model) {
   static bool held[POOL];
   for (int i = 0; i < POOL; i++) /* distinct: the first word is i */
     pool[i] = (otpc_ref_t){OTPC_ATOM_NONODE, 0, 3, {(uint32_t)i, next(), next() % 7}};
+  otpc__slab_init(); /* the extension and a small table come from pools */
   otpc__proc_t *p = calloc(1, sizeof *p);
   otpc_pid_t other = {OTPC_ATOM_NONODE, 1, 0, 0};
   size_t n = 0;
@@ -86,7 +89,8 @@ TEST(monitor_table_agrees_with_a_model) {
     CHECK_INT_EQ(otpc__mon_remove_watching(p, &pool[i], &target), held[i]);
   }
   CHECK_INT_EQ(otpc__mon_count(p, MON_WATCHING), 0);
-  free(p->ext->monitors);
-  free(p->ext);
+  otpc__mon_table_free(p->ext->monitors);
+  otpc__ext_free(p->ext);
   free(p);
+  otpc__slab_destroy();
 }

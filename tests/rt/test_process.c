@@ -496,6 +496,48 @@ static void body_monitor(void *arg) {
 
 TEST(monitors) { run(body_monitor); }
 
+/* ---- refs ---------------------------------------------------------------- */
+
+/* Refs made at once on every scheduler, and outside them, never repeat
+ * (each scheduler takes them from the node's counter in blocks). */
+enum { REF_MAKERS = 8, REFS_EACH = 10000 };
+static otpc_ref_t made_refs[REF_MAKERS + 1][REFS_EACH];
+static otpc_pid_t ref_parent;
+
+static void make_refs(void *arg) {
+  otpc_ref_t *out = arg;
+  for (int i = 0; i < REFS_EACH; i++) {
+    out[i] = otpc_make_ref();
+    if (i % 1000 == 0) otpc_yield(); /* let the others interleave */
+  }
+  otpc_sendf(ref_parent, "made");
+}
+
+static int ref_cmp(const void *a, const void *b) {
+  return memcmp(a, b, sizeof(otpc_ref_t));
+}
+
+/* On a dirty thread: outside the schedulers. */
+static intptr_t make_refs_dirty(void *arg) {
+  otpc_ref_t *out = arg;
+  for (int i = 0; i < REFS_EACH; i++) out[i] = otpc_make_ref();
+  return 0;
+}
+
+static void body_unique_refs(void *arg) {
+  ref_parent = otpc_self();
+  for (int i = 0; i < REF_MAKERS; i++)
+    CHECK_INT_EQ(otpc_spawn(make_refs, made_refs[i], NULL, NULL), 0);
+  otpc_dirty(make_refs_dirty, made_refs[REF_MAKERS]);
+  for (int i = 0; i < REF_MAKERS; i++) otpc_buf_unref(expect("made"));
+  enum { N = (REF_MAKERS + 1) * REFS_EACH };
+  otpc_ref_t *all = &made_refs[0][0];
+  qsort(all, N, sizeof *all, ref_cmp);
+  for (int i = 1; i < N; i++) CHECK(!otpc_ref_eq(&all[i - 1], &all[i]));
+}
+
+TEST(refs_are_unique_across_schedulers) { run(body_unique_refs); }
+
 /* ---- names --------------------------------------------------------------- */
 
 static void body_names(void *arg) {

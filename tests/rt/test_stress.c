@@ -24,7 +24,7 @@
 #define HUNG_MS (10000 * SCALE)
 
 /* The runtime's own count of pool blocks in use (src/rt/slab.c). */
-enum { SLAB_PROC, SLAB_SIG, SLAB_MSG };
+enum { SLAB_PROC, SLAB_SIG, SLAB_MSG, SLAB_EXT, SLAB_MONS };
 int64_t otpc__slab_in_use(int pool);
 /* Small message buffers alive, from their pools (src/term/buf.c). */
 int64_t otpc__buf_pool_in_use(void);
@@ -32,12 +32,14 @@ int64_t otpc__buf_pool_in_use(void);
 typedef struct usage {
   size_t heap;
   int64_t procs, sigs, msgs, bufs;
+  int64_t exts; /* process extensions and monitor tables */
 } usage_t;
 
 static usage_t in_use(void) {
   usage_t u = {mallinfo2().uordblks, otpc__slab_in_use(SLAB_PROC),
                otpc__slab_in_use(SLAB_SIG), otpc__slab_in_use(SLAB_MSG),
-               otpc__buf_pool_in_use()};
+               otpc__buf_pool_in_use(),
+               otpc__slab_in_use(SLAB_EXT) + otpc__slab_in_use(SLAB_MONS)};
   return u;
 }
 
@@ -54,6 +56,7 @@ static usage_t in_use(void) {
     CHECK_INT_EQ((after).sigs, (before).sigs);                                \
     CHECK_INT_EQ((after).msgs, (before).msgs);                                \
     CHECK_INT_EQ((after).bufs, (before).bufs);                                \
+    CHECK_INT_EQ((after).exts, (before).exts);                                \
   } while (0)
 
 static void run(void (*body)(void *)) {
