@@ -427,17 +427,22 @@ static int monitor_common(otpc__proc_t *p, otpc_pid_t target, otpc_buf_t *name,
   return send_signal(target, SIG_MONITOR, otpc__proc_pid(p), &ref, NULL);
 }
 
-static const unsigned alias_mode[] = {0, ALIAS_MON_EXPLICIT,
-                                      ALIAS_MON_DEMONITOR,
-                                      ALIAS_MON_REPLY_DEMONITOR};
+/* The alias mode (ALIAS_MON_*, or 0) that the options ask for; -1 if
+ * they ask for none there is. */
+static int alias_mode(const otpc_monitor_opts_t *opts) {
+  static const int mode[] = {0, ALIAS_MON_EXPLICIT, ALIAS_MON_DEMONITOR,
+                             ALIAS_MON_REPLY_DEMONITOR};
+  unsigned a = opts ? (unsigned)opts->alias : 0;
+  return a <= OTPC_MONITOR_ALIAS_REPLY_DEMONITOR ? mode[a] : -1;
+}
 
 int otpc__monitor_request(otpc_pid_t target, const otpc_monitor_opts_t *opts,
                           otpc_ref_t *ref) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
-  unsigned a = opts ? (unsigned)opts->alias : 0;
-  if (a > OTPC_MONITOR_ALIAS_REPLY_DEMONITOR) return OTPC_EINVAL;
-  return monitor_ours(p, target, NULL, alias_mode[a], ref);
+  int mode = alias_mode(opts);
+  if (mode < 0) return OTPC_EINVAL;
+  return monitor_ours(p, target, NULL, (unsigned)mode, ref);
 }
 
 int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
@@ -468,13 +473,11 @@ int otpc_monitor(otpc_pid_t pid, otpc_ref_t *ref) {
 
 int otpc_monitor_opts(otpc_pid_t pid, const otpc_monitor_opts_t *opts,
                       otpc_ref_t *ref) {
-  otpc_ref_t r;
-  int rc = otpc__monitor_request(pid, opts, &r);
-  if (rc != 0) return rc;
-  if (ref) *ref = r;
-  /* A dead target answers with DOWN noproc (see otpc__answer_noproc). */
-  return send_signal(pid, SIG_MONITOR, otpc__proc_pid(otpc__current()), &r,
-                     NULL);
+  otpc__proc_t *p = otpc__current();
+  if (p == NULL) return OTPC_ENOTPROC;
+  int mode = alias_mode(opts);
+  if (mode < 0) return OTPC_EINVAL;
+  return monitor_common(p, pid, NULL, (unsigned)mode, ref);
 }
 
 int otpc_monitor_name(otpc_atom_t name, otpc_ref_t *ref) {

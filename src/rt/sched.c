@@ -184,19 +184,6 @@ static bool fifo_due(const otpc__sched_t *s) {
   return (uint32_t)s->rounds - came >= FIFO_WAIT;
 }
 
-static void fresh_push(otpc__sched_t *s, otpc__proc_t *p) {
-  if (s->fresh.n == OTPC__FRESH_MAX) { /* the oldest to the FIFO */
-    otpc__proc_t *old = s->fresh.p[s->fresh.bottom];
-    s->fresh.bottom = (s->fresh.bottom + 1) % OTPC__FRESH_MAX;
-    s->fresh.n--;
-    s->lq_len--;
-    lq_append(s, OTPC_PRIO_NORMAL, &old->rq_link, &old->rq_link, 1);
-  }
-  s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX] = p;
-  s->fresh.n++;
-  s->lq_len++;
-}
-
 static otpc__proc_t *fresh_oldest(otpc__sched_t *s) {
   otpc__proc_t *p = s->fresh.p[s->fresh.bottom];
   s->fresh.bottom = (s->fresh.bottom + 1) % OTPC__FRESH_MAX;
@@ -205,19 +192,31 @@ static otpc__proc_t *fresh_oldest(otpc__sched_t *s) {
   return p;
 }
 
+static otpc__proc_t *fresh_newest(otpc__sched_t *s) {
+  s->fresh.n--;
+  s->lq_len--;
+  return s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX];
+}
+
+static void fresh_push(otpc__sched_t *s, otpc__proc_t *p) {
+  if (s->fresh.n == OTPC__FRESH_MAX) { /* the oldest to the FIFO */
+    otpc__proc_t *old = fresh_oldest(s);
+    lq_append(s, OTPC_PRIO_NORMAL, &old->rq_link, &old->rq_link, 1);
+  }
+  s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX] = p;
+  s->fresh.n++;
+  s->lq_len++;
+}
+
 /* The next normal process: a fresh one unless the FIFO is due. */
 static inline otpc__proc_t *pop_normal(otpc__sched_t *s) {
   if (s->fresh.n > 0 && !fifo_due(s)) {
-    if (++s->fresh.picks % FRESH_OLDEST_EVERY == 0) return fresh_oldest(s);
-    s->fresh.n--;
-    s->lq_len--;
-    return s->fresh.p[(s->fresh.bottom + s->fresh.n) % OTPC__FRESH_MAX];
+    return ++s->fresh.picks % FRESH_OLDEST_EVERY == 0 ? fresh_oldest(s)
+                                                      : fresh_newest(s);
   }
   otpc__qlink_t *l = lq_pop(s, OTPC_PRIO_NORMAL);
   return l != NULL ? proc_of(l) : NULL;
 }
-
-static void fresh_push(otpc__sched_t *s, otpc__proc_t *p);
 
 /* Moves what other threads queued to the local queues; a normal process
  * that has not run yet (spawned there for here, or handed over) is a

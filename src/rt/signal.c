@@ -63,6 +63,12 @@ static size_t mon_bytes(uint32_t cap) {
 
 size_t otpc__mon_small_bytes(void) { return mon_bytes(MON_SMALL); }
 
+/* A table with room for cap, its count not set. */
+static otpc__mon_t *mon_table_new(uint32_t cap) {
+  return cap == MON_SMALL ? otpc__slab_alloc(OTPC__SLAB_MONS)
+                          : otpc__malloc(mon_bytes(cap));
+}
+
 void otpc__mon_table_free(otpc__mon_t *m) {
   if (m != NULL && m->cap == MON_SMALL)
     otpc__slab_free(OTPC__SLAB_MONS, m);
@@ -280,20 +286,14 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
   otpc__mon_t *m = x->monitors;
   if (m == NULL || m->n == m->cap) {
     uint32_t cap = m ? m->cap * 2 : MON_SMALL;
-    otpc__mon_t *bigger;
-    if (m == NULL) {
-      bigger = otpc__slab_alloc(OTPC__SLAB_MONS);
-      if (bigger != NULL) bigger->n = 0;
-    } else if (m->cap == MON_SMALL) { /* out of the pool */
-      bigger = otpc__malloc(mon_bytes(cap));
-      if (bigger != NULL) {
-        memcpy(bigger, m, sizeof *m + m->n * sizeof(mon_entry_t));
-        otpc__slab_free(OTPC__SLAB_MONS, m);
-      }
-    } else {
-      bigger = otpc__realloc(m, mon_bytes(cap));
-    }
+    otpc__mon_t *bigger = mon_table_new(cap);
     if (bigger == NULL) return OTPC_ENOMEM;
+    if (m != NULL) {
+      memcpy(bigger, m, sizeof *m + m->n * sizeof(mon_entry_t));
+      otpc__mon_table_free(m);
+    } else {
+      bigger->n = 0;
+    }
     bigger->cap = cap;
     x->monitors = m = bigger;
     if (mon_index(m)) index_build(mon_index(m), cap, m->n, m, mon_home_at);
