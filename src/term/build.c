@@ -349,14 +349,28 @@ uint8_t *otpc__put_atom(uint8_t *p, otpc_atom_t a) {
   return put_atom_text(p, name, len);
 }
 
+/* A node's name: this node's from its ready encoding (most pids and refs
+ * written are ours), another's from the atom table. */
+static size_t node_bytes(otpc_atom_t node) {
+  const otpc__node_ext_t *e = otpc__local_node_ext();
+  return e != NULL && e->atom == node ? e->n : otpc__atom_bytes(node);
+}
+
+static uint8_t *put_node(uint8_t *p, otpc_atom_t node) {
+  const otpc__node_ext_t *e = otpc__local_node_ext();
+  if (e == NULL || e->atom != node) return otpc__put_atom(p, node);
+  memcpy(p, e->bytes, e->n);
+  return p + e->n;
+}
+
 size_t otpc__pid_bytes(const otpc_pid_t *pid) {
-  size_t n = otpc__atom_bytes(pid->node);
+  size_t n = node_bytes(pid->node);
   return n != 0 ? 1 + n + 12 : 0;
 }
 
 uint8_t *otpc__put_pid(uint8_t *p, const otpc_pid_t *pid) {
   *p = ETF_NEW_PID;
-  p = otpc__put_atom(p + 1, pid->node);
+  p = put_node(p + 1, pid->node);
   put_be32(p, pid->id);
   put_be32(p + 4, pid->serial);
   put_be32(p + 8, pid->creation);
@@ -364,7 +378,7 @@ uint8_t *otpc__put_pid(uint8_t *p, const otpc_pid_t *pid) {
 }
 
 size_t otpc__ref_bytes(const otpc_ref_t *ref) {
-  size_t n = otpc__atom_bytes(ref->node);
+  size_t n = node_bytes(ref->node);
   if (n == 0 || ref->len < 1 || ref->len > OTPC_REF_MAX_WORDS) return 0;
   return 3 + n + 4 + 4 * (size_t)ref->len;
 }
@@ -373,7 +387,7 @@ uint8_t *otpc__put_ref(uint8_t *p, const otpc_ref_t *ref) {
   /* NEWER_REFERENCE_EXT puts its length before the node. */
   p[0] = ETF_NEWER_REFERENCE;
   put_be16(p + 1, (uint16_t)ref->len);
-  p = otpc__put_atom(p + 3, ref->node);
+  p = put_node(p + 3, ref->node);
   put_be32(p, ref->creation);
   for (uint32_t i = 0; i < ref->len; i++) put_be32(p + 4 + 4 * i, ref->id[i]);
   return p + 4 + 4 * ref->len;

@@ -52,6 +52,7 @@
  * UTF-8 text) mod 16777215: stable across runs and machines, never 0.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,38 @@
 static _Atomic uint32_t local_node = OTPC_ATOM_NONODE;
 static _Atomic uint32_t local_creation = 0;
 
+/* The name as this node's pids and refs carry it, written once per name
+ * the node has had and never changed after, so that a reader holding one
+ * reads a whole record (a node has a handful of names in its life: past
+ * NODE_NAMES, names are no longer cached and pids are written the long
+ * way). */
+#define NODE_NAMES 32
+static otpc__node_ext_t node_names[NODE_NAMES];
+static unsigned node_names_n; /* under names_lock */
+static pthread_mutex_t names_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(const otpc__node_ext_t *) local_ext;
+
+static const otpc__node_ext_t *node_ext_for(otpc_atom_t node) {
+  size_t len;
+  const char *text = otpc_atom_name(node, &len);
+  if (text == NULL || len > 255) return NULL;
+  const otpc__node_ext_t *found = NULL;
+  pthread_mutex_lock(&names_lock);
+  for (unsigned i = 0; i < node_names_n && found == NULL; i++)
+    if (node_names[i].atom == node) found = &node_names[i];
+  if (found == NULL && node_names_n < NODE_NAMES) {
+    otpc__node_ext_t *e = &node_names[node_names_n++];
+    e->atom = node;
+    e->n = (uint32_t)(2 + len);
+    e->bytes[0] = ETF_SMALL_ATOM_UTF8;
+    e->bytes[1] = (uint8_t)len;
+    memcpy(e->bytes + 2, text, len);
+    found = e;
+  }
+  pthread_mutex_unlock(&names_lock);
+  return found;
+}
+
 void otpc_term_set_local_node(otpc_atom_t node, uint32_t creation) {
   if (node == OTPC_ATOM_NONE) {
     node = OTPC_ATOM_NONODE;
@@ -72,6 +105,11 @@ void otpc_term_set_local_node(otpc_atom_t node, uint32_t creation) {
   }
   atomic_store_explicit(&local_creation, creation, memory_order_relaxed);
   atomic_store_explicit(&local_node, node, memory_order_relaxed);
+  atomic_store_explicit(&local_ext, node_ext_for(node), memory_order_release);
+}
+
+const otpc__node_ext_t *otpc__local_node_ext(void) {
+  return atomic_load_explicit(&local_ext, memory_order_acquire);
 }
 
 otpc_atom_t otpc__local_node(void) {

@@ -175,6 +175,16 @@ int64_t otpc__buf_pool_in_use(void);
 /* Local node and its creation, for printing and parsing (print.c). */
 otpc_atom_t otpc__local_node(void);
 uint32_t otpc__local_creation(void);
+/* The local node's name as ETF writes it (SMALL_ATOM_UTF8, its length,
+ * its text), for writing and recognising this node's pids and refs by
+ * copying and comparing bytes. NULL while there is none (a name longer
+ * than 255 bytes, or too many names in a row). A record never changes. */
+typedef struct otpc__node_ext {
+  otpc_atom_t atom;
+  uint32_t n;          /* bytes used: 2 + the name's length */
+  uint8_t bytes[2 + 255];
+} otpc__node_ext_t;
+const otpc__node_ext_t *otpc__local_node_ext(void);
 
 /* ------------------------------------------------------------------------
  * Growable byte string (printer, parser, errors)

@@ -30,6 +30,11 @@ const uint8_t *otpc__term_skip(const uint8_t *p) {
   if (p[0] == ETF_SMALL_INTEGER) return p + 2;
   if (p[0] == ETF_INTEGER) return p + 5;
   if (p[0] == ETF_SMALL_ATOM_UTF8) return p + 2 + p[1];
+  /* and the pids and refs of calls, replies and monitors */
+  if (p[0] == ETF_NEWER_REFERENCE && p[3] == ETF_SMALL_ATOM_UTF8)
+    return p + 5 + p[4] + 4 + 4 * (size_t)get_be16(p + 1);
+  if (p[0] == ETF_NEW_PID && p[1] == ETF_SMALL_ATOM_UTF8)
+    return p + 3 + p[2] + 12;
   uint64_t todo = 1;
   while (todo != 0) {
     todo--;
@@ -510,14 +515,11 @@ otpc_term_t otpc_term_map_get_atom(otpc_term_t map, const char *key) {
  * refs name this node, written as this node writes it: that text is
  * compared, not looked up. */
 static const uint8_t *node_at(const uint8_t *p, otpc_atom_t *node, int *rc) {
-  otpc_atom_t local = otpc__local_node();
-  size_t len;
-  const char *name = otpc_atom_name(local, &len);
-  if (p[0] == ETF_SMALL_ATOM_UTF8 && name != NULL && p[1] == len &&
-      memcmp(p + 2, name, len) == 0) {
-    *node = local;
+  const otpc__node_ext_t *e = otpc__local_node_ext();
+  if (e != NULL && p[1] + 2u == e->n && memcmp(p, e->bytes, e->n) == 0) {
+    *node = e->atom;
     *rc = 0;
-    return p + 2 + len;
+    return p + e->n;
   }
   *rc = otpc_term_get_atom(term_at(p), node);
   return p + atom_size(p);

@@ -298,6 +298,74 @@ TEST(identifiers_round_trip) {
   otpc_buf_unref(buf);
 }
 
+/* Pids and refs of the local node are written from its name's ready
+ * encoding and recognised by comparing bytes; the node's name may change
+ * (a node starting distribution), and every name must keep its own. */
+static otpc_buf_t *pid_and_ref(otpc_atom_t node) {
+  otpc_pid_t pid = {node, 5, 6, 7};
+  otpc_ref_t ref = {node, 7, 3, {1, 2, 3, 0, 0}};
+  otpc_builder_t b;
+  otpc_builder_init(&b);
+  otpc_build_tuple(&b, 2);
+  otpc_build_pid(&b, &pid);
+  otpc_build_ref(&b, &ref);
+  return otpc_builder_finish(&b, NULL);
+}
+
+static void check_pid_and_ref(otpc_buf_t *buf, otpc_atom_t node) {
+  otpc_term_t t;
+  otpc_buf_t *owned;
+  CHECK_INT_EQ(otpc_term_decode(otpc_buf_data(buf), otpc_buf_size(buf), NULL,
+                                &t, &owned, NULL),
+               0);
+  otpc_pid_t pid;
+  otpc_ref_t ref;
+  CHECK_INT_EQ(otpc_term_get_pid(otpc_term_tuple_elem(t, 0), &pid), 0);
+  CHECK_INT_EQ(otpc_term_get_ref(otpc_term_tuple_elem(t, 1), &ref), 0);
+  CHECK_INT_EQ(pid.node, node);
+  CHECK_INT_EQ(ref.node, node);
+  CHECK(pid.id == 5 && pid.serial == 6 && pid.creation == 7);
+  CHECK(ref.len == 3 && ref.id[2] == 3 && ref.creation == 7);
+  otpc_buf_unref(owned);
+}
+
+TEST(local_identifiers_follow_the_node_name) {
+  otpc_atom_t ab = otpc_atom("a@b"), cd = otpc_atom("c@d");
+  otpc_term_set_local_node(ab, 1);
+  otpc_buf_t *mine = pid_and_ref(ab), *other = pid_and_ref(cd);
+  /* The bytes are Erlang's, whichever way they were written. */
+  static const uint8_t want[] = {131, 104, 2, 88, 119, 3, 'a', '@', 'b',
+                                 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0, 7};
+  CHECK(otpc_buf_size(mine) > sizeof want);
+  CHECK(memcmp(otpc_buf_data(mine), want, sizeof want) == 0);
+  CHECK_INT_EQ(otpc_buf_size(mine), otpc_buf_size(other));
+  check_pid_and_ref(mine, ab);
+  check_pid_and_ref(other, cd);
+  /* Renamed to a name of the same length: each keeps its node. */
+  otpc_term_set_local_node(cd, 2);
+  check_pid_and_ref(mine, ab);
+  check_pid_and_ref(other, cd);
+  otpc_buf_t *again = pid_and_ref(ab);
+  CHECK_INT_EQ(otpc_buf_size(again), otpc_buf_size(mine));
+  CHECK(memcmp(otpc_buf_data(again), otpc_buf_data(mine),
+               otpc_buf_size(mine)) == 0);
+  otpc_buf_unref(again);
+  /* Past the names a node can cache: written and read the long way. */
+  char name[32];
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "n%d@h", i);
+    otpc_term_set_local_node(otpc_atom(name), 1);
+    otpc_buf_t *b = pid_and_ref(otpc_atom(name));
+    check_pid_and_ref(b, otpc_atom(name));
+    check_pid_and_ref(mine, ab);
+    otpc_buf_unref(b);
+  }
+  otpc_term_set_local_node(OTPC_ATOM_NONE, 0);
+  check_pid_and_ref(mine, ab);
+  otpc_buf_unref(mine);
+  otpc_buf_unref(other);
+}
+
 TEST(maps_lookup) {
   otpc_builder_t b;
   otpc_builder_init(&b);
