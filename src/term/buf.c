@@ -186,29 +186,46 @@ __attribute__((noinline)) static fblock_t *take(int c, unsigned *n) {
   return list;
 }
 
-static otpc_buf_t *pool_alloc(int c) {
-  mags_t *m = my_mags();
-  if (m->n[c] == 0) {
-    m->head[c] = take(c, &m->n[c]);
-    if (m->head[c] == NULL) return NULL;
-  }
+static void count_out(mags_t *m, int64_t d) {
+  atomic_store_explicit(&m->out,
+                        atomic_load_explicit(&m->out, memory_order_relaxed) + d,
+                        memory_order_relaxed);
+}
+
+/* The common cases are small enough to need no saved registers: a block
+ * from the magazine, a block back into it (a buffer is made and freed per
+ * message, four times per gen_server call). The rest is out of line. */
+static inline otpc_buf_t *pool_pop(mags_t *m, int c) {
   fblock_t *b = m->head[c];
   m->head[c] = b->next;
   m->n[c]--;
-  atomic_store_explicit(&m->out,
-                        atomic_load_explicit(&m->out, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
+  count_out(m, 1);
   otpc_buf_t *buf = (otpc_buf_t *)b;
   buf->cls = (uint16_t)(c + 1);
   return buf;
 }
 
-static void pool_free(otpc_buf_t *buf) {
+/* An empty magazine (or a thread's first buffer): a batch first. */
+__attribute__((noinline)) static otpc_buf_t *pool_alloc_slow(int c) {
+  mags_t *m = my_mags();
+  if (m->n[c] == 0) {
+    m->head[c] = take(c, &m->n[c]);
+    if (m->head[c] == NULL) return NULL;
+  }
+  return pool_pop(m, c);
+}
+
+static inline otpc_buf_t *pool_alloc(int c) {
+  mags_t *m = &mine;
+  /* Blocks in it: the thread registered when it took them. */
+  if (OTPC_LIKELY(m->n[c] > 0)) return pool_pop(m, c);
+  return pool_alloc_slow(c);
+}
+
+/* A full magazine (or a thread's first free): a batch back first. */
+__attribute__((noinline)) static void pool_free_slow(otpc_buf_t *buf) {
   int c = (int)buf->cls - 1;
   mags_t *m = my_mags();
-  atomic_store_explicit(&m->out,
-                        atomic_load_explicit(&m->out, memory_order_relaxed) - 1,
-                        memory_order_relaxed);
   if (m->n[c] >= 2 * BATCH) { /* hand a full batch back */
     fblock_t *first = m->head[c], *last = first;
     for (unsigned i = 1; i < BATCH; i++) last = last->next;
@@ -221,6 +238,21 @@ static void pool_free(otpc_buf_t *buf) {
   b->next = m->head[c];
   m->head[c] = b;
   m->n[c]++;
+  count_out(m, -1);
+}
+
+static inline void pool_free(otpc_buf_t *buf) {
+  int c = (int)buf->cls - 1;
+  mags_t *m = &mine;
+  if (OTPC_UNLIKELY(!m->registered || m->n[c] >= 2 * BATCH)) {
+    pool_free_slow(buf);
+    return;
+  }
+  fblock_t *b = (fblock_t *)buf;
+  b->next = m->head[c];
+  m->head[c] = b;
+  m->n[c]++;
+  count_out(m, -1);
 }
 
 /* Pool buffers alive now, over all threads (exact when none is making
