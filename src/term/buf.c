@@ -393,8 +393,12 @@ otpc_buf_t *otpc_buf_ref(otpc_buf_t *buf) {
 
 void otpc_buf_unref(otpc_buf_t *buf) {
   if (buf == NULL) return;
-  /* Release so our reads happen before the free; acquire for the last. */
-  if (atomic_fetch_sub_explicit(&buf->refs, 1, memory_order_acq_rel) == 1)
+  /* The only holder (most messages are freed by their one receiver) can
+   * free at once: nobody else holds a reference to take another with.
+   * The acquire orders the other holders' reads before the free. Else:
+   * release so our reads happen before the free; acquire for the last. */
+  if (atomic_load_explicit(&buf->refs, memory_order_acquire) == 1 ||
+      atomic_fetch_sub_explicit(&buf->refs, 1, memory_order_acq_rel) == 1)
     buf_free(buf);
 }
 
