@@ -518,9 +518,12 @@ typedef struct named {
   otpc_atom_t name, node;
 } named_t;
 
+/* Takes over the reference to msg, as otpc__gen_request's send does. */
 static int send_named(void *ctx, otpc_buf_t *msg) {
   named_t *n = ctx;
-  return otpc_send_remote(n->name, n->node, msg);
+  int rc = otpc_send_remote(n->name, n->node, msg);
+  otpc_buf_unref(msg);
+  return rc;
 }
 
 /* As gen:call does: monitor {Name, Node} with {alias, demonitor} (which

@@ -168,13 +168,12 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
    * there, a reply that comes after the caller gave up is dropped by its
    * node instead of landing in its mailbox. */
   otpc_ref_t alias;
-  int rc;
-  if (from->tag[0] == ETF_LIST && otpc_tag_alias(term_at(from->tag), &alias))
-    rc = otpc_send_alias(&alias, msg);
-  else
-    rc = otpc_send(from->pid, msg);
-  otpc_buf_unref(msg);
-  return rc;
+  if (from->tag[0] == ETF_LIST && otpc_tag_alias(term_at(from->tag), &alias)) {
+    int rc = otpc_send_alias(&alias, msg);
+    otpc_buf_unref(msg);
+    return rc;
+  }
+  return otpc__send_owned(from->pid, msg);
 }
 
 /* Runs a user callback, noting that it runs: if it ends the process (an
@@ -504,9 +503,10 @@ static const otpc_handler_t gs_handler = {gs_init, gs_handle, gs_cleanup};
 
 typedef struct waiting {
   otpc_ref_t ref;   /* the monitor's, the call's tag (or its alias) */
-  otpc_term_t tag;  /* the tag as sent, in the request (kept alive) */
-  size_t tag_len;   /* its bytes */
+  bool alias;       /* the tag is [alias | Ref] */
   otpc_atom_t node; /* the server's node, for {nodedown, Node} */
+  size_t tag_len;   /* bytes of the tag as sent (0: more than fit) */
+  uint8_t tag[OTPC_FROM_TAG_MAX];
 } waiting_t;
 
 /* Whether t is our tag (the reply's; down: the DOWN's ref). A reply
@@ -516,9 +516,9 @@ typedef struct waiting {
 static bool is_our_tag(otpc_term_t t, const waiting_t *w, bool down) {
   otpc_ref_t ref;
   if (!down && t.kind == TERM_ENCODED && w->tag_len > 0 &&
-      otpc_term_size(t) == w->tag_len && memcmp(t.p, w->tag.p, w->tag_len) == 0)
+      otpc_term_size(t) == w->tag_len && memcmp(t.p, w->tag, w->tag_len) == 0)
     return true;
-  if (down || w->tag_len == 0 || otpc_term_type(w->tag) == OTPC_TYPE_REF)
+  if (down || !w->alias)
     return otpc_term_get_ref(t, &ref) == 0 && otpc_ref_eq(&ref, &w->ref);
   return otpc_tag_alias(t, &ref) && otpc_ref_eq(&ref, &w->ref);
 }
@@ -607,7 +607,9 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
                       otpc_buf_t **reply, bool want_down) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) return OTPC_ENOTPROC;
-  waiting_t w = {.ref = *mon, .node = node};
+  waiting_t w;
+  w.ref = *mon;
+  w.node = node;
   otpc_pid_t self = otpc__proc_pid(p);
   otpc_buf_t *own = NULL; /* req as a buffer, if it came as no bytes */
   if (req.kind != TERM_ENCODED) {
@@ -619,7 +621,7 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   }
   /* {Label, {Self, Tag}, Request}, sized and written at once; Tag is
    * [alias | Mon] when Mon is an alias. */
-  bool alias = otpc__ref_is_alias(&w.ref);
+  bool alias = w.alias = otpc__ref_is_alias(&w.ref);
   size_t label_n = otpc__atom_bytes(label), pid_n = otpc__pid_bytes(&self);
   size_t ref_n = otpc__ref_bytes(&w.ref), req_n = otpc_term_size(req);
   size_t alias_n = alias ? 5 + otpc__atom_bytes(atom_alias()) : 0;
@@ -642,7 +644,7 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   *q++ = ETF_SMALL_TUPLE;
   *q++ = 2;
   q = otpc__put_pid(q, &self);
-  w.tag = term_at(q); /* the tag's bytes, in msg */
+  uint8_t *tag = q;
   w.tag_len = alias_n + ref_n;
   if (alias) {
     *q = ETF_LIST;
@@ -652,10 +654,11 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   q = otpc__put_ref(q, &w.ref);
   memcpy(q, req.p, req_n);
   otpc_buf_unref(own);
+  /* The tag's bytes, to know the reply by: msg goes with the send. */
+  if (w.tag_len > sizeof w.tag) w.tag_len = 0; /* then compared by value */
+  memcpy(w.tag, tag, w.tag_len);
   send(ctx, msg);
-  rc = await(p, &w, timeout_ms, reply, want_down);
-  otpc_buf_unref(msg);
-  return rc;
+  return await(p, &w, timeout_ms, reply, want_down);
 }
 
 /* The same to a pid, monitored here: with {alias, demonitor} unless the

@@ -741,11 +741,13 @@ static bool settle_callback(sm_t *m, otpc_sm_result_t *r) {
     /* {Tag, Reply}: to the caller's alias for [alias | Alias] (OTP 24
      * and later), so a reply after the caller gave up is dropped. */
     otpc_ref_t alias;
-    if (otpc_tag_alias(otpc_term_tuple_elem(otpc_buf_term(a->buf), 0), &alias))
+    if (otpc_tag_alias(otpc_term_tuple_elem(otpc_buf_term(a->buf), 0),
+                       &alias)) {
       otpc_send_alias(&alias, a->buf);
-    else
-      otpc_send(a->to, a->buf);
-    otpc_buf_unref(a->buf);
+      otpc_buf_unref(a->buf);
+    } else {
+      otpc__send_owned(a->to, a->buf);
+    }
     a->buf = NULL;
     a->kind = ACT_DONE;
   }

@@ -143,11 +143,22 @@ void otpc_yield(void) {
 
 int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
   if (msg == NULL) return OTPC_EINVAL;
+  return otpc__send_owned(to, otpc_buf_ref(msg));
+}
+
+int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg) {
+  if (msg == NULL) return OTPC_EINVAL;
+  otpc__sig_t *sig = NULL;
+  int rc = 0;
   if (!otpc__pid_is_local(to) && atomic_load(&otpc__remote_route) == NULL)
-    return OTPC_ENOPROC; /* dist: no route to other nodes */
-  otpc__sig_t *sig = otpc__sig_new(SIG_MESSAGE);
-  if (sig == NULL) return OTPC_ENOMEM;
-  sig->buf = otpc_buf_ref(msg);
+    rc = OTPC_ENOPROC; /* dist: no route to other nodes */
+  else if ((sig = otpc__sig_new(SIG_MESSAGE)) == NULL)
+    rc = OTPC_ENOMEM;
+  if (rc != 0) {
+    otpc_buf_unref(msg);
+    return rc;
+  }
+  sig->buf = msg;
   otpc__proc_t *self = otpc__current();
   sig->from = self ? otpc__proc_pid(self) : undefined_pid();
   /* As in Erlang, a send costs the sender as many reductions as the
@@ -448,19 +459,25 @@ int otpc__monitor_request(otpc_pid_t target, const otpc_monitor_opts_t *opts,
 int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
                          otpc_buf_t *msg) {
   otpc__proc_t *self = otpc__current();
-  if (self == NULL) return OTPC_ENOTPROC;
-  otpc_pid_t me = otpc__proc_pid(self);
-  if (!otpc__pid_is_local(target)) { /* dist carries the two in order */
-    int rc = send_signal(target, SIG_MONITOR, me, ref, NULL);
-    return rc != 0 ? rc : otpc_send(target, msg);
+  otpc__sig_t *sig = NULL;
+  int rc = 0;
+  if (self == NULL) {
+    rc = OTPC_ENOTPROC;
+  } else if (!otpc__pid_is_local(target)) { /* dist carries the two in order */
+    rc = send_signal(target, SIG_MONITOR, otpc__proc_pid(self), ref, NULL);
+    if (rc == 0) return otpc__send_owned(target, msg);
+  } else if ((sig = otpc__sig_new(SIG_MONITOR)) == NULL) { /* a whole node */
+    rc = OTPC_ENOMEM;
   }
-  otpc__sig_t *sig = otpc__sig_new(SIG_MONITOR); /* a whole node */
-  if (sig == NULL) return OTPC_ENOMEM;
+  if (rc != 0) {
+    otpc_buf_unref(msg);
+    return rc;
+  }
   sig->kind = SIG_MESSAGE;
   sig->flags = SIGF_MONITOR;
-  sig->from = me;
+  sig->from = otpc__proc_pid(self);
   sig->ref = *ref;
-  sig->buf = otpc_buf_ref(msg);
+  sig->buf = msg;
   /* Costs as otpc_send. A dead target answers with DOWN noproc. */
   uint32_t backlog = otpc__deliver_pid(target, sig);
   spend_n(self, 1 + (uint64_t)backlog);

@@ -730,12 +730,17 @@ int otpc__monitor_name(otpc_atom_t name, unsigned alias, otpc_ref_t *ref);
  * call): otpc__monitor_request is otpc_monitor_opts on our side only (the
  * ref, our entry), and otpc__send_monitored then sends msg to target and
  * has target take the monitor just before it, in one signal; to another
- * node, a monitor signal and the message. Nothing else may be sent to
- * target in between; to give up instead, otpc_demonitor. (process.c) */
+ * node, a monitor signal and the message. It takes over the caller's
+ * reference to msg, as otpc__send_owned does. Nothing else may be sent
+ * to target in between; to give up instead, otpc_demonitor. (process.c) */
 int otpc__monitor_request(otpc_pid_t target, const otpc_monitor_opts_t *opts,
                           otpc_ref_t *ref);
 int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
                          otpc_buf_t *msg);
+/* otpc_send, taking over the caller's reference to msg (released when the
+ * send fails too): no count taken for the message and given back after,
+ * two locked instructions on a buffer the sender is done with. */
+int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg);
 /* Whether ref has the shape of an alias made on this node. */
 bool otpc__ref_is_alias(const otpc_ref_t *ref);
 /* Sends msg (taken over) from `from` to an alias of this node: to the
