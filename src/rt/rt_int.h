@@ -26,6 +26,7 @@
 #define OTPC_RT_INT_H
 
 #include <pthread.h>
+#include <setjmp.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -411,6 +412,9 @@ typedef struct otpc__sched {
   struct otpc__sig *done[16]; /* messages dispatched, to free (sched.c) */
   unsigned ndone;
   /* Big tables last, away from the fields above. */
+  jmp_buf loop_base;           /* the active loop instance's first frame:
+                                * where an exit from a callback it
+                                * dispatched goes (sched.c, exit_current) */
   struct {                     /* normal processes not run yet, the */
     uint32_t bottom, n;        /* newest run first (sched.c): a ring, */
     uint32_t picks;            /* oldest at p[bottom], and the picks */

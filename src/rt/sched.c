@@ -48,6 +48,26 @@
 
 __thread otpc__sched_t *otpc__self_sched;
 
+/* The loop's base (loop_entry, otpc__exit_current): the compiler's own
+ * setjmp, a few stores and no call, unless a sanitizer must see the jump
+ * to keep its view of the stack right: then the C library's, which ASan
+ * and TSan intercept. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LIBC_JUMP 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LIBC_JUMP 1
+#endif
+#ifdef LIBC_JUMP
+#define base_set(b) setjmp(b)
+#define base_go(b) longjmp(b, 1)
+#else
+#define base_set(b) __builtin_setjmp((void **)(b))
+#define base_go(b) __builtin_longjmp((void **)(b), 1)
+#endif
+
 #if defined(__x86_64__)
 #define cpu_relax() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -502,11 +522,15 @@ static void settle(otpc__sched_t *s) {
  * Entering processes
  * ------------------------------------------------------------------------ */
 
-/* First code of a fresh loop instance. */
+/* First code of a fresh loop instance. An exit from a callback that this
+ * instance dispatched comes back to the setjmp (otpc__exit_current): from
+ * here on, its frames are those of a fresh instance on the same stack.
+ * Neither s nor mine changes after the setjmp. */
 static void loop_entry(void *arg) {
   otpc__switch_arrived();
   otpc__sched_t *s = arg;
   otpc__xstack_t *mine = s->loop_stack;
+  (void)base_set(s->loop_base);
   settle(s);
   sched_loop(s, mine);
 }
@@ -663,6 +687,18 @@ _Noreturn void otpc__exit_current(otpc__proc_t *p) {
   if (p->stack == NULL) otpc__terminate_exit(p);
   p->why = WHY_EXITED;
   s->prev = p;
+  if (p->stack == s->loop_stack && !(p->flags & PF_FAULTED)) {
+    /* A callback dispatched by the active loop: the frames under the
+     * callback's are that loop instance's, intact, so rather than leave
+     * the stack for a fresh instance on another, go back to the first
+     * frame of this one (loop_entry), which is a fresh instance on this
+     * stack. The stack stays the loop's: p no longer has one. A fault
+     * (fault.c) has written over the top of the stack, loop_entry's frame
+     * included, and takes the way below. */
+    p->stack = NULL;
+    s->current = NULL;
+    base_go(s->loop_base);
+  }
   if (p->stack == s->loop_stack) {
     otpc__xstack_t *x = otpc__xstack_get(s);
     s->loop_stack = x;
