@@ -132,11 +132,17 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   memset(p, 0, sizeof *p);
   uint32_t idx = cache.idx[--cache.n];
   otpc__mpsc_init(&p->inbox);
-  atomic_init(&p->scheduled, 0);
+  /* Queued from birth: spawn_common queues it once published, and a
+   * sender that finds it before that must not queue it too. */
+  atomic_init(&p->scheduled, 1);
   p->index = idx;
-  p->serial = atomic_fetch_add_explicit(&otpc__rt.serials[idx], 1,
-                                        memory_order_relaxed) &
-              0x7fffffffu;
+  /* The slot's index is this thread's alone until released (the index
+   * lock orders one holder after the other): no read-modify-write. */
+  uint32_t serial =
+      atomic_load_explicit(&otpc__rt.serials[idx], memory_order_relaxed);
+  atomic_store_explicit(&otpc__rt.serials[idx], serial + 1,
+                        memory_order_relaxed);
+  p->serial = serial & 0x7fffffffu;
   p->home = -1;
   p->mq_last = &p->mq_first;
   p->mq_save = &p->mq_first;
