@@ -586,6 +586,7 @@ _Noreturn void otpc_exit_atom(otpc_atom_t reason) {
   otpc__proc_t *p = otpc__current();
   if (p == NULL) abort();
   otpc_buf_unref(p->exit_reason);
-  p->exit_reason = otpc__atom_buf(reason);
+  /* NULL is normal (otpc__finish_exit makes the buffer if it is needed). */
+  p->exit_reason = reason == OTPC_ATOM_NORMAL ? NULL : otpc__atom_buf(reason);
   otpc__exit_current(p);
 }

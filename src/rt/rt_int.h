@@ -290,7 +290,7 @@ typedef struct otpc__proc {
   uint8_t why;                 /* otpc__why_t, after a switch out */
   int16_t home;                /* scheduler it is pinned to, or -1 */
   uint16_t wait_id;            /* counts waits, to drop stale wake-ups */
-  otpc_buf_t *exit_reason;
+  otpc_buf_t *exit_reason;     /* once exiting; NULL: normal (signal.c) */
   otpc__ctx_t ctx;             /* saved context while suspended, or NULL */
   otpc__xstack_t *stack;       /* stack its frames are on, or NULL; while
                                 * it is s->current and runs code, the stack

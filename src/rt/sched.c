@@ -574,8 +574,8 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->h.dispatching = NULL;
     int rc = h->init ? h->init(arg, &p->u.handler.state) : 0;
     if (rc != OTPC_CONTINUE) {
-      p->exit_reason = otpc__atom_buf(rc == OTPC_STOP ? OTPC_ATOM_NORMAL
-                                                      : otpc_atom("init_failed"));
+      p->exit_reason = rc == OTPC_STOP ? NULL /* normal */
+                                       : otpc__atom_buf(otpc_atom("init_failed"));
       p->why = WHY_EXITED;
       return;
     }
@@ -608,7 +608,8 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     else
       done_add(s, m);
     if (rc == OTPC_STOP) {
-      p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
+      otpc_buf_unref(p->exit_reason);
+      p->exit_reason = NULL; /* normal */
       p->why = WHY_EXITED;
       return;
     }

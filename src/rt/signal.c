@@ -589,11 +589,21 @@ void otpc__answer_noproc(otpc__sig_t *sig, otpc_pid_t dead) {
   answer_dead(sig, dead, NULL);
 }
 
+/* p->exit_reason, made now if it is NULL, which stands for 'normal': a
+ * process that ends normally with nobody to tell needs no buffer (nor
+ * the two atomic operations on the shared one's count). */
+static otpc_buf_t *exit_reason(otpc__proc_t *p) {
+  if (p->exit_reason == NULL) p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
+  if (p->exit_reason == NULL) abort(); /* cannot tell anyone why */
+  return p->exit_reason;
+}
+
 /* Tells everyone linked to or monitoring p that it died, and drops the
  * monitors p held. */
 static void notify(otpc__proc_t *p, otpc_pid_t self) {
   otpc__proc_ext_t *x = p->ext;
   if (x == NULL) return;
+  exit_reason(p);
   for (uint32_t i = 0; x->links && i < x->links->n; i++) {
     otpc__sig_t *s = otpc__sig_new(SIG_EXIT);
     if (s == NULL) continue;
@@ -623,13 +633,12 @@ static void notify(otpc__proc_t *p, otpc_pid_t self) {
 
 
 void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
-  if (p->exit_reason == NULL) p->exit_reason = otpc__atom_buf(OTPC_ATOM_NORMAL);
-  if (p->exit_reason == NULL) abort(); /* cannot tell anyone why */
   p->flags |= PF_EXITING;
   otpc__unpin(p);
   const otpc_handler_t *h = (p->flags & PF_HANDLER) ? p->u.handler.h : NULL;
   otpc__stack_release(s, p); /* abandoned frames, if any */
   if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {
+    exit_reason(p);
     s->current = p;
     otpc__run_terminate(p); /* an exit in it replaces the reason */
     s->current = NULL;
@@ -667,7 +676,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
    * after the pid stopped resolving gets noproc. */
   otpc__qlink_t *l;
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
-    answer_dead((otpc__sig_t *)l, self, p->exit_reason);
+    answer_dead((otpc__sig_t *)l, self, exit_reason(p));
   otpc_buf_unref(p->exit_reason);
   p->exit_reason = NULL;
   /* `scheduled` stays 1: nobody queues a dead process again. */
