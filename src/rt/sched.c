@@ -522,17 +522,25 @@ static void settle(otpc__sched_t *s) {
  * Entering processes
  * ------------------------------------------------------------------------ */
 
+/* The loop instance itself; apart from loop_entry, because a function
+ * that calls setjmp is compiled with little kept in registers across
+ * calls, and the loop inlines the whole dispatch. */
+static __attribute__((noinline)) void loop_run(otpc__sched_t *s,
+                                               otpc__xstack_t *mine) {
+  settle(s);
+  sched_loop(s, mine);
+}
+
 /* First code of a fresh loop instance. An exit from a callback that this
  * instance dispatched comes back to the setjmp (otpc__exit_current): from
- * here on, its frames are those of a fresh instance on the same stack.
- * Neither s nor mine changes after the setjmp. */
+ * there on, the stack holds a fresh instance. Neither s nor mine changes
+ * after the setjmp. */
 static void loop_entry(void *arg) {
   otpc__switch_arrived();
   otpc__sched_t *s = arg;
   otpc__xstack_t *mine = s->loop_stack;
   (void)base_set(s->loop_base);
-  settle(s);
-  sched_loop(s, mine);
+  loop_run(s, mine);
 }
 
 /* First code of a sequential process. */
