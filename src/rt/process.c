@@ -151,7 +151,7 @@ int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg) {
   int rc = 0;
   if (!otpc__pid_is_local(to) && atomic_load(&otpc__remote_route) == NULL)
     rc = OTPC_ENOPROC; /* dist: no route to other nodes */
-  else if ((sig = otpc__sig_new(SIG_MESSAGE)) == NULL)
+  else if ((sig = otpc__sig_new_msg()) == NULL)
     rc = OTPC_ENOMEM;
   if (rc != 0) {
     otpc_buf_unref(msg);
@@ -232,9 +232,11 @@ typedef struct matcher {
   void *ctx;
 } matcher_t;
 
-/* Which of the patterns (or the predicate) accepts t, or -1. */
-static long match_one(const matcher_t *m, otpc_term_t t) {
-  if (m->accept != NULL) return m->accept(t, m->ctx) ? 0 : -1;
+/* Which of the patterns (or the predicate) accepts msg, or -1. */
+static long match_one(const matcher_t *m, const otpc_buf_t *msg) {
+  if (m->accept != NULL) return m->accept(otpc_buf_term(msg), m->ctx) ? 0 : -1;
+  if (m->npats > 0 && m->pats[0] == NULL) return 0; /* anything */
+  otpc_term_t t = otpc_buf_term(msg);
   for (size_t i = 0; i < m->npats; i++)
     if (m->pats[i] == NULL || otpc_match_v(m->pats[i], t, m->binds) == 1)
       return (long)i;
@@ -256,14 +258,13 @@ static int receive_core(const matcher_t *mt, int64_t timeout_ms,
       otpc__exit_current(p);
     }
     for (otpc__sig_t **pp = p->mq_save; *pp != NULL;) {
-      long i = match_one(mt, otpc_buf_term((*pp)->buf));
+      long i = match_one(mt, (*pp)->buf);
       if (i >= 0) {
         otpc__sig_t *m = unlink_message(p, pp);
         stop_wait(p, armed);
         if (which) *which = (size_t)i;
-        *msg = m->buf;
-        m->buf = NULL;
-        otpc__sig_free(m);
+        *msg = m->buf; /* handed over with the node's reference */
+        otpc__sig_dealloc(m);
         return 0;
       }
       pp = (otpc__sig_t **)&(*pp)->link.next;

@@ -25,9 +25,8 @@ void otpc__mpsc_init(otpc__mpsc_t *q) {
  * from pools (slab.c), messages from a pool of smaller blocks. */
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind) {
   otpc__sig_t *s;
-  if (kind == SIG_MESSAGE) { /* constant sizes: memset is inlined */
-    if ((s = otpc__slab_alloc(OTPC__SLAB_MSG)) == NULL) return NULL;
-    memset(s, 0, OTPC__SIG_MSG_SIZE);
+  if (kind == SIG_MESSAGE) {
+    return otpc__sig_new_msg();
   } else {
     if ((s = otpc__slab_alloc(OTPC__SLAB_SIG)) == NULL) return NULL;
     memset(s, 0, sizeof *s);
@@ -49,7 +48,5 @@ otpc__sig_t *otpc__sig_new_alias_msg(const otpc_ref_t *alias) {
 void otpc__sig_free(otpc__sig_t *s) {
   if (s == NULL) return;
   otpc_buf_unref(s->buf);
-  bool small =
-      s->kind == SIG_MESSAGE && !(s->flags & (SIGF_ALIAS | SIGF_MONITOR));
-  otpc__slab_free(small ? OTPC__SLAB_MSG : OTPC__SLAB_SIG, s);
+  otpc__sig_dealloc(s);
 }

@@ -208,9 +208,14 @@ typedef struct otpc__sig {
 #define OTPC__SIG_MSG_SIZE offsetof(otpc__sig_t, ref)
 
 otpc__sig_t *otpc__sig_new(otpc__sig_kind_t kind);
+/* otpc__sig_new(SIG_MESSAGE), inline for the send path (below). */
+static inline otpc__sig_t *otpc__sig_new_msg(void);
 /* A SIG_MESSAGE flagged SIGF_ALIAS, in a whole node with ref = *alias. */
 otpc__sig_t *otpc__sig_new_alias_msg(const otpc_ref_t *alias);
 void otpc__sig_free(otpc__sig_t *sig);
+/* Gives the node back without touching its buffer (a receive hands the
+ * buffer, with the node's reference, to its caller). */
+static inline void otpc__sig_dealloc(otpc__sig_t *sig);
 
 /* ------------------------------------------------------------------------
  * Execution stacks (stack.c)
@@ -498,6 +503,21 @@ static inline void otpc__slab_free(otpc__slab_id_t id, void *ptr) {
   }
 #endif
   otpc__slab_free_any(id, ptr);
+}
+
+_Static_assert(SIG_MESSAGE == 0, "a zeroed node is a message");
+
+static inline otpc__sig_t *otpc__sig_new_msg(void) {
+  otpc__sig_t *s = otpc__slab_alloc(OTPC__SLAB_MSG);
+  if (s == NULL) return NULL;
+  memset(s, 0, OTPC__SIG_MSG_SIZE); /* kind 0: SIG_MESSAGE */
+  return s;
+}
+
+static inline void otpc__sig_dealloc(otpc__sig_t *sig) {
+  bool small =
+      sig->kind == SIG_MESSAGE && !(sig->flags & (SIGF_ALIAS | SIGF_MONITOR));
+  otpc__slab_free(small ? OTPC__SLAB_MSG : OTPC__SLAB_SIG, sig);
 }
 
 static inline otpc__proc_t *otpc__current(void) {
