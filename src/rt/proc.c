@@ -197,8 +197,10 @@ void otpc__proc_free(otpc__proc_t *p) {
   otpc_pid_t pid = otpc__proc_pid(p);
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     otpc__answer_noproc((otpc__sig_t *)l, pid);
-  otpc__alias_free_all(p);
-  otpc__ext_free(p->ext);
+  if (p->ext != NULL) {
+    otpc__alias_free_all(p);
+    otpc__ext_free(p->ext);
+  }
   otpc__proc_dealloc(p);
 }
 

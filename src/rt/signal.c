@@ -643,12 +643,15 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
     otpc__run_terminate(p); /* an exit in it replaces the reason */
     s->current = NULL;
   }
-  if (p->ext != NULL) otpc__wheel_cancel(&s->wheel, &p->ext->wait_timer);
-  otpc__dirty_abandon(p);
   otpc_pid_t self = otpc__proc_pid(p);
-  /* What it owned is released before anyone hears of the death. */
-  otpc__resources_release(p);
-  otpc__alias_free_all(p);
+  /* What it owned is released before anyone hears of the death (all of
+   * it in the extension, which most processes do not have). */
+  if (p->ext != NULL) {
+    otpc__wheel_cancel(&s->wheel, &p->ext->wait_timer);
+    otpc__dirty_abandon(p);
+    otpc__resources_release(p);
+    otpc__alias_free_all(p);
+  }
   otpc__registry_drop(p);
   otpc__timers_cancel_for(self);
   /* Out of the process table before anyone hears of the death, so that
