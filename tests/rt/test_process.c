@@ -1036,6 +1036,114 @@ static void body_blocked_handlers(void *arg) {
 
 TEST(handlers_blocked_in_callbacks_share_stacks) { run(body_blocked_handlers); }
 
+/* ---- exits from callbacks ----------------------------------------------- */
+
+/*
+ * An exit from inside a callback goes back to the first frame of the loop
+ * instance that dispatched it (sched.c, otpc__exit_current), when that is
+ * the active one. A handler that blocked inside its callback and was
+ * resumed runs on the stack of an older instance: its exit must leave
+ * that stack to be freed, not jump to the active loop's base. Each round
+ * has both kinds: one handler blocks in its callback, handlers exit from
+ * init and from handle on the loop that took over meanwhile, then the
+ * blocked one is released and exits where it blocked. A stack left behind
+ * per round would show as mappings that grow with the rounds.
+ */
+static otpc_pid_t quit_parent;
+
+static int cb_exit_init(void *arg, void **state) {
+  *state = arg;
+  if ((uintptr_t)arg == 1) otpc_exit_atom(otpc_atom("from_init"));
+  return OTPC_CONTINUE;
+}
+
+static int cb_exit_handle(void *state, otpc_buf_t *msg) {
+  static otpc_pattern_t *_Atomic s1, *_Atomic s2;
+  (void)state;
+  if (otpc_match(shared_pat(&s1, "block"), otpc_buf_term(msg)) == 1) {
+    otpc_sendf(quit_parent, "blocked");
+    otpc_buf_t *m;
+    if (otpc_receive(shared_pat(&s2, "release"), OTPC_INFINITY, &m) == 0)
+      otpc_buf_unref(m);
+    otpc_exit_atom(otpc_atom("after_block"));
+  }
+  otpc_exit_atom(otpc_atom("from_handle"));
+}
+
+static const otpc_handler_t cb_exiter = {cb_exit_init, cb_exit_handle, NULL};
+
+static long mappings(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (f == NULL) return -1;
+  long n = 0;
+  int c;
+  while ((c = fgetc(f)) != EOF) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+/* Spawns a monitored cb_exiter with arg; its ref in *ref. */
+static otpc_pid_t cb_exit_spawn(uintptr_t arg, otpc_ref_t *ref) {
+  otpc_spawn_opts_t o = {.monitor = true, .monitor_ref = ref};
+  otpc_pid_t pid;
+  CHECK_INT_EQ(otpc_spawn_handler(&cb_exiter, (void *)arg, &o, &pid), 0);
+  return pid;
+}
+
+/* n DOWNs, in any order: each for one of refs, with that one's reason. */
+static void expect_downs(otpc_pattern_t *down, const otpc_ref_t *refs,
+                         const char *const *reasons, int n) {
+  bool seen[16] = {false};
+  for (int k = 0; k < n; k++) {
+    otpc_buf_t *m;
+    otpc_ref_t r;
+    otpc_atom_t why;
+    CHECK_INT_EQ(otpc_receive(down, 5000, &m, &r, &why), 0);
+    otpc_buf_unref(m);
+    int i = 0;
+    while (i < n && !otpc_ref_eq(&r, &refs[i])) i++;
+    CHECK(i < n && !seen[i]);
+    seen[i] = true;
+    CHECK_INT_EQ(why, otpc_atom(reasons[i]));
+  }
+}
+
+static void body_callback_exits(void *arg) {
+  enum { ROUNDS = 300, WARM = 20, K = 10 };
+  quit_parent = otpc_self();
+  size_t base = otpc_process_count();
+  otpc_pattern_t *down = pat("{'DOWN', ~r, process, _, ~a}");
+  long before = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    if (round == WARM) before = mappings();
+    otpc_ref_t bref, refs[K];
+    const char *reasons[K];
+    otpc_pid_t b = cb_exit_spawn(0, &bref);
+    otpc_sendf(b, "block");
+    otpc_buf_unref(expect("blocked"));
+    for (int i = 0; i < K; i++) {
+      otpc_pid_t q = cb_exit_spawn(i % 2 ? 1 : 2, &refs[i]);
+      if (i % 2 == 0) otpc_sendf(q, "go");
+      reasons[i] = i % 2 ? "from_init" : "from_handle";
+    }
+    expect_downs(down, refs, reasons, K);
+    otpc_sendf(b, "release");
+    const char *after_block = "after_block";
+    expect_downs(down, &bref, &after_block, 1);
+  }
+  for (int tries = 0; tries < 500 && otpc_process_count() > base; tries++)
+    otpc_sleep(10);
+  CHECK_INT_EQ(otpc_process_count(), base);
+  long after = mappings();
+  printf("  mappings after %d rounds: %ld, after %d more: %ld\n", WARM, before,
+         ROUNDS - WARM, after);
+  CHECK(before > 0);
+  CHECK(after - before < 64);
+  otpc_pattern_free(down);
+}
+
+TEST(exits_from_callbacks_leave_no_stack_behind) { run(body_callback_exits); }
+
 /* ---- priorities ------------------------------------------------------------ */
 
 static void prio_worker(void *arg) {
