@@ -69,7 +69,7 @@ void otpc__proc_table_free(void) {
 
 /* Fills the calling thread's cache; OTPC_ESYSLIMIT when the table is
  * full (Erlang's system_limit). */
-static int refill(void) {
+static __attribute__((noinline)) int refill(void) {
   pthread_mutex_lock(&index_lock);
   while (cache.n < INDEX_BATCH / 2) {
     if (free_count > 0)
@@ -194,9 +194,8 @@ void otpc__proc_retire(otpc__proc_t *p) {
 
 void otpc__proc_free(otpc__proc_t *p) {
   otpc__qlink_t *l;
-  otpc_pid_t pid = otpc__proc_pid(p);
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
-    otpc__answer_noproc((otpc__sig_t *)l, pid);
+    otpc__answer_noproc((otpc__sig_t *)l, otpc__proc_pid(p));
   if (p->ext != NULL) {
     otpc__alias_free_all(p);
     otpc__ext_free(p->ext);

@@ -634,9 +634,9 @@ static void notify(otpc__proc_t *p, otpc_pid_t self) {
 
 void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   p->flags |= PF_EXITING;
-  otpc__unpin(p);
+  if (p->home >= 0) otpc__unpin(p);
   const otpc_handler_t *h = (p->flags & PF_HANDLER) ? p->u.handler.h : NULL;
-  otpc__stack_release(s, p); /* abandoned frames, if any */
+  if (p->stack != NULL) otpc__stack_release(s, p); /* abandoned frames */
   if (h != NULL && h->terminate != NULL && (p->flags & PF_STARTED)) {
     exit_reason(p);
     s->current = p;
@@ -652,7 +652,8 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
     otpc__resources_release(p);
     otpc__alias_free_all(p);
   }
-  otpc__registry_drop(p);
+  if (__atomic_load_n(&p->reg_name, __ATOMIC_ACQUIRE) != 0)
+    otpc__registry_drop(p);
   otpc__timers_cancel_for(self);
   /* Out of the process table before anyone hears of the death, so that
    * whoever got the DOWN or EXIT finds it gone (is_alive false, noproc).
@@ -680,7 +681,7 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   otpc__qlink_t *l;
   while ((l = otpc__mpsc_pop(&p->inbox)) != NULL)
     answer_dead((otpc__sig_t *)l, self, exit_reason(p));
-  otpc_buf_unref(p->exit_reason);
+  if (p->exit_reason != NULL) otpc_buf_unref(p->exit_reason);
   p->exit_reason = NULL;
   /* `scheduled` stays 1: nobody queues a dead process again. */
   otpc__proc_retire(p);
