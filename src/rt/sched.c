@@ -51,13 +51,17 @@ __thread otpc__sched_t *otpc__self_sched;
 /* The loop's base (loop_entry, otpc__exit_current): the compiler's own
  * setjmp, a few stores and no call, unless a sanitizer must see the jump
  * to keep its view of the stack right: then the C library's, which ASan
- * and TSan intercept. */
+ * and TSan intercept. Also the C library's where the compiler has none
+ * (clang for aarch64). */
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define LIBC_JUMP 1
 #endif
 #endif
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LIBC_JUMP 1
+#endif
+#if !defined(__x86_64__) && !(defined(__aarch64__) && !defined(__clang__))
 #define LIBC_JUMP 1
 #endif
 #ifdef LIBC_JUMP
@@ -534,13 +538,16 @@ static __attribute__((noinline)) void loop_run(otpc__sched_t *s,
 /* First code of a fresh loop instance. An exit from a callback that this
  * instance dispatched comes back to the setjmp (otpc__exit_current): from
  * there on, the stack holds a fresh instance. Neither s nor mine changes
- * after the setjmp. */
+ * after the setjmp. This frame must stay live under loop_run's: the abort
+ * after the call (loop_run never returns) keeps a compiler from making it
+ * a tail call, which would reuse the frame the setjmp saved (clang did). */
 static void loop_entry(void *arg) {
   otpc__switch_arrived();
   otpc__sched_t *s = arg;
   otpc__xstack_t *mine = s->loop_stack;
   (void)base_set(s->loop_base);
   loop_run(s, mine);
+  abort();
 }
 
 /* First code of a sequential process. */
