@@ -589,8 +589,9 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->h.dispatching = NULL;
     int rc = h->init ? h->init(arg, &p->u.handler.state) : 0;
     if (rc != OTPC_CONTINUE) {
-      p->exit_reason = rc == OTPC_STOP ? NULL /* normal */
-                                       : otpc__atom_buf(otpc_atom("init_failed"));
+      p->exit_reason = rc == OTPC_STOP
+                           ? NULL /* normal */
+                           : otpc__atom_buf(otpc_atom("init_failed"));
       p->why = WHY_EXITED;
       return;
     }

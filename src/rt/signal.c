@@ -631,7 +631,6 @@ static void notify(otpc__proc_t *p, otpc_pid_t self) {
   x->monitors = NULL;
 }
 
-
 void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   p->flags |= PF_EXITING;
   if (p->home >= 0) otpc__unpin(p);

@@ -1142,7 +1142,9 @@ static void body_callback_exits(void *arg) {
   otpc_pattern_free(down);
 }
 
-TEST(exits_from_callbacks_leave_no_stack_behind) { run(body_callback_exits); }
+TEST(exits_from_callbacks_leave_no_stack_behind) {
+  run(body_callback_exits);
+}
 
 /* ---- priorities ------------------------------------------------------------ */
 
