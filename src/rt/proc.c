@@ -204,13 +204,18 @@ void otpc__proc_free(otpc__proc_t *p) {
 }
 
 void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
-  bool urgent = sig->kind != SIG_MESSAGE; /* sig is not ours once pushed */
+  /* sig is not ours once pushed */
+  bool urgent = sig->kind == SIG_EXIT || sig->kind == SIG_INFO ||
+                sig->kind == SIG_WAKE;
   otpc__mpsc_push(&p->inbox, &sig->link);
-  /* A handler takes its inbox in a few hundred messages at a time; a
-   * signal of another kind (an exit, a monitor) has it take all at its
-   * next look, so that it is acted on without waiting for the messages
-   * before it to be handled (sched.c, handler_run). After the push: the
-   * owner that sees the flag finds the signal. */
+  /* A handler takes its inbox in a few hundred messages at a time; an
+   * exit, a wake-up or a question from process_info has it take all at
+   * its next look, so that it is acted on without waiting for the
+   * messages before it to be handled (sched.c, handler_run). The other
+   * signals (links, monitors, DOWNs) only keep books, in their place
+   * among the messages: they wait their turn, and a gen_server call's
+   * demonitor does not cost the server a locked exchange. After the push:
+   * the owner that sees the flag finds the signal. */
   if (urgent && atomic_load_explicit(&p->urgent, memory_order_relaxed) == 0)
     atomic_store_explicit(&p->urgent, 1, memory_order_release);
   /* The push above and these (seq_cst) are ordered against the owner's

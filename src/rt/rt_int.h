@@ -282,8 +282,9 @@ typedef struct otpc__proc {
   _Atomic uint32_t scheduled;  /* 1 while queued or running */
   uint32_t serial;             /* written before publication, then fixed */
   uint16_t backlog;            /* mq_len as published for senders (below) */
-  _Atomic uint16_t urgent;     /* 1: a signal other than a message waits
-                                * in the inbox (sched.c, handler_run) */
+  _Atomic uint16_t urgent;     /* 1: an exit signal (or a wake-up, or
+                                * process_info's question) waits in the
+                                * inbox (proc.c, sched.c take_some) */
   /* -- owner only. The fields written with every message taken or
    * dispatched come last, from byte 96 on: blocks are 16-byte aligned
    * (slab.c), so that is never on a line the senders use, and a receiver

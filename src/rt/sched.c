@@ -564,9 +564,10 @@ static void seq_entry(void *arg) {
  * inbox (a receiver flooded by senders on the other core) was walked
  * once to move it and again, long after, to dispatch it: every node came
  * from memory twice. In small takes it is dispatched while it is still
- * in the cache. A signal of another kind raises `urgent` (proc.c), and
- * the next take takes everything, as a receive does: an exit is acted
- * on after at most TAKE_LOW + TAKE_MAX messages more.
+ * in the cache. An exit signal (or a wake-up, or process_info's
+ * question) raises `urgent` (proc.c), and the next take takes
+ * everything, as a receive does: an exit is acted on after at most
+ * TAKE_LOW + TAKE_MAX messages more.
  */
 #define TAKE_LOW 64
 #define TAKE_MAX 256
