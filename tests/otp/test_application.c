@@ -30,7 +30,7 @@ static pthread_mutex_t ev_lock = PTHREAD_MUTEX_INITIALIZER;
 static char events[8192];
 static char logged[16384];
 
-static void ev(const char *fmt, ...) {
+__attribute__((format(printf, 1, 2))) static void ev(const char *fmt, ...) {
   char one[256];
   va_list ap;
   va_start(ap, fmt);
