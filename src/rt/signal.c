@@ -324,7 +324,7 @@ static bool mon_remove(otpc__proc_t *p, const otpc_ref_t *ref, uint32_t dir,
   uint32_t last = m->n - 1;
   if (mon_index(m))
     index_remove(mon_index(m), m->cap, m, mon_home_at, (uint32_t)i, last);
-  m->e[i] = m->e[last];
+  if ((uint32_t)i != last) m->e[i] = m->e[last];
   m->n--;
   return true;
 }
