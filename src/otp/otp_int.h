@@ -59,9 +59,10 @@ otpc_buf_t *otpc__term_copy(otpc_term_t t);
  * gen_server.c: the client side of a call, for a server that *mon already
  * monitors (a pid, or {Name, Node} through dist's remote monitor): sends
  * {Label, {Self, Mon}, Request} with send(ctx, Msg), which takes over the
- * reference to Msg, and waits for {Mon, Reply} or the DOWN. Returns as otpc_gen_server_call() does; a DOWN with
- * noconnection gives OTPC_EEXITED and {nodedown, Node} (node) in *reply,
- * as gen:call exits. The monitor is gone when it returns.
+ * reference to Msg, and waits for {Mon, Reply} or the DOWN. Returns as
+ * otpc_gen_server_call() does; a DOWN with noconnection gives
+ * OTPC_EEXITED and {nodedown, Node} (node) in *reply, as gen:call exits.
+ * The monitor is gone when it returns.
  */
 int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
                       int (*send)(void *ctx, otpc_buf_t *msg), void *ctx,
