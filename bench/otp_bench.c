@@ -27,7 +27,8 @@
  * As in rt_bench.c, every workload runs in a forked child with a fresh
  * node (BENCH_SCHEDULERS schedulers, else the online cores), and the
  * workloads that measure a throughput or a time run 3 times (QUICK=1:
- * once); the best run is reported. Output for bench/run.sh:
+ * once), in passes over all the workloads; the best run is reported.
+ * Output for bench/run.sh:
  *
  *   BENCH <workload> otpc <value> <unit>     (value "failed"/"timeout" too)
  *   DESC / GOAL <workload> <text>
@@ -536,49 +537,59 @@ static void print_value(const result_t *r) {
   printf("BENCH %s otpc %.*f %s\n", r->name, prec, v, r->unit);
 }
 
-static void run_workload(const workload_t *w) {
-  int n = w->repeat ? reps() : 1;
+/* What the runs of one workload gave so far. */
+typedef struct wstate {
   result_t best[MAX_RESULTS];
-  int have = 0, failures = 0, timed_out = 0;
-  char why[700] = "", bestnote[600] = "";
+  int have, failures, runs, timed_out;
+  char why[700], bestnote[600];
+} wstate_t;
+
+static void workload_begin(const workload_t *w) {
   for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
     if (w->desc[i]) printf("DESC %s %s\n", w->results[i], w->desc[i]);
     if (w->goal[i]) printf("GOAL %s %s\n", w->results[i], w->goal[i]);
   }
-  fprintf(stderr, "otp_bench: %s ...\n", w->name);
-  for (int rep = 0; rep < n; rep++) {
-    shared_t got;
-    int to = 0;
-    if (run_once(w, &got, why, sizeof why, &to) != 0) {
-      failures++;
-      timed_out = to;
-      fprintf(stderr, "otp_bench: %s: %s\n", w->name, why);
-      continue;
-    }
-    for (int i = 0; i < got.nres; i++) {
-      double a = got.res[i].value, b = have ? best[i].value : 0;
-      if (have && (got.res[i].lower_better ? a >= b : a <= b)) continue;
-      best[i] = got.res[i];
-      if (i == 0) /* the note of the run shown */
-        snprintf(bestnote, sizeof bestnote, "%s%s%s", got.note,
-                 got.note[0] && got.others > 0.1 ? "; " : "",
-                 got.others > 0.1 ? "other processes kept the CPUs busy "
-                                    "during this run"
-                                  : "");
-    }
-    if (!have) have = got.nres;
+  fflush(stdout);
+}
+
+/* One run of w in a fresh child, kept if it is the best so far. */
+static void workload_run(const workload_t *w, wstate_t *st) {
+  shared_t got;
+  int to = 0;
+  fprintf(stderr, "otp_bench: %s (run %d) ...\n", w->name, st->runs + 1);
+  st->runs++;
+  if (run_once(w, &got, st->why, sizeof st->why, &to) != 0) {
+    st->failures++;
+    st->timed_out = to;
+    fprintf(stderr, "otp_bench: %s: %s\n", w->name, st->why);
+    return;
   }
+  for (int i = 0; i < got.nres; i++) {
+    double a = got.res[i].value, b = st->have ? st->best[i].value : 0;
+    if (st->have && (got.res[i].lower_better ? a >= b : a <= b)) continue;
+    st->best[i] = got.res[i];
+    if (i == 0) /* the note of the run shown */
+      snprintf(st->bestnote, sizeof st->bestnote, "%s%s%s", got.note,
+               got.note[0] && got.others > 0.1 ? "; " : "",
+               got.others > 0.1 ? "other processes kept the CPUs busy "
+                                  "during this run"
+                                : "");
+  }
+  if (!st->have) st->have = got.nres;
+}
+
+static void workload_report(const workload_t *w, const wstate_t *st) {
   for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
-    if (i < have)
-      print_value(&best[i]);
+    if (i < st->have)
+      print_value(&st->best[i]);
     else
       printf("BENCH %s otpc %s -\n", w->results[i],
-             timed_out ? "timeout" : "failed");
-    if (failures)
+             st->timed_out ? "timeout" : "failed");
+    if (st->failures)
       printf("NOTE %s otpc %d of %d runs failed: %s\n", w->results[i],
-             failures, n, why);
-    else if (bestnote[0] && i == 0)
-      printf("NOTE %s otpc %s\n", w->results[i], bestnote);
+             st->failures, st->runs, st->why);
+    else if (st->bestnote[0] && i == 0)
+      printf("NOTE %s otpc %s\n", w->results[i], st->bestnote);
   }
   fflush(stdout);
 }
@@ -596,15 +607,20 @@ int main(int argc, char **argv) {
     perror("otp_bench: mmap");
     return 1;
   }
+  bool want[NWORKLOADS];
+  static wstate_t st[NWORKLOADS];
   for (size_t i = 0; i < NWORKLOADS; i++) {
-    const workload_t *w = &workloads[i];
-    if (argc > 1) {
-      int want = 0;
-      for (int a = 1; a < argc; a++)
-        if (strcmp(argv[a], w->name) == 0) want = 1;
-      if (!want) continue;
-    }
-    run_workload(w);
+    want[i] = argc <= 1;
+    for (int a = 1; a < argc; a++)
+      if (strcmp(argv[a], workloads[i].name) == 0) want[i] = true;
+    if (want[i]) workload_begin(&workloads[i]);
   }
+  /* In passes over all the workloads, as rt_bench.c's. */
+  for (int pass = 0; pass < reps(); pass++)
+    for (size_t i = 0; i < NWORKLOADS; i++)
+      if (want[i] && (pass == 0 || workloads[i].repeat))
+        workload_run(&workloads[i], &st[i]);
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    if (want[i]) workload_report(&workloads[i], &st[i]);
   return 0;
 }

@@ -34,7 +34,8 @@
  * BENCH_SCHEDULERS, else the online cores), so that a crash or a hang of
  * one is reported ("failed" / "timeout") rather than ending the run, and
  * memory figures start from a clean process. Throughput workloads run 3
- * times (QUICK=1: once) and the best run is reported.
+ * times (QUICK=1: once), in passes over all the workloads, and the best
+ * run is reported.
  *
  * Output for bench/run.sh:
  *   BENCH <workload> otpc <value> <unit>     (value "failed"/"timeout" too)
@@ -923,75 +924,86 @@ static void print_value(const result_t *r) {
   printf("BENCH %s otpc %s %s\n", r->name, num, r->unit);
 }
 
-static void run_workload(const workload_t *w) {
-  int n = w->repeat ? reps() : 1;
+/* What the runs of one workload gave so far. */
+typedef struct wstate {
   result_t best[MAX_RESULTS];
-  int have = 0, failures = 0;
-  char why[900] = "", bestnote[600] = "";
-  double worst_others = 0;
-  int timed_out = 0;
+  int have, failures, runs, timed_out;
+  char why[900], bestnote[600];
+  double worst_others;
+} wstate_t;
+
+static bool skipped(const workload_t *w) { return w->full_only && quick; }
+
+static void workload_begin(const workload_t *w) {
   for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
     if (w->desc[i]) printf("DESC %s %s\n", w->results[i], w->desc[i]);
     if (w->goal[i]) printf("GOAL %s %s\n", w->results[i], w->goal[i]);
   }
-  if (w->full_only && quick) {
+  fflush(stdout);
+}
+
+/* One run of w in a fresh child, kept if it is the best so far. */
+static void workload_run(const workload_t *w, wstate_t *st) {
+  shared_t got;
+  int to = 0;
+  fprintf(stderr, "rt_bench: %s (run %d) ...\n", w->name, st->runs + 1);
+  st->runs++;
+  if (run_once(w, &got, st->why, sizeof st->why, &to) != 0) {
+    st->failures++;
+    st->timed_out = to;
+    fprintf(stderr, "rt_bench: %s: %s\n", w->name, st->why);
+    return;
+  }
+  if (got.others > st->worst_others) st->worst_others = got.others;
+  for (int i = 0; i < got.nres; i++) {
+    int better = !st->have;
+    if (st->have) {
+      double a = got.res[i].value, b = st->best[i].value;
+      better = got.res[i].lower_better ? a < b : a > b;
+    }
+    if (!better) continue;
+    st->best[i] = got.res[i];
+    if (i == 0) /* the note of the run shown */
+      snprintf(st->bestnote, sizeof st->bestnote, "%s%s%s", got.note,
+               got.note[0] && got.others > 0.1 ? "; " : "",
+               got.others > 0.1 ? "other processes kept the CPUs busy "
+                                  "during this run" : "");
+    if (i == 0 && got.others > 0.1) {
+      size_t l = strlen(st->bestnote);
+      snprintf(st->bestnote + l, sizeof st->bestnote - l, " (%.0f%%)",
+               got.others * 100);
+    }
+  }
+  if (!st->have) st->have = got.nres;
+}
+
+static void workload_report(const workload_t *w, const wstate_t *st) {
+  if (skipped(w)) {
     for (int i = 0; i < MAX_RESULTS && w->results[i]; i++)
       printf("NOTE %s otpc skipped in QUICK mode\n", w->results[i]);
     fflush(stdout);
     return;
   }
-  fprintf(stderr, "rt_bench: %s ...\n", w->name);
-  for (int rep = 0; rep < n; rep++) {
-    shared_t got;
-    int to = 0;
-    if (run_once(w, &got, why, sizeof why, &to) != 0) {
-      failures++;
-      timed_out = to;
-      fprintf(stderr, "rt_bench: %s: %s\n", w->name, why);
-      continue;
-    }
-    if (got.others > worst_others) worst_others = got.others;
-    for (int i = 0; i < got.nres; i++) {
-      int better = !have;
-      if (have) {
-        double a = got.res[i].value, b = best[i].value;
-        better = got.res[i].lower_better ? a < b : a > b;
-      }
-      if (!better) continue;
-      best[i] = got.res[i];
-      if (i == 0) /* the note of the run shown */
-        snprintf(bestnote, sizeof bestnote, "%s%s%s", got.note,
-                 got.note[0] && got.others > 0.1 ? "; " : "",
-                 got.others > 0.1 ? "other processes kept the CPUs busy "
-                                     "during this run" : "");
-      if (i == 0 && got.others > 0.1) {
-        size_t l = strlen(bestnote);
-        snprintf(bestnote + l, sizeof bestnote - l, " (%.0f%%)",
-                 got.others * 100);
-      }
-    }
-    if (!have) have = got.nres;
-  }
   for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
     int found = 0;
-    for (int j = 0; j < have; j++) {
-      if (strcmp(best[j].name, w->results[i]) == 0) {
-        print_value(&best[j]);
+    for (int j = 0; j < st->have; j++) {
+      if (strcmp(st->best[j].name, w->results[i]) == 0) {
+        print_value(&st->best[j]);
         found = 1;
       }
     }
     if (!found)
       printf("BENCH %s otpc %s -\n", w->results[i],
-             timed_out ? "timeout" : "failed");
-    if (failures)
+             st->timed_out ? "timeout" : "failed");
+    if (st->failures)
       printf("NOTE %s otpc %d of %d runs failed: %s\n", w->results[i],
-             failures, n, why);
-    else if (bestnote[0] && i == 0)
-      printf("NOTE %s otpc %s\n", w->results[i], bestnote);
+             st->failures, st->runs, st->why);
+    else if (st->bestnote[0] && i == 0)
+      printf("NOTE %s otpc %s\n", w->results[i], st->bestnote);
   }
-  if (worst_others > 0.1)
+  if (st->worst_others > 0.1)
     fprintf(stderr, "rt_bench: %s: other processes used up to %.0f%% of the "
-            "CPUs during a run\n", w->name, worst_others * 100);
+            "CPUs during a run\n", w->name, st->worst_others * 100);
   fflush(stdout);
 }
 
@@ -1007,15 +1019,24 @@ int main(int argc, char **argv) {
     perror("rt_bench: mmap");
     return 1;
   }
+  bool want[NWORKLOADS];
+  static wstate_t st[NWORKLOADS];
   for (size_t i = 0; i < NWORKLOADS; i++) {
-    const workload_t *w = &workloads[i];
-    if (argc > 1) {
-      int want = 0;
-      for (int a = 1; a < argc; a++)
-        if (strcmp(argv[a], w->name) == 0) want = 1;
-      if (!want) continue;
-    }
-    run_workload(w);
+    want[i] = argc <= 1;
+    for (int a = 1; a < argc; a++)
+      if (strcmp(argv[a], workloads[i].name) == 0) want[i] = true;
+    if (want[i]) workload_begin(&workloads[i]);
   }
+  /* The runs go in passes over all the workloads, not one workload's
+   * runs in a row: a slow spell of the machine (docs/internals/
+   * performance.md) then costs one run of several workloads, not every
+   * run of one. The Erlang and Go sides do the same. */
+  for (int pass = 0; pass < reps(); pass++)
+    for (size_t i = 0; i < NWORKLOADS; i++)
+      if (want[i] && !skipped(&workloads[i]) &&
+          (pass == 0 || workloads[i].repeat))
+        workload_run(&workloads[i], &st[i]);
+  for (size_t i = 0; i < NWORKLOADS; i++)
+    if (want[i]) workload_report(&workloads[i], &st[i]);
   return 0;
 }

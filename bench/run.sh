@@ -375,7 +375,10 @@ AWK
   `+S` as above and `+P 4194304`; each workload runs in a fresh process
   and whatever it spawned is killed afterwards. Go runs
   `bench/rt_bench.go` built with `go build`. Workloads with a throughput
-  or a time run three times (QUICK: once) and the best run is shown.
+  or a time run three times (QUICK: once) and the best run is shown; the
+  runs go in three passes over all the workloads, on every side, rather
+  than one workload's three in a row, so that a slow spell of the machine
+  costs one run of several workloads, not all of one.
   Times are taken with the monotonic clock; spawning is timed only where
   the workload says so.
 - **Memory** is the growth of the resident set (`/proc/self/statm`) over
@@ -405,7 +408,8 @@ AWK
   workload in a forked child with a fresh node; Erlang runs
   `bench/otp_bench.erl` in one VM with the same flags, each workload in a
   fresh process, whatever it spawned killed afterwards. Throughputs and
-  latencies are the best of three runs (QUICK: one).
+  latencies are the best of three runs (QUICK: one), in three passes
+  over the workloads as above.
 - **Servers and calls.** Both sides run the same server: `handle_call`
   replies the request (an integer) plus one, and the client checks it.
   Clients are otpc sequential processes (they block in
