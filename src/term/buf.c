@@ -222,7 +222,10 @@ static inline otpc_buf_t *pool_alloc(int c) {
   return pool_alloc_slow(c);
 }
 
-/* A full magazine (or a thread's first free): a batch back first. */
+/* A full magazine (or a thread's first free): a batch back first. It
+ * pushes the block itself, as pool_free does: with a call in the middle
+ * of pool_free's path, that path would keep its values in saved
+ * registers (20 instructions more a gen_server call, measured). */
 __attribute__((noinline)) static void pool_free_slow(otpc_buf_t *buf) {
   int c = (int)buf->cls - 1;
   mags_t *m = my_mags();
