@@ -147,7 +147,15 @@ bool otpc_tag_alias(otpc_term_t tag, otpc_ref_t *alias) {
          otpc_term_get_ref(otpc_list_tail(&it), alias) == 0;
 }
 
+/* The reply to from; handling: this is the call being handled, so its
+ * monitor can be dropped with the reply (signal.c, SIGF_MON_PENDING). */
+static int reply_to(const otpc_from_t *from, otpc_buf_t *reply, bool handling);
+
 int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
+  return reply_to(from, reply, false);
+}
+
+static int reply_to(const otpc_from_t *from, otpc_buf_t *reply, bool handling) {
   if (from == NULL || reply == NULL || from->tag_len == 0 ||
       from->tag_len > OTPC_FROM_TAG_MAX)
     return OTPC_EINVAL;
@@ -162,8 +170,8 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
   q[0] = ETF_VERSION;
   q[1] = ETF_SMALL_TUPLE;
   q[2] = 2;
-  memcpy(q + 3, from->tag, from->tag_len);
-  memcpy(q + 3 + from->tag_len, r.p, rn);
+  otpc__copy_small(q + 3, from->tag, from->tag_len);
+  otpc__copy_small(q + 3 + from->tag_len, r.p, rn);
   /* An Erlang caller (OTP 24+) waits on an alias: [alias | Alias]. Sent
    * there, a reply that comes after the caller gave up is dropped by its
    * node instead of landing in its mailbox. */
@@ -173,7 +181,9 @@ int otpc_gen_server_reply(const otpc_from_t *from, otpc_buf_t *reply) {
     otpc_buf_unref(msg);
     return rc;
   }
-  return otpc__send_owned(from->pid, msg);
+  bool dropped = handling && otpc__dispatch_answered(from->pid);
+  return otpc__send_owned_flagged(from->pid, msg,
+                                  dropped ? SIGF_DEMONITORED : 0);
 }
 
 /* Runs a user callback, noting that it runs: if it ends the process (an
@@ -262,10 +272,11 @@ static _Noreturn void stop_server(gs_t *g, otpc_buf_t *reason) {
   otpc__exit_current(p);
 }
 
-/* Carries out what a callback asked for. from: the call being handled. */
+/* Carries out what a callback asked for. from: the call being handled
+ * (taken from the message being dispatched). */
 static void apply(gs_t *g, otpc_gs_result_t *r, const otpc_from_t *from) {
   for (;;) {
-    if (r->reply != NULL && from != NULL) otpc_gen_server_reply(from, r->reply);
+    if (r->reply != NULL && from != NULL) reply_to(from, r->reply, true);
     if (r->action == OTPC_GS_STOP) {
       otpc_buf_t *reason = r->reason;
       r->reason = NULL;
@@ -548,7 +559,8 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
                  otpc_buf_t **reply, bool want_down) {
   otpc_buf_t *got;
   for (;;) {
-    int rc = otpc_receive_fn(reply_or_down, w, timeout_ms, &got);
+    uint16_t flags = 0;
+    int rc = otpc__receive_fn_flags(reply_or_down, w, timeout_ms, &got, &flags);
     if (rc != 0) {
       /* Deactivates the alias too ({alias, demonitor}): a reply sent
        * from now on is dropped. As gen:call, one that is here already
@@ -565,11 +577,19 @@ static int await(otpc__proc_t *p, waiting_t *w, int64_t timeout_ms,
     otpc_term_t e;
     otpc_term_get_tuple(otpc_buf_term(got), &arity, &e);
     if (arity == 2 && !want_down) { /* the reply */
-      otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
+      /* The server dropped its end with the reply: no DOWN will come. */
+      if (flags & SIGF_DEMONITORED) {
+        otpc__mon_remove_watching(p, &w->ref, NULL);
+        if (w->alias) otpc__alias_monitor_gone(p, &w->ref);
+      } else {
+        otpc_demonitor(&w->ref, OTPC_DEMONITOR_FLUSH);
+      }
       *reply = otpc__buf_take_sub(got, otpc_term_next(e)); /* no copy */
       return *reply ? 0 : OTPC_ENOMEM;
     }
-    if (arity == 2) { /* stop: the ok before the DOWN we wait for */
+    /* stop: the ok before the DOWN we wait for (sys.c answers it with
+     * otpc_gen_server_reply, which keeps the monitor: the DOWN comes). */
+    if (arity == 2) {
       otpc_buf_unref(got);
       continue;
     }
@@ -622,7 +642,10 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   /* {Label, {Self, Tag}, Request}, sized and written at once; Tag is
    * [alias | Mon] when Mon is an alias. */
   bool alias = w.alias = otpc__ref_is_alias(&w.ref);
-  size_t label_n = otpc__atom_bytes(label), pid_n = otpc__pid_bytes(&self);
+  size_t label_len;
+  const char *label_text = otpc_atom_name(label, &label_len);
+  size_t label_n = label_text ? otpc__atom_text_bytes(label_len) : 0;
+  size_t pid_n = otpc__pid_bytes(&self);
   size_t ref_n = otpc__ref_bytes(&w.ref), req_n = otpc_term_size(req);
   size_t alias_n = alias ? 5 + otpc__atom_bytes(atom_alias()) : 0;
   otpc_buf_t *msg = NULL;
@@ -640,7 +663,7 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
   *q++ = ETF_VERSION;
   *q++ = ETF_SMALL_TUPLE;
   *q++ = 3;
-  q = otpc__put_atom(q, label);
+  q = otpc__put_atom_text(q, label_text, label_len);
   *q++ = ETF_SMALL_TUPLE;
   *q++ = 2;
   q = otpc__put_pid(q, &self);
@@ -652,11 +675,11 @@ int otpc__gen_request(const otpc_ref_t *mon, otpc_atom_t node,
     q = otpc__put_atom(q + 5, atom_alias());
   }
   q = otpc__put_ref(q, &w.ref);
-  memcpy(q, req.p, req_n);
+  otpc__copy_small(q, req.p, req_n);
   otpc_buf_unref(own);
   /* The tag's bytes, to know the reply by: msg goes with the send. */
   if (w.tag_len > sizeof w.tag) w.tag_len = 0; /* then compared by value */
-  memcpy(w.tag, tag, w.tag_len);
+  otpc__copy_small(w.tag, tag, w.tag_len);
   send(ctx, msg);
   return await(p, &w, timeout_ms, reply, want_down);
 }

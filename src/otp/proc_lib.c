@@ -144,7 +144,7 @@ const uint8_t *otpc__from_take(otpc_term_t from_term, otpc_from_t *from) {
   otpc_term_t tag = otpc_term_next(pid);
   size_t n = otpc_term_size(tag);
   if (n == 0 || n > OTPC_FROM_TAG_MAX || tag.p == NULL) return NULL;
-  memcpy(from->tag, tag.p, n);
+  otpc__copy_small(from->tag, tag.p, n);
   from->tag_len = (uint32_t)n;
   return tag.p + n;
 }

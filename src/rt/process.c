@@ -146,6 +146,10 @@ int otpc_send(otpc_pid_t to, otpc_buf_t *msg) {
 }
 
 int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg) {
+  return otpc__send_owned_flagged(to, msg, 0);
+}
+
+int otpc__send_owned_flagged(otpc_pid_t to, otpc_buf_t *msg, uint16_t flags) {
   if (msg == NULL) return OTPC_EINVAL;
   otpc__sig_t *sig = NULL;
   int rc = 0;
@@ -158,6 +162,7 @@ int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg) {
     return rc;
   }
   sig->buf = msg;
+  sig->flags = flags;
   otpc__proc_t *self = otpc__current();
   sig->from = self ? otpc__proc_pid(self) : undefined_pid();
   /* As in Erlang, a send costs the sender as many reductions as the
@@ -230,6 +235,7 @@ typedef struct matcher {
   void *const *binds;
   bool (*accept)(otpc_term_t, void *); /* a predicate */
   void *ctx;
+  uint16_t *flags; /* if not NULL: the node's flags of the one received */
 } matcher_t;
 
 /* Which of the patterns (or the predicate) accepts msg, or -1. */
@@ -262,6 +268,13 @@ static int receive_core(const matcher_t *mt, int64_t timeout_ms,
       if (i >= 0) {
         otpc__sig_t *m = unlink_message(p, pp);
         stop_wait(p, armed);
+        /* A handler's call, received here: its monitor now (signal.c). */
+        if (OTPC_UNLIKELY(m->flags & SIGF_MON_PENDING) &&
+            !otpc__mon_pending_make(p, m)) {
+          otpc__sig_free(m);
+          otpc__exit_current(p);
+        }
+        if (mt->flags) *mt->flags = m->flags;
         if (which) *which = (size_t)i;
         *msg = m->buf; /* handed over with the node's reference */
         otpc__sig_dealloc(m);
@@ -296,14 +309,21 @@ int otpc_receive(const otpc_pattern_t *pattern, int64_t timeout_ms,
   for (size_t i = 0; i < n; i++) binds[i] = va_arg(ap, void *);
   va_end(ap);
   const otpc_pattern_t *pats[1] = {pattern};
-  matcher_t mt = {pats, 1, binds, NULL, NULL};
+  matcher_t mt = {pats, 1, binds, NULL, NULL, NULL};
   return receive_core(&mt, timeout_ms, NULL, msg);
 }
 
 int otpc_receive_fn(bool (*accept)(otpc_term_t msg, void *ctx), void *ctx,
                     int64_t timeout_ms, otpc_buf_t **msg) {
   if (accept == NULL || msg == NULL) return OTPC_EINVAL;
-  matcher_t mt = {NULL, 0, NULL, accept, ctx};
+  matcher_t mt = {NULL, 0, NULL, accept, ctx, NULL};
+  return receive_core(&mt, timeout_ms, NULL, msg);
+}
+
+int otpc__receive_fn_flags(bool (*accept)(otpc_term_t msg, void *ctx),
+                           void *ctx, int64_t timeout_ms, otpc_buf_t **msg,
+                           uint16_t *flags) {
+  matcher_t mt = {NULL, 0, NULL, accept, ctx, flags};
   return receive_core(&mt, timeout_ms, NULL, msg);
 }
 
@@ -314,7 +334,7 @@ int otpc_receive_any(const otpc_pattern_t *const *patterns, size_t n,
   for (size_t i = 0; i < n; i++)
     if (patterns[i] && otpc_pattern_binds(patterns[i]) > MAX_BINDS)
       return OTPC_EINVAL;
-  matcher_t mt = {patterns, n, no_binds, NULL, NULL};
+  matcher_t mt = {patterns, n, no_binds, NULL, NULL, NULL};
   return receive_core(&mt, timeout_ms, which, msg);
 }
 
@@ -334,7 +354,7 @@ int otpc_sleep(int64_t ms) {
   }
   otpc_buf_t *msg;
   const otpc_pattern_t *pats[1] = {never};
-  matcher_t mt = {pats, 1, NULL, NULL, NULL};
+  matcher_t mt = {pats, 1, NULL, NULL, NULL, NULL};
   int rc = receive_core(&mt, ms, NULL, &msg);
   if (rc == 0) otpc_buf_unref(msg); /* someone sent the sentinel itself */
   return rc == OTPC_ETIMEDOUT ? 0 : rc;

@@ -187,6 +187,11 @@ typedef enum otpc__sig_kind {
 #define SIGF_ALIAS 4u  /* SIG_MESSAGE sent to an alias: ref is the alias */
 #define SIGF_MONITOR 8u /* SIG_MESSAGE that sets up a monitor first: from
                            monitors the receiver with ref (a call) */
+/* SIGF_MONITOR taken in by a handler, its entry not made yet (signal.c) */
+#define SIGF_MON_PENDING 16u
+/* A call's reply: the sender holds no monitor of the caller's for it, and
+ * no DOWN of it will come (the caller sends no demonitor) */
+#define SIGF_DEMONITORED 32u
 
 /* A message is by far the most common signal, and messages can pile up
  * by the million in a mailbox: its node holds only the fields before
@@ -718,6 +723,9 @@ int otpc__mon_add(otpc__proc_t *p, const otpc_ref_t *ref, otpc_pid_t other,
                   uint32_t dir, otpc_buf_t *name);
 bool otpc__mon_remove_watching(otpc__proc_t *p, const otpc_ref_t *ref,
                                otpc_pid_t *target);
+/* Makes the entry of a call's monitor that was pending (SIGF_MON_PENDING,
+ * cleared): false if there is no memory for it, the exit decided. */
+bool otpc__mon_pending_make(otpc__proc_t *p, otpc__sig_t *m);
 /* A monitor table's size with room for 4, the smallest: a pool of its
  * own, as the process extension has (a call's monitor comes and goes, and
  * a handler going idle frees empty tables and an unused extension). */
@@ -766,6 +774,19 @@ int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
  * send fails too): no count taken for the message and given back after,
  * two locked instructions on a buffer the sender is done with. */
 int otpc__send_owned(otpc_pid_t to, otpc_buf_t *msg);
+/* The same, the message's node flagged (SIGF_DEMONITORED). */
+int otpc__send_owned_flagged(otpc_pid_t to, otpc_buf_t *msg, uint16_t flags);
+/* For a handler answering the call it is dispatching, which caller
+ * sent: drops the call's monitor if its entry was never made
+ * (SIGF_MON_PENDING), and says whether it did, so that the reply can go
+ * flagged SIGF_DEMONITORED and the caller need not send a demonitor.
+ * (signal.c) */
+bool otpc__dispatch_answered(otpc_pid_t caller);
+/* otpc_receive_fn that also gives the node's SIGF_* flags of the message
+ * received. (process.c) */
+int otpc__receive_fn_flags(bool (*accept)(otpc_term_t msg, void *ctx),
+                           void *ctx, int64_t timeout_ms, otpc_buf_t **msg,
+                           uint16_t *flags);
 /* Whether ref has the shape of an alias made on this node. */
 bool otpc__ref_is_alias(const otpc_ref_t *ref);
 /* Sends msg (taken over) from `from` to an alias of this node: to the

@@ -620,6 +620,13 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
     p->h.dispatching = m;
     int rc = h->handle(p->u.handler.state, m->buf);
     p->h.dispatching = NULL;
+    /* A call not answered as it was handled: its monitor now (signal.c). */
+    if (OTPC_UNLIKELY(m->flags & SIGF_MON_PENDING) &&
+        !otpc__mon_pending_make(p, m)) {
+      otpc__sig_free(m);
+      p->why = WHY_EXITED;
+      return;
+    }
     if (p->mq_first == NULL && s->ndone == 0)
       otpc__sig_free(m); /* nothing follows: no batch to gain from */
     else

@@ -464,6 +464,56 @@ static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
   otpc__deliver_pid(sig->from, m);
 }
 
+/*
+ * A handler's call monitors, made late. A call's request carries its
+ * monitor (SIGF_MONITOR). A handler that takes one into an empty queue
+ * does not make the entry yet (SIGF_MON_PENDING): if its callback answers
+ * the call as it handles it (otpc__dispatch_answered, gen_server's reply)
+ * the monitor is dropped there and the reply tells the caller so
+ * (SIGF_DEMONITORED), which then sends no demonitor: no entry made and
+ * removed, no demonitor signal, no extension for a server called one
+ * call at a time. Otherwise the entry is made when the message leaves the
+ * queue by any other way (the callback did not answer, a receive took
+ * it), and a process that dies holding one answers it with a DOWN as it
+ * would the entry (otpc__finish_exit).
+ *
+ * At most one message in the queue is pending, the first (only a message
+ * taken into an empty queue is, and one taken out from anywhere is made
+ * then), and one more while it is dispatched: a demonitor that finds no
+ * entry looks at those two only.
+ */
+bool otpc__mon_pending_make(otpc__proc_t *p, otpc__sig_t *m) {
+  m->flags &= (uint16_t)~SIGF_MON_PENDING;
+  if (otpc__mon_add(p, &m->ref, m->from, MON_WATCHED, NULL) == 0) return true;
+  decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
+  return false;
+}
+
+static bool pending_for(const otpc__sig_t *m, const otpc__sig_t *demon) {
+  return m != NULL && (m->flags & SIGF_MON_PENDING) &&
+         otpc_pid_eq(m->from, demon->from) &&
+         otpc__ref_eq(&m->ref, &demon->ref);
+}
+
+/* A demonitor that found no entry: the call may still be pending. */
+static void pending_drop(otpc__proc_t *p, const otpc__sig_t *demon) {
+  if (pending_for(p->mq_first, demon))
+    p->mq_first->flags &= (uint16_t)~SIGF_MON_PENDING;
+  else if ((p->flags & PF_HANDLER) && pending_for(p->h.dispatching, demon))
+    p->h.dispatching->flags &= (uint16_t)~SIGF_MON_PENDING;
+}
+
+bool otpc__dispatch_answered(otpc_pid_t caller) {
+  otpc__proc_t *p = otpc__current();
+  otpc__sig_t *m =
+      p != NULL && (p->flags & PF_HANDLER) ? p->h.dispatching : NULL;
+  if (m == NULL || !(m->flags & SIGF_MON_PENDING) ||
+      !otpc_pid_eq(m->from, caller))
+    return false;
+  m->flags &= (uint16_t)~SIGF_MON_PENDING;
+  return true;
+}
+
 static inline void mq_append(otpc__proc_t *p, otpc__sig_t *sig) {
   atomic_store_explicit(&sig->link.next, NULL, memory_order_relaxed);
   *p->mq_last = sig;
@@ -496,6 +546,11 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
     switch (sig->kind) {
       case SIG_MESSAGE:
         if (sig->flags & SIGF_MONITOR) { /* a call: its monitor first */
+          if ((p->flags & PF_HANDLER) && p->mq_first == NULL) {
+            sig->flags |= SIGF_MON_PENDING; /* made if it is not answered */
+            mq_append(p, sig);
+            continue;
+          }
           if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) != 0) {
             decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
             alive = false;
@@ -524,7 +579,10 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
           alive = false;
         }
         break;
-      case SIG_DEMONITOR: mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL); break;
+      case SIG_DEMONITOR:
+        if (!mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL))
+          pending_drop(p, sig);
+        break;
       case SIG_DOWN: on_down(p, sig); break;
       case SIG_WAKE: otpc__on_wake(p, sig); break;
       case SIG_INFO: answer_info(p, sig); break;
@@ -631,6 +689,15 @@ static void notify(otpc__proc_t *p, otpc_pid_t self) {
   x->monitors = NULL;
 }
 
+/* A message the dying process still held: a pending call monitor is
+ * answered as its entry would have been. */
+static void drop_held(otpc__proc_t *p, otpc__sig_t *m, otpc_pid_t self) {
+  if (m->flags & SIGF_MON_PENDING)
+    answer_dead(m, self, exit_reason(p));
+  else
+    otpc__sig_free(m);
+}
+
 void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   p->flags |= PF_EXITING;
   if (p->home >= 0) otpc__unpin(p);
@@ -661,14 +728,14 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
   notify(p, self);
   /* A message whose callback ended the process. */
   if (h != NULL && (p->flags & PF_STARTED) && p->h.dispatching != NULL) {
-    otpc__sig_free(p->h.dispatching);
+    drop_held(p, p->h.dispatching, self);
     p->h.dispatching = NULL;
   }
   /* Messages never received. */
   for (otpc__sig_t *m = p->mq_first; m != NULL;) {
     otpc__sig_t *next =
         (otpc__sig_t *)atomic_load_explicit(&m->link.next, memory_order_relaxed);
-    otpc__sig_free(m);
+    drop_held(p, m, self);
     m = next;
   }
   p->mq_first = NULL;

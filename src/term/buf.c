@@ -385,7 +385,7 @@ static void buf_free(otpc_buf_t *b) {
 otpc_buf_t *otpc_buf_new(const void *data, size_t size) {
   otpc_buf_t *b = buf_alloc(size);
   if (b == NULL) return NULL;
-  if (data != NULL && size != 0) memcpy(b->data, data, size);
+  if (data != NULL && size != 0) otpc__copy_small(b->data, data, size);
   return b;
 }
 

@@ -200,7 +200,7 @@ static uint8_t *put_atom_text(uint8_t *p, const char *name, size_t len) {
     put_be16(p, (uint16_t)len);
     p += 2;
   }
-  memcpy(p, name, len);
+  otpc__copy_small(p, name, len);
   return p + len;
 }
 
@@ -338,6 +338,14 @@ int otpc_build_map(otpc_builder_t *b, size_t pairs) {
 
 /* The direct writers (term_int.h): sized first, then written. */
 
+size_t otpc__atom_text_bytes(size_t len) {
+  return atom_bytes(len);
+}
+
+uint8_t *otpc__put_atom_text(uint8_t *p, const char *name, size_t len) {
+  return put_atom_text(p, name, len);
+}
+
 size_t otpc__atom_bytes(otpc_atom_t a) {
   size_t len;
   return otpc_atom_name(a, &len) != NULL ? atom_bytes(len) : 0;
@@ -359,7 +367,7 @@ static size_t node_bytes(otpc_atom_t node) {
 static uint8_t *put_node(uint8_t *p, otpc_atom_t node) {
   const otpc__node_ext_t *e = otpc__local_node_ext();
   if (e == NULL || e->atom != node) return otpc__put_atom(p, node);
-  memcpy(p, e->bytes, e->n);
+  otpc__copy_small(p, e->bytes, e->n);
   return p + e->n;
 }
 

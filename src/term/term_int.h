@@ -165,6 +165,9 @@ otpc_buf_t *otpc__buf_take_sub(otpc_buf_t *buf, otpc_term_t sub);
  * *_bytes sized and returns the byte after it. (build.c) */
 size_t otpc__atom_bytes(otpc_atom_t a);
 uint8_t *otpc__put_atom(uint8_t *p, otpc_atom_t a);
+/* The same for an atom's text already looked up (otpc_atom_name). */
+size_t otpc__atom_text_bytes(size_t len);
+uint8_t *otpc__put_atom_text(uint8_t *p, const char *name, size_t len);
 size_t otpc__pid_bytes(const otpc_pid_t *pid);
 uint8_t *otpc__put_pid(uint8_t *p, const otpc_pid_t *pid);
 size_t otpc__ref_bytes(const otpc_ref_t *ref);

@@ -452,3 +452,179 @@ static void body_many_clients(void *arg) {
 }
 
 TEST(gen_server_many_clients) { run(body_many_clients); }
+
+/* ---- a call's monitor, on the server's side -------------------------------
+ * A handler takes a call into an empty queue without making the entry of
+ * the monitor that came with it (SIGF_MON_PENDING, signal.c): answered as
+ * it is handled, the monitor is dropped with the reply and the caller
+ * sends no demonitor; otherwise the entry is made as the callback
+ * returns, and a death before that answers the call with a DOWN all the
+ * same. These look at the server's monitor table from inside it. */
+
+static _Atomic int holding, release_hold, saw_pending, dying;
+
+/* The call's monitor, in the queue's first message: not made yet. */
+static bool first_pending(void) {
+  const otpc__sig_t *m = otpc__current()->mq_first;
+  return m != NULL && (m->flags & SIGF_MON_PENDING);
+}
+
+static void w_init(void *arg, void **state, otpc_gs_result_t *r) {}
+
+static void w_call(void **state, otpc_term_t req, const otpc_from_t *from,
+                   otpc_gs_result_t *r) {
+  if (otpc_term_atom_eq(req, "park", 4)) return; /* never answered */
+  if (otpc_term_atom_eq(req, "hold", 4)) {
+    atomic_store(&holding, 1);
+    while (!atomic_load(&release_hold)) {
+      otpc_sleep(1); /* takes the inbox in */
+      if (first_pending()) atomic_store(&saw_pending, 1);
+    }
+  } else if (otpc_term_atom_eq(req, "die_soon", 8)) {
+    atomic_store(&dying, 1);
+    while (otpc__current()->mq_len < 2) otpc_sleep(1);
+    if (first_pending()) atomic_store(&saw_pending, 1);
+    otpc_exit_atom(otpc_atom("died_soon"));
+  }
+  otpc_gs_replyf(r, "ok");
+}
+
+/* {watchers, Pid}: how many monitors of callers the server holds. */
+static void w_cast(void **state, otpc_term_t msg, otpc_gs_result_t *r) {
+  otpc_pid_t to;
+  if (otpc_term_get_pid(otpc_term_tuple_elem(msg, 1), &to) == 0)
+    otpc_sendf(to, "{watchers, ~l}",
+               (int64_t)otpc__mon_count(otpc__current(), MON_WATCHED));
+}
+
+static const otpc_gen_server_t watched = {.name = "watched",
+                                          .init = w_init,
+                                          .handle_call = w_call,
+                                          .handle_cast = w_cast};
+
+static int64_t watchers(otpc_pid_t s) {
+  otpc_pid_t self = otpc_self();
+  otpc_buf_t *q = otpc_term_fmt("{watchers, ~p}", &self), *m;
+  otpc_gen_server_cast(s, q);
+  otpc_buf_unref(q);
+  otpc_pattern_t *p;
+  otpc_pattern_compile("{watchers, ~l}", &p, NULL);
+  int64_t n = -1;
+  CHECK_INT_EQ(otpc_receive(p, 5000, &m, &n), 0);
+  otpc_buf_unref(m);
+  otpc_pattern_free(p);
+  return n;
+}
+
+/* A process that calls, and reports {called, Rc, Reply}. */
+typedef struct call_job {
+  otpc_pid_t server, report;
+  const char *req;
+  int64_t timeout;
+} call_job_t;
+
+static void caller(void *arg) {
+  const call_job_t *j = arg;
+  otpc_buf_t *req = T(j->req), *reply = NULL;
+  int rc = otpc_gen_server_call(j->server, req, j->timeout, &reply);
+  otpc_buf_t *none = reply ? NULL : T("none");
+  otpc_sendf(j->report, "{called, ~l, ~t}", (int64_t)rc,
+             otpc_buf_term(reply ? reply : none));
+  otpc_buf_unref(none);
+  otpc_buf_unref(reply);
+  otpc_buf_unref(req);
+}
+
+static void await_called(int rc_want, const char *reply_want) {
+  otpc_pattern_t *p;
+  otpc_pattern_compile("{called, ~l, _}", &p, NULL);
+  otpc_buf_t *m;
+  int64_t rc = 0;
+  CHECK_INT_EQ(otpc_receive(p, 5000, &m, &rc), 0);
+  CHECK_INT_EQ(rc, rc_want);
+  otpc_buf_t *want = T(reply_want);
+  CHECK(otpc_term_equal(otpc_term_tuple_elem(otpc_buf_term(m), 2),
+                        otpc_buf_term(want)));
+  otpc_buf_unref(want);
+  otpc_buf_unref(m);
+  otpc_pattern_free(p);
+}
+
+static void body_monitors_dropped_with_reply(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&watched, NULL, NULL, &s, NULL), 0);
+  otpc_buf_t *get = T("get"), *reply = NULL;
+  for (int i = 0; i < 100; i++) {
+    CHECK_INT_EQ(
+        otpc_gen_server_call(s, get, i % 2 ? 5000 : OTPC_INFINITY, &reply), 0);
+    CHECK(is(reply, "ok"));
+    otpc_buf_unref(reply);
+  }
+  otpc_buf_unref(get);
+  CHECK_INT_EQ(watchers(s), 0);
+  otpc_proc_info_t info;
+  CHECK_INT_EQ(otpc_process_info(otpc_self(), &info), 0);
+  CHECK_INT_EQ(info.monitors, 0);
+  /* A call left unanswered keeps its monitor, which its caller then
+   * hears the server's death through. */
+  static call_job_t j;
+  j = (call_job_t){s, otpc_self(), "park", OTPC_INFINITY};
+  CHECK_INT_EQ(otpc_spawn(caller, &j, NULL, NULL), 0);
+  for (int i = 0; i < 5000 && watchers(s) != 1; i++) otpc_sleep(1);
+  CHECK_INT_EQ(watchers(s), 1);
+  otpc_buf_t *kill = T("kill");
+  otpc_exit_signal(s, otpc_buf_term(kill));
+  otpc_buf_unref(kill);
+  await_called(OTPC_EEXITED, "killed");
+}
+
+TEST(gen_server_call_monitor_goes_with_the_reply) {
+  run(body_monitors_dropped_with_reply);
+}
+
+/* Calls taken in while the server is busy in a callback that then
+ * crashes: the first, whose monitor is not made yet, gets the reason as
+ * the second (made) does. */
+static void body_pending_call_at_death(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&watched, NULL, NULL, &s, NULL), 0);
+  static call_job_t a, b, c;
+  a = (call_job_t){s, otpc_self(), "die_soon", OTPC_INFINITY};
+  b = (call_job_t){s, otpc_self(), "get", OTPC_INFINITY};
+  c = (call_job_t){s, otpc_self(), "get", 5000};
+  CHECK_INT_EQ(otpc_spawn(caller, &a, NULL, NULL), 0);
+  while (!atomic_load(&dying)) otpc_sleep(1);
+  CHECK_INT_EQ(otpc_spawn(caller, &b, NULL, NULL), 0);
+  CHECK_INT_EQ(otpc_spawn(caller, &c, NULL, NULL), 0);
+  for (int i = 0; i < 3; i++) await_called(OTPC_EEXITED, "died_soon");
+  CHECK_INT_EQ(atomic_load(&saw_pending), 1);
+}
+
+TEST(gen_server_call_taken_by_a_dying_server_gets_its_reason) {
+  run(body_pending_call_at_death);
+}
+
+/* A call that times out in the queue, behind a busy callback, and is then
+ * left unanswered: its demonitor found the monitor not made yet, and it
+ * is not made later either. */
+static void body_timed_out_pending(void *arg) {
+  otpc_pid_t s;
+  CHECK_INT_EQ(otpc_gen_server_start(&watched, NULL, NULL, &s, NULL), 0);
+  static call_job_t a;
+  a = (call_job_t){s, otpc_self(), "hold", OTPC_INFINITY};
+  CHECK_INT_EQ(otpc_spawn(caller, &a, NULL, NULL), 0);
+  while (!atomic_load(&holding)) otpc_sleep(1);
+  otpc_buf_t *park = T("park"), *reply = NULL;
+  CHECK_INT_EQ(otpc_gen_server_call(s, park, 20, &reply), OTPC_ETIMEDOUT);
+  otpc_buf_unref(park);
+  otpc_sleep(20); /* the demonitor taken in by the busy callback */
+  atomic_store(&release_hold, 1);
+  await_called(0, "ok");
+  CHECK_INT_EQ(atomic_load(&saw_pending), 1);
+  CHECK_INT_EQ(watchers(s), 0);
+  otpc_gen_server_stop(s, NULL, 5000);
+}
+
+TEST(gen_server_timed_out_call_leaves_no_monitor_behind) {
+  run(body_timed_out_pending);
+}
