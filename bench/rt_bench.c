@@ -30,12 +30,12 @@
  *                        4 KiB and in 2 MiB (huge) pages. The limits that
  *                        docs/internals/performance.md works from.
  *
- * Every workload runs in a forked child with a fresh node (schedulers =
- * BENCH_SCHEDULERS, else the online cores), so that a crash or a hang of
- * one is reported ("failed" / "timeout") rather than ending the run, and
- * memory figures start from a clean process. Throughput workloads run 3
- * times (QUICK=1: once), in passes over all the workloads, and the best
- * run is reported.
+ * The harness (harness.c) runs every workload in a forked child with a
+ * fresh node (schedulers = BENCH_SCHEDULERS, else the online cores), so
+ * that a crash or a hang of one is reported ("failed" / "timeout") rather
+ * than ending the run, and memory figures start from a clean process.
+ * Throughput workloads run 3 times (QUICK=1: once), in passes over all
+ * the workloads, and the best run is reported.
  *
  * Output for bench/run.sh:
  *   BENCH <workload> otpc <value> <unit>     (value "failed"/"timeout" too)
@@ -49,59 +49,36 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
-#include <semaphore.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "otpc/rt.h"
 
 /* ------------------------------------------------------------------------
  * Parameters
  * ------------------------------------------------------------------------ */
 
-static int quick;
-static unsigned nsched;
-
-static long idle_n(void) { return quick ? 200000 : 1000000; }
+static long idle_n(void) { return bench_quick ? 200000 : 1000000; }
 #define SEQ_IDLE_N 1000000L
 #define SEQ_IDLE_SMALL_N 20000L
 #define IDLE_10M_N 10000000L
-static long spawn_n(void) { return quick ? 200000 : 1000000; }
+static long spawn_n(void) { return bench_quick ? 200000 : 1000000; }
 #define RING_N 10000L
 #define RING_ROUNDS 100L
-static long pingpong_n(void) { return quick ? 200000 : 1000000; }
+static long pingpong_n(void) { return bench_quick ? 200000 : 1000000; }
 #define SKYNET_SIZE 1000000L
 #define M2O_SENDERS 20L
-static long m2o_msgs(void) { return quick ? 100000 : 1000000; }
-static int reps(void) { return quick ? 1 : 3; }
+static long m2o_msgs(void) { return bench_quick ? 100000 : 1000000; }
 
 /* ------------------------------------------------------------------------
- * Plumbing: time, memory, results shared with the parent
+ * Plumbing: counters for failure notes, messages
  * ------------------------------------------------------------------------ */
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static long rss_bytes(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  long size = 0, rss = 0;
-  if (f == NULL) return 0;
-  if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = 0;
-  fclose(f);
-  return rss * sysconf(_SC_PAGESIZE);
-}
 
 /* Context switches of the whole process so far (all threads). Many
  * voluntary ones mean schedulers went to sleep on their futex. */
@@ -122,121 +99,31 @@ static long map_count(void) {
   return n;
 }
 
-#define MAX_RESULTS 4
-
-typedef struct result {
-  char name[48];
-  char unit[16];
-  double value;
-  int lower_better;
-} result_t;
-
-/* Written by the child, read by the parent after the child ends. */
-typedef struct shared {
-  int nres;
-  result_t res[MAX_RESULTS];
-  _Atomic long progress; /* processes started so far, for failure notes */
-  _Atomic long rss;      /* last RSS seen, bytes */
-  _Atomic long maps;     /* last mapping count seen */
-  char stage[200];       /* what the child was doing */
-  char note[400];        /* anything worth telling */
-  double others;         /* parent: share of the CPUs others used, 0..1 */
-} shared_t;
-
-static shared_t *sh;
-
-static void result(const char *name, double value, const char *unit,
-                   int lower_better) {
-  if (sh->nres >= MAX_RESULTS) return;
-  result_t *r = &sh->res[sh->nres];
-  snprintf(r->name, sizeof r->name, "%s", name);
-  snprintf(r->unit, sizeof r->unit, "%s", unit);
-  r->value = value;
-  r->lower_better = lower_better;
-  sh->nres++;
-}
-
-__attribute__((format(printf, 1, 2))) static void stage(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(sh->stage, sizeof sh->stage, fmt, ap);
-  va_end(ap);
-}
-
-__attribute__((format(printf, 1, 2))) static void note(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(sh->note, sizeof sh->note, fmt, ap);
-  va_end(ap);
-}
-
-/* A child gives up: the parent reports the workload as failed. */
-__attribute__((format(printf, 1, 2))) _Noreturn static void fail(
-    const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(sh->note, sizeof sh->note, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "rt_bench: %s (%s)\n", sh->note, sh->stage);
-  _exit(3);
-}
-
-static void node_start(size_t max_processes) {
-  otpc_node_opts_t o = {0};
-  o.schedulers = nsched;
-  o.max_processes = max_processes;
-  int rc = otpc_node_start(&o);
-  if (rc != 0) fail("otpc_node_start: %s", otpc_strerror(rc));
-}
-
-static void node_stop(void) {
-  stage("otpc_node_stop");
-  int rc = otpc_node_stop();
-  if (rc != 0) fail("otpc_node_stop: %s", otpc_strerror(rc));
-}
-
-/* The main thread waits for the workload's processes to say "done". */
-static sem_t done_sem;
-
-static void signal_done(void) { sem_post(&done_sem); }
-
-static void wait_done(double timeout_s) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  long long ns = ts.tv_nsec + (long long)((timeout_s - (long)timeout_s) * 1e9);
-  ts.tv_sec += (time_t)timeout_s + (time_t)(ns / 1000000000);
-  ts.tv_nsec = (long)(ns % 1000000000);
-  while (sem_timedwait(&done_sem, &ts) != 0) {
-    if (errno == EINTR) continue;
-    fail("no answer after %.0f s", timeout_s);
-  }
-}
-
 /* Counts processes that have started (run init, or entered their
  * function); the main thread waits for a number of them. */
 static _Atomic long started;
 
 static void wait_started(long n, double timeout_s, int count_maps) {
-  double t0 = now(), last_maps = 0;
+  double t0 = bench_now(), last_maps = 0;
   for (;;) {
     long s = atomic_load_explicit(&started, memory_order_relaxed);
-    atomic_store(&sh->progress, s);
+    bench_progress(s);
     if (s >= n) return;
-    double t = now();
+    double t = bench_now();
     if (count_maps && t - last_maps > 0.25) {
-      atomic_store(&sh->rss, rss_bytes());
-      atomic_store(&sh->maps, map_count());
+      bench_seen(bench_rss_bytes(), map_count());
       last_maps = t;
     }
     if (t - t0 > timeout_s)
-      fail("only %ld of %ld processes started after %.0f s", s, n, timeout_s);
+      bench_fail("only %ld of %ld processes started after %.0f s", s, n,
+                 timeout_s);
     usleep(1000);
   }
 }
 
 static otpc_buf_t *atom_buf(const char *name) {
   otpc_buf_t *b = otpc_term_fmt(name);
-  if (b == NULL) fail("otpc_term_fmt(%s) failed", name);
+  if (b == NULL) bench_fail("otpc_term_fmt(%s) failed", name);
   return b;
 }
 
@@ -275,78 +162,78 @@ static void idle_seq(void *arg) {
 /* Spawns n idle processes from the main thread and waits until each has
  * started; fills RSS growth and the time taken. */
 static void spawn_idle(long n, int seq, long *rss_growth, double *secs) {
-  long rss0 = rss_bytes();
-  double t0 = now();
-  stage("spawning %ld idle %s processes", n, seq ? "sequential" : "handler");
+  long rss0 = bench_rss_bytes();
+  double t0 = bench_now();
+  bench_stage("spawning %ld idle %s processes", n,
+              seq ? "sequential" : "handler");
   for (long i = 0; i < n; i++) {
     int rc = seq ? otpc_spawn(idle_seq, NULL, NULL, NULL)
                  : otpc_spawn_handler(&idle_handler, NULL, NULL, NULL);
     if (rc != 0)
-      fail("%s returned %s after %ld processes",
-           seq ? "otpc_spawn" : "otpc_spawn_handler", otpc_strerror(rc), i);
-    if ((i & 4095) == 0)
-      atomic_store(&sh->progress, atomic_load(&started));
-    if (seq && (i & 32767) == 0) {
-      atomic_store(&sh->rss, rss_bytes());
-      atomic_store(&sh->maps, map_count());
-    }
+      bench_fail("%s returned %s after %ld processes",
+                 seq ? "otpc_spawn" : "otpc_spawn_handler", otpc_strerror(rc),
+                 i);
+    if ((i & 4095) == 0) bench_progress(atomic_load(&started));
+    if (seq && (i & 32767) == 0) bench_seen(bench_rss_bytes(), map_count());
   }
-  stage("waiting for %ld idle %s processes to start", n,
-        seq ? "sequential" : "handler");
-  wait_started(n, quick ? 30 : 240, seq);
-  *secs = now() - t0;
+  bench_stage("waiting for %ld idle %s processes to start", n,
+              seq ? "sequential" : "handler");
+  wait_started(n, bench_quick ? 30 : 240, seq);
+  *secs = bench_now() - t0;
   usleep(100000); /* let the schedulers settle (pools, caches) */
-  *rss_growth = rss_bytes() - rss0;
+  *rss_growth = bench_rss_bytes() - rss0;
 }
 
 static void w_idle_handler(void) {
   long n = idle_n(), growth;
   double secs;
-  node_start(0);
+  bench_node_start(0);
   spawn_idle(n, 0, &growth, &secs);
-  result("idle_memory_handler", (double)growth / (double)n, "B", 1);
-  note("%ld processes spawned and idle in %.0f ms; RSS +%.1f MiB", n,
-       secs * 1e3, growth / 1048576.0);
-  node_stop();
+  bench_result("idle_memory_handler", (double)growth / (double)n, "B", 1);
+  bench_note("%ld processes spawned and idle in %.0f ms; RSS +%.1f MiB", n,
+             secs * 1e3, growth / 1048576.0);
+  bench_node_stop();
 }
 
 static void w_idle_seq_1m(void) {
   long n = SEQ_IDLE_N, growth;
   double secs;
-  node_start(0);
+  bench_node_start(0);
   spawn_idle(n, 1, &growth, &secs);
-  result("idle_memory_seq", (double)growth / (double)n, "B", 1);
-  result("seq_1m_idle_time", secs * 1e3, "ms", 1);
-  result("seq_1m_idle_memory", (double)rss_bytes() / 1048576.0, "MiB", 1);
-  note("%ld processes idle in %.0f ms; RSS +%.1f MiB; %ld mappings", n,
-       secs * 1e3, growth / 1048576.0, map_count());
-  node_stop();
+  bench_result("idle_memory_seq", (double)growth / (double)n, "B", 1);
+  bench_result("seq_1m_idle_time", secs * 1e3, "ms", 1);
+  bench_result("seq_1m_idle_memory", (double)bench_rss_bytes() / 1048576.0,
+               "MiB", 1);
+  bench_note("%ld processes idle in %.0f ms; RSS +%.1f MiB; %ld mappings", n,
+             secs * 1e3, growth / 1048576.0, map_count());
+  bench_node_stop();
 }
 
 static void w_idle_seq_small(void) {
   long n = SEQ_IDLE_SMALL_N, growth;
   double secs;
-  node_start(0);
+  bench_node_start(0);
   spawn_idle(n, 1, &growth, &secs);
-  result("idle_memory_seq_20k", (double)growth / (double)n, "B", 1);
-  note("%ld processes idle in %.0f ms; RSS +%.1f MiB; %ld mappings", n,
-       secs * 1e3, growth / 1048576.0, map_count());
-  node_stop();
+  bench_result("idle_memory_seq_20k", (double)growth / (double)n, "B", 1);
+  bench_note("%ld processes idle in %.0f ms; RSS +%.1f MiB; %ld mappings", n,
+             secs * 1e3, growth / 1048576.0, map_count());
+  bench_node_stop();
 }
 
 static void w_idle_10m(void) {
   long n = IDLE_10M_N, growth;
   double secs;
-  node_start((size_t)n + 100000);
-  long rss0 = rss_bytes();
+  bench_node_start((size_t)n + 100000);
+  long rss0 = bench_rss_bytes();
   spawn_idle(n, 0, &growth, &secs);
-  long total = rss_bytes();
-  result("idle_10m_handler", (double)total / 1073741824.0, "GiB", 1);
-  note("%ld handler processes idle in %.1f s; RSS %.2f GiB in all "
-       "(%.2f GiB before spawning), %.0f bytes each",
-       n, secs, total / 1073741824.0, rss0 / 1073741824.0,
-       (double)growth / (double)n);
-  node_stop();
+  long total = bench_rss_bytes();
+  bench_result("idle_10m_handler", (double)total / 1073741824.0, "GiB", 1);
+  bench_note(
+      "%ld handler processes idle in %.1f s; RSS %.2f GiB in all "
+      "(%.2f GiB before spawning), %.0f bytes each",
+      n, secs, total / 1073741824.0, rss0 / 1073741824.0,
+      (double)growth / (double)n);
+  bench_node_stop();
 }
 
 /* ------------------------------------------------------------------------
@@ -377,34 +264,35 @@ static void sx_driver(void *arg) {
   int seq = arg != NULL;
   long n = spawn_n();
   sx_parent = otpc_self();
-  double t0 = now();
+  double t0 = bench_now();
   for (long i = 0; i < n; i++) {
     int rc = seq ? otpc_spawn(sx_child_seq, NULL, NULL, NULL)
                  : otpc_spawn_handler(&sx_handler, NULL, NULL, NULL);
-    if (rc != 0) fail("spawn returned %s after %ld", otpc_strerror(rc), i);
+    if (rc != 0)
+      bench_fail("spawn returned %s after %ld", otpc_strerror(rc), i);
   }
   for (long i = 0; i < n; i++) {
     otpc_buf_t *msg;
     int rc = otpc_receive(NULL, OTPC_INFINITY, &msg);
-    if (rc != 0) fail("otpc_receive: %s after %ld", otpc_strerror(rc), i);
+    if (rc != 0) bench_fail("otpc_receive: %s after %ld", otpc_strerror(rc), i);
     otpc_buf_unref(msg);
   }
-  sx_secs = now() - t0;
-  signal_done();
+  sx_secs = bench_now() - t0;
+  bench_signal_done();
 }
 
 static void run_spawn_exit(int seq) {
-  node_start(0);
+  bench_node_start(0);
   sx_msg = atom_buf("done");
-  stage("spawn_exit_msg%s: %ld children", seq ? "_seq" : "", spawn_n());
+  bench_stage("spawn_exit_msg%s: %ld children", seq ? "_seq" : "", spawn_n());
   long cs0 = ctx_switches();
   int rc = otpc_spawn(sx_driver, seq ? (void *)1 : NULL, NULL, NULL);
-  if (rc != 0) fail("otpc_spawn: %s", otpc_strerror(rc));
-  wait_done(quick ? 30 : 120);
-  note("%ld context switches during the run", ctx_switches() - cs0);
-  result(seq ? "spawn_exit_msg_seq" : "spawn_exit_msg",
-         (double)spawn_n() / sx_secs / 1e6, "Mops/s", 0);
-  node_stop();
+  if (rc != 0) bench_fail("otpc_spawn: %s", otpc_strerror(rc));
+  bench_wait_done(bench_quick ? 30 : 120);
+  bench_note("%ld context switches during the run", ctx_switches() - cs0);
+  bench_result(seq ? "spawn_exit_msg_seq" : "spawn_exit_msg",
+               (double)spawn_n() / sx_secs / 1e6, "Mops/s", 0);
+  bench_node_stop();
   otpc_buf_unref(sx_msg);
 }
 
@@ -433,7 +321,7 @@ static int ring_init(void *arg, void **state) {
 static int ring_handle(void *state, otpc_buf_t *msg) {
   ring_node_t *n = state;
   if (n->first && ++n->seen > ring_rounds) {
-    signal_done();
+    bench_signal_done();
     return OTPC_CONTINUE;
   }
   otpc_send(n->next, msg);
@@ -449,7 +337,7 @@ static void ring_seq(void *arg) {
     otpc_buf_t *msg;
     if (otpc_receive(NULL, OTPC_INFINITY, &msg) != 0) return;
     if (n->first && ++n->seen > ring_rounds)
-      signal_done();
+      bench_signal_done();
     else
       otpc_send(n->next, msg);
     otpc_buf_unref(msg);
@@ -460,61 +348,64 @@ static void ring_seq(void *arg) {
  * the seconds the n * rounds hops took. */
 static double run_ring(long n, long rounds, int seq) {
   ring_node_t *nodes = calloc((size_t)n, sizeof *nodes);
-  if (nodes == NULL) fail("out of memory");
+  if (nodes == NULL) bench_fail("out of memory");
   ring_rounds = rounds;
   atomic_store(&started, 0);
-  stage("ring: spawning %ld %s processes", n, seq ? "sequential" : "handler");
+  bench_stage("ring: spawning %ld %s processes", n,
+              seq ? "sequential" : "handler");
   otpc_pid_t *pids = calloc((size_t)n, sizeof *pids);
-  if (pids == NULL) fail("out of memory");
+  if (pids == NULL) bench_fail("out of memory");
   for (long i = 0; i < n; i++) {
     nodes[i].first = i == 0;
     int rc = seq ? otpc_spawn(ring_seq, &nodes[i], NULL, &pids[i])
                  : otpc_spawn_handler(&ring_handler, &nodes[i], NULL, &pids[i]);
-    if (rc != 0) fail("spawn: %s after %ld", otpc_strerror(rc), i);
+    if (rc != 0) bench_fail("spawn: %s after %ld", otpc_strerror(rc), i);
   }
   for (long i = 0; i < n; i++) nodes[i].next = pids[(i + 1) % n];
   wait_started(n, 60, 0);
   otpc_buf_t *token = atom_buf("token");
-  stage("ring: %ld processes, %ld rounds, %s", n, rounds,
-        seq ? "sequential" : "handlers");
+  bench_stage("ring: %ld processes, %ld rounds, %s", n, rounds,
+              seq ? "sequential" : "handlers");
   long cs0 = ctx_switches();
-  double t0 = now();
+  double t0 = bench_now();
   otpc_send(pids[0], token); /* the first node takes it, then R rounds */
-  wait_done(quick ? 30 : 120);
-  double secs = now() - t0;
-  note("%ld context switches during the timed part", ctx_switches() - cs0);
+  bench_wait_done(bench_quick ? 30 : 120);
+  double secs = bench_now() - t0;
+  bench_note("%ld context switches during the timed part",
+             ctx_switches() - cs0);
   otpc_buf_unref(token);
   free(pids);
-  /* nodes stay allocated: the processes live until node_stop. */
+  /* nodes stay allocated: the processes live until bench_node_stop. */
   return secs;
 }
 
 static void w_ring(void) {
-  node_start(0);
+  bench_node_start(0);
   double s = run_ring(RING_N, RING_ROUNDS, 0);
-  result("ring", (double)(RING_N * RING_ROUNDS) / s / 1e6, "Mmsg/s", 0);
-  node_stop();
+  bench_result("ring", (double)(RING_N * RING_ROUNDS) / s / 1e6, "Mmsg/s", 0);
+  bench_node_stop();
 }
 
 static void w_ring_seq(void) {
-  node_start(0);
+  bench_node_start(0);
   double s = run_ring(RING_N, RING_ROUNDS, 1);
-  result("ring_seq", (double)(RING_N * RING_ROUNDS) / s / 1e6, "Mmsg/s", 0);
-  node_stop();
+  bench_result("ring_seq", (double)(RING_N * RING_ROUNDS) / s / 1e6, "Mmsg/s",
+               0);
+  bench_node_stop();
 }
 
 static void w_pingpong(void) {
-  node_start(0);
+  bench_node_start(0);
   double s = run_ring(2, pingpong_n(), 0);
-  result("pingpong", (double)pingpong_n() / s / 1e6, "Mops/s", 0);
-  node_stop();
+  bench_result("pingpong", (double)pingpong_n() / s / 1e6, "Mops/s", 0);
+  bench_node_stop();
 }
 
 static void w_pingpong_seq(void) {
-  node_start(0);
+  bench_node_start(0);
   double s = run_ring(2, pingpong_n(), 1);
-  result("pingpong_seq", (double)pingpong_n() / s / 1e6, "Mops/s", 0);
-  node_stop();
+  bench_result("pingpong_seq", (double)pingpong_n() / s / 1e6, "Mops/s", 0);
+  bench_node_stop();
 }
 
 /* ------------------------------------------------------------------------
@@ -553,7 +444,7 @@ static int sky_init(void *arg, void **state) {
     c->size = sub;
     c->root = 0;
     int rc = otpc_spawn_handler(&sky_handler, c, NULL, NULL);
-    if (rc != 0) fail("otpc_spawn_handler: %s", otpc_strerror(rc));
+    if (rc != 0) bench_fail("otpc_spawn_handler: %s", otpc_strerror(rc));
   }
   a->left = 10;
   a->sum = 0;
@@ -569,7 +460,7 @@ static int sky_handle(void *state, otpc_buf_t *msg) {
   if (--a->left > 0) return OTPC_CONTINUE;
   if (a->root) {
     atomic_store(&sky_result, a->sum);
-    signal_done();
+    bench_signal_done();
   } else {
     otpc_buf_t *b = int_buf(a->sum);
     otpc_send(a->parent, b);
@@ -582,25 +473,25 @@ static int sky_handle(void *state, otpc_buf_t *msg) {
 static const otpc_handler_t sky_handler = {sky_init, sky_handle, NULL};
 
 static void w_skynet(void) {
-  node_start(0);
-  stage("skynet: %ld leaves", SKYNET_SIZE);
+  bench_node_start(0);
+  bench_stage("skynet: %ld leaves", SKYNET_SIZE);
   sky_t *root = calloc(1, sizeof *root);
-  if (root == NULL) fail("out of memory");
+  if (root == NULL) bench_fail("out of memory");
   root->size = SKYNET_SIZE;
   root->root = 1;
   long cs0 = ctx_switches();
-  double t0 = now();
+  double t0 = bench_now();
   int rc = otpc_spawn_handler(&sky_handler, root, NULL, NULL);
-  if (rc != 0) fail("otpc_spawn_handler: %s", otpc_strerror(rc));
-  wait_done(quick ? 30 : 120);
-  double secs = now() - t0;
-  note("%ld context switches during the run", ctx_switches() - cs0);
+  if (rc != 0) bench_fail("otpc_spawn_handler: %s", otpc_strerror(rc));
+  bench_wait_done(bench_quick ? 30 : 120);
+  double secs = bench_now() - t0;
+  bench_note("%ld context switches during the run", ctx_switches() - cs0);
   int64_t want = SKYNET_SIZE * (SKYNET_SIZE - 1) / 2;
   if (atomic_load(&sky_result) != want)
-    fail("wrong sum %lld, want %lld", (long long)atomic_load(&sky_result),
-         (long long)want);
-  result("skynet_1m", secs * 1e3, "ms", 1);
-  node_stop();
+    bench_fail("wrong sum %lld, want %lld", (long long)atomic_load(&sky_result),
+               (long long)want);
+  bench_result("skynet_1m", secs * 1e3, "ms", 1);
+  bench_node_stop();
 }
 
 /* ------------------------------------------------------------------------
@@ -616,7 +507,7 @@ static int m2o_init(void *arg, void **state) {
 }
 
 static int m2o_handle(void *state, otpc_buf_t *msg) {
-  if (++m2o_count == m2o_total) signal_done();
+  if (++m2o_count == m2o_total) bench_signal_done();
   return OTPC_CONTINUE;
 }
 
@@ -631,25 +522,27 @@ static void m2o_sender(void *arg) {
 }
 
 static void w_many_to_one(void) {
-  node_start(0);
+  bench_node_start(0);
   m2o_total = M2O_SENDERS * m2o_msgs();
   m2o_count = 0;
   int rc = otpc_spawn_handler(&m2o_handler, NULL, NULL, &m2o_receiver);
-  if (rc != 0) fail("otpc_spawn_handler: %s", otpc_strerror(rc));
-  stage("many_to_one: %ld senders x %ld messages", M2O_SENDERS, m2o_msgs());
-  long rss0 = rss_bytes(), cs0 = ctx_switches();
-  double t0 = now();
+  if (rc != 0) bench_fail("otpc_spawn_handler: %s", otpc_strerror(rc));
+  bench_stage("many_to_one: %ld senders x %ld messages", M2O_SENDERS,
+              m2o_msgs());
+  long rss0 = bench_rss_bytes(), cs0 = ctx_switches();
+  double t0 = bench_now();
   for (long i = 0; i < M2O_SENDERS; i++) {
     rc = otpc_spawn(m2o_sender, (void *)(intptr_t)i, NULL, NULL);
-    if (rc != 0) fail("otpc_spawn: %s", otpc_strerror(rc));
+    if (rc != 0) bench_fail("otpc_spawn: %s", otpc_strerror(rc));
   }
-  wait_done(quick ? 30 : 120);
-  double secs = now() - t0;
-  result("many_to_one", (double)m2o_total / secs / 1e6, "Mmsg/s", 0);
-  note("RSS grew %.0f MiB during the run (messages waiting in the mailbox); "
-       "%ld context switches",
-       (rss_bytes() - rss0) / 1048576.0, ctx_switches() - cs0);
-  node_stop();
+  bench_wait_done(bench_quick ? 30 : 120);
+  double secs = bench_now() - t0;
+  bench_result("many_to_one", (double)m2o_total / secs / 1e6, "Mmsg/s", 0);
+  bench_note(
+      "RSS grew %.0f MiB during the run (messages waiting in the mailbox); "
+      "%ld context switches",
+      (bench_rss_bytes() - rss0) / 1048576.0, ctx_switches() - cs0);
+  bench_node_stop();
 }
 
 /* ------------------------------------------------------------------------
@@ -688,58 +581,47 @@ static double fresh_touch_us(int huge) {
   size_t len = (size_t)256 << 20, align = (size_t)2 << 20;
   char *m = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) fail("mmap: %s", strerror(errno));
+  if (m == MAP_FAILED) bench_fail("mmap: %s", strerror(errno));
   char *a = (char *)(((uintptr_t)m + align - 1) & ~(uintptr_t)(align - 1));
   madvise(a, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-  double t0 = now();
+  double t0 = bench_now();
   for (size_t i = 0; i < len; i += 4096) a[i] = 1;
-  double us = (now() - t0) * 1e6 / 256.0;
+  double us = (bench_now() - t0) * 1e6 / 256.0;
   munmap(m, len + align);
   return us;
 }
 
 static void w_machine(void) {
-  stage("xcore_line: two threads on cpus 0 and 1");
-  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) fail("needs two cores");
+  bench_stage("xcore_line: two threads on cpus 0 and 1");
+  if (sysconf(_SC_NPROCESSORS_ONLN) < 2) bench_fail("needs two cores");
   atomic_store(&xc_line, 0);
   pthread_t t;
   if (pin_to(0) != 0 || pthread_create(&t, NULL, xc_echo, NULL) != 0)
-    fail("cannot pin two threads");
+    bench_fail("cannot pin two threads");
   double best = 1e9;
   for (long b = 0; b < XCORE_BATCHES; b++) {
-    double t0 = now();
+    double t0 = bench_now();
     for (long i = b * XCORE_BATCH; i < (b + 1) * XCORE_BATCH; i++) {
       atomic_store_explicit(&xc_line, 2 * i + 1, memory_order_release);
       while (atomic_load_explicit(&xc_line, memory_order_acquire) != 2 * i + 2)
         ;
     }
-    double secs = now() - t0;
+    double secs = bench_now() - t0;
     if (secs < best) best = secs;
   }
   pthread_join(t, NULL);
   /* A round trip moves the line there and back. */
-  result("xcore_line", best * 1e9 / (double)XCORE_BATCH / 2.0, "ns", 1);
-  stage("fresh_memory: first touch of 256 MiB");
-  result("fresh_memory_4k", fresh_touch_us(0), "us", 1);
-  result("fresh_memory_2m", fresh_touch_us(1), "us", 1);
+  bench_result("xcore_line", best * 1e9 / (double)XCORE_BATCH / 2.0, "ns", 1);
+  bench_stage("fresh_memory: first touch of 256 MiB");
+  bench_result("fresh_memory_4k", fresh_touch_us(0), "us", 1);
+  bench_result("fresh_memory_2m", fresh_touch_us(1), "us", 1);
 }
 
 /* ------------------------------------------------------------------------
- * The table of workloads, and the parent that runs them
+ * The table of workloads
  * ------------------------------------------------------------------------ */
 
-typedef struct workload {
-  const char *name;      /* to select it on the command line */
-  void (*run)(void);
-  const char *results[MAX_RESULTS]; /* the names it reports, in order */
-  int repeat;            /* a throughput: best of reps() runs */
-  int full_only;         /* skipped with QUICK=1 */
-  double timeout_s;      /* the parent kills it after this */
-  const char *desc[MAX_RESULTS];
-  const char *goal[MAX_RESULTS];
-} workload_t;
-
-static const workload_t workloads[] = {
+static const bench_workload_t workloads[] = {
     {"idle_memory_handler", w_idle_handler, {"idle_memory_handler"}, 0, 0,
      300,
      {"N idle processes (1M; QUICK: 200k), bytes of RSS each. otpc: handler "
@@ -812,231 +694,9 @@ static const workload_t workloads[] = {
      {"a limit, see docs/internals/performance.md", "a limit",
       "a limit"}},
 };
-#define NWORKLOADS (sizeof workloads / sizeof workloads[0])
-
-/* CPU time the whole machine has spent busy, in clock ticks. */
-static long long busy_ticks(void) {
-  FILE *f = fopen("/proc/stat", "r");
-  long long v[8] = {0};
-  if (f == NULL) return 0;
-  if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1],
-             &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
-    v[0] = v[1] = v[2] = v[5] = v[6] = v[7] = 0;
-  fclose(f);
-  return v[0] + v[1] + v[2] + v[5] + v[6] + v[7]; /* all but idle, iowait */
-}
-
-static const char *signame(int sig) {
-  switch (sig) {
-    case SIGABRT: return "SIGABRT";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGBUS: return "SIGBUS";
-    case SIGKILL: return "SIGKILL";
-    case SIGILL: return "SIGILL";
-    case SIGFPE: return "SIGFPE";
-    default: return "a signal";
-  }
-}
-
-/* Runs one workload once in a child. Returns 0 and fills *out on success;
- * otherwise -1 with why in `why` (and `timeout` set if it was killed for
- * taking too long). */
-static int run_once(const workload_t *w, shared_t *out, char *why,
-                    size_t whylen, int *timed_out) {
-  memset(sh, 0, sizeof *sh);
-  fflush(stdout);
-  fflush(stderr);
-  long long busy0 = busy_ticks();
-  pid_t pid = fork();
-  if (pid < 0) {
-    snprintf(why, whylen, "fork: %s", strerror(errno));
-    return -1;
-  }
-  if (pid == 0) {
-    sem_init(&done_sem, 0, 0);
-    snprintf(sh->stage, sizeof sh->stage, "starting");
-    w->run();
-    _exit(0);
-  }
-  double t0 = now(), limit = quick ? (w->timeout_s < 60 ? w->timeout_s : 60)
-                                   : w->timeout_s;
-  int status = 0;
-  struct rusage ru;
-  memset(&ru, 0, sizeof ru);
-  *timed_out = 0;
-  for (;;) {
-    pid_t r = wait4(pid, &status, WNOHANG, &ru);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) {
-      snprintf(why, whylen, "waitpid: %s", strerror(errno));
-      return -1;
-    }
-    if (now() - t0 > limit) {
-      kill(pid, SIGKILL);
-      wait4(pid, &status, 0, &ru);
-      *timed_out = 1;
-      break;
-    }
-    usleep(2000);
-  }
-  *out = *sh;
-  /* Whatever else ran on the machine meanwhile skews the figures: the
-   * busy time of all CPUs minus the child's own. */
-  double wall = now() - t0;
-  double mine = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
-                (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
-  double busy = (double)(busy_ticks() - busy0) / (double)sysconf(_SC_CLK_TCK);
-  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-  out->others = wall > 0 && ncpu > 0 ? (busy - mine) / (wall * (double)ncpu) : 0;
-  /* /proc/stat counts in ticks (10 ms): ignore what could be rounding,
-   * and this parent's own polling. */
-  if (out->others < 0 || busy - mine < 0.2) out->others = 0;
-  long rss = atomic_load(&sh->rss), maps = atomic_load(&sh->maps);
-  char extra[200] = "";
-  if (maps > 0)
-    snprintf(extra, sizeof extra, "; last seen: RSS %.0f MiB, %ld mappings",
-             rss / 1048576.0, maps);
-  if (*timed_out) {
-    snprintf(why, whylen, "killed after %.0f s while %s; %ld processes had "
-             "started%s", limit, sh->stage, atomic_load(&sh->progress), extra);
-    return -1;
-  }
-  if (WIFSIGNALED(status)) {
-    snprintf(why, whylen, "died of %s (%d) while %s; %ld processes had "
-             "started%s%s%s", signame(WTERMSIG(status)), WTERMSIG(status),
-             sh->stage, atomic_load(&sh->progress), extra,
-             sh->note[0] ? "; " : "", sh->note);
-    return -1;
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    snprintf(why, whylen, "exited with status %d: %s (while %s)",
-             WEXITSTATUS(status), sh->note, sh->stage);
-    return -1;
-  }
-  return 0;
-}
-
-static void print_value(const result_t *r) {
-  double v = r->value;
-  int prec = v >= 100 ? 0 : v >= 10 ? 1 : v >= 1 ? 2 : 3;
-  char num[64];
-  snprintf(num, sizeof num, "%.*f", prec, v);
-  printf("BENCH %s otpc %s %s\n", r->name, num, r->unit);
-}
-
-/* What the runs of one workload gave so far. */
-typedef struct wstate {
-  result_t best[MAX_RESULTS];
-  int have, failures, runs, timed_out;
-  char why[900], bestnote[600];
-  double worst_others;
-} wstate_t;
-
-static bool skipped(const workload_t *w) { return w->full_only && quick; }
-
-static void workload_begin(const workload_t *w) {
-  for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
-    if (w->desc[i]) printf("DESC %s %s\n", w->results[i], w->desc[i]);
-    if (w->goal[i]) printf("GOAL %s %s\n", w->results[i], w->goal[i]);
-  }
-  fflush(stdout);
-}
-
-/* One run of w in a fresh child, kept if it is the best so far. */
-static void workload_run(const workload_t *w, wstate_t *st) {
-  shared_t got;
-  int to = 0;
-  fprintf(stderr, "rt_bench: %s (run %d) ...\n", w->name, st->runs + 1);
-  st->runs++;
-  if (run_once(w, &got, st->why, sizeof st->why, &to) != 0) {
-    st->failures++;
-    st->timed_out = to;
-    fprintf(stderr, "rt_bench: %s: %s\n", w->name, st->why);
-    return;
-  }
-  if (got.others > st->worst_others) st->worst_others = got.others;
-  for (int i = 0; i < got.nres; i++) {
-    int better = !st->have;
-    if (st->have) {
-      double a = got.res[i].value, b = st->best[i].value;
-      better = got.res[i].lower_better ? a < b : a > b;
-    }
-    if (!better) continue;
-    st->best[i] = got.res[i];
-    if (i == 0) /* the note of the run shown */
-      snprintf(st->bestnote, sizeof st->bestnote, "%s%s%s", got.note,
-               got.note[0] && got.others > 0.1 ? "; " : "",
-               got.others > 0.1 ? "other processes kept the CPUs busy "
-                                  "during this run" : "");
-    if (i == 0 && got.others > 0.1) {
-      size_t l = strlen(st->bestnote);
-      snprintf(st->bestnote + l, sizeof st->bestnote - l, " (%.0f%%)",
-               got.others * 100);
-    }
-  }
-  if (!st->have) st->have = got.nres;
-}
-
-static void workload_report(const workload_t *w, const wstate_t *st) {
-  if (skipped(w)) {
-    for (int i = 0; i < MAX_RESULTS && w->results[i]; i++)
-      printf("NOTE %s otpc skipped in QUICK mode\n", w->results[i]);
-    fflush(stdout);
-    return;
-  }
-  for (int i = 0; i < MAX_RESULTS && w->results[i]; i++) {
-    int found = 0;
-    for (int j = 0; j < st->have; j++) {
-      if (strcmp(st->best[j].name, w->results[i]) == 0) {
-        print_value(&st->best[j]);
-        found = 1;
-      }
-    }
-    if (!found)
-      printf("BENCH %s otpc %s -\n", w->results[i],
-             st->timed_out ? "timeout" : "failed");
-    if (st->failures)
-      printf("NOTE %s otpc %d of %d runs failed: %s\n", w->results[i],
-             st->failures, st->runs, st->why);
-    else if (st->bestnote[0] && i == 0)
-      printf("NOTE %s otpc %s\n", w->results[i], st->bestnote);
-  }
-  if (st->worst_others > 0.1)
-    fprintf(stderr, "rt_bench: %s: other processes used up to %.0f%% of the "
-            "CPUs during a run\n", w->name, st->worst_others * 100);
-  fflush(stdout);
-}
 
 int main(int argc, char **argv) {
-  const char *q = getenv("QUICK");
-  quick = q != NULL && *q != '\0' && strcmp(q, "0") != 0;
-  const char *s = getenv("BENCH_SCHEDULERS");
-  long cores = sysconf(_SC_NPROCESSORS_ONLN);
-  nsched = s && atoi(s) > 0 ? (unsigned)atoi(s) : (unsigned)(cores > 0 ? cores : 1);
-  sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-            -1, 0);
-  if (sh == MAP_FAILED) {
-    perror("rt_bench: mmap");
-    return 1;
-  }
-  bool want[NWORKLOADS];
-  static wstate_t st[NWORKLOADS];
-  for (size_t i = 0; i < NWORKLOADS; i++) {
-    want[i] = argc <= 1;
-    for (int a = 1; a < argc; a++)
-      if (strcmp(argv[a], workloads[i].name) == 0) want[i] = true;
-    if (want[i]) workload_begin(&workloads[i]);
-  }
-  /* The runs go in passes over all the workloads, not one workload's
-   * runs in a row: a slow spell of the machine (docs/internals/
-   * performance.md) then costs one run of several workloads, not every
-   * run of one. The Erlang and Go sides do the same. */
-  for (int pass = 0; pass < reps(); pass++)
-    for (size_t i = 0; i < NWORKLOADS; i++)
-      if (want[i] && !skipped(&workloads[i]) &&
-          (pass == 0 || workloads[i].repeat))
-        workload_run(&workloads[i], &st[i]);
-  for (size_t i = 0; i < NWORKLOADS; i++)
-    if (want[i]) workload_report(&workloads[i], &st[i]);
-  return 0;
+  static const bench_prog_t prog = {"rt_bench", workloads,
+                                    sizeof workloads / sizeof workloads[0], 1};
+  return bench_main(&prog, argc, argv);
 }
