@@ -207,7 +207,7 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
   /* sig is not ours once pushed */
   bool urgent = sig->kind == SIG_EXIT || sig->kind == SIG_INFO ||
                 sig->kind == SIG_WAKE;
-  otpc__mpsc_push(&p->inbox, &sig->link);
+  bool idle = otpc__inbox_push(&p->inbox, &sig->link);
   /* A handler takes its inbox in a few hundred messages at a time; an
    * exit, a wake-up or a question from process_info has it take all at
    * its next look, so that it is acted on without waiting for the
@@ -218,13 +218,12 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
    * the owner that sees the flag finds the signal. */
   if (urgent && atomic_load_explicit(&p->urgent, memory_order_relaxed) == 0)
     atomic_store_explicit(&p->urgent, 1, memory_order_release);
-  /* The push above and these (seq_cst) are ordered against the owner's
-   * store of 0 and its look at the inbox (sched.c, go_idle). Seen 1: the
-   * owner runs, or is queued, or will see the push when it lets go; the
-   * exchange, a second write to a line the owner reads, is not needed. */
-  if (atomic_load(&p->scheduled) == 0 &&
-      atomic_exchange(&p->scheduled, 1) == 0)
+  /* The push swapped out a tail marked idle: p is ours to queue. Else
+   * it runs, or is queued, and its go_idle finds the push. */
+  if (idle) {
+    atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
     otpc__make_runnable(p);
+  }
 }
 
 _Atomic(otpc__route_fn) otpc__remote_route;

@@ -5,10 +5,11 @@
  * Producers swap themselves in as the new tail with one atomic exchange,
  * then link the old tail to themselves. Between those two steps the queue
  * is briefly cut: the consumer sees the old tail with no next and reports
- * "empty" even though the exchange happened. That is safe because the
- * producer always checks the consumer's `scheduled` flag (or the
- * scheduler's sleep word) after linking, so the consumer is woken and
- * looks again.
+ * "empty" even though the exchange happened. That is safe because an
+ * inbox's owner cannot go idle while its tail is not the stub (the
+ * producer's exchange tells it whether the owner was idle), and a run
+ * queue's producer checks the scheduler's sleep word after linking: the
+ * consumer is woken, or runs again, and looks again.
  *
  * The stub link lets the queue never be empty of links, so neither side
  * ever handles a NULL tail.

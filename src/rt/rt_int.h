@@ -6,8 +6,9 @@
  *
  * Who touches what:
  *   - A process control block (otpc__proc_t) is owned by the scheduler
- *     running it. Other threads touch only its inbox (push), its
- *     `scheduled` flag and its run-queue link, all atomically, and read
+ *     running it. Other threads touch only its inbox (push; the tail
+ *     also says whether it is idle), its `scheduled` flag (process_info's
+ *     view) and its run-queue link, all atomically, and read
  *     `serial` to check a pid. They may hold a pointer to it only inside a
  *     reclamation read section (reclaim.c): schedulers are always inside
  *     one except at their quiescent points between two process runs.
@@ -106,6 +107,53 @@ static inline void otpc__mpsc_push_chain(otpc__mpsc_t *q, otpc__qlink_t *first,
 
 static inline void otpc__mpsc_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
   otpc__mpsc_push_chain(q, n, n);
+}
+
+/*
+ * An inbox's tail also says whether its owner is idle: go_idle marks the
+ * empty inbox's tail (the stub) with OTPC__TAIL_IDLE in the exchange that
+ * lets the process go, and the sender whose push swaps a marked tail out
+ * learns from that same exchange that the process is its to queue. One
+ * locked instruction on each side where a flag beside the queue took two
+ * (the idle store and the sender's exchange of it) and ordered them
+ * against the pushes. A running or queued process's tail is never marked.
+ */
+#define OTPC__TAIL_IDLE ((uintptr_t)1)
+
+static inline otpc__qlink_t *otpc__tail_marked(otpc__qlink_t *l) {
+  return (otpc__qlink_t *)((uintptr_t)l | OTPC__TAIL_IDLE);
+}
+
+/* Pushes n into an inbox; true if its owner was idle and the caller must
+ * now queue it. */
+static inline bool otpc__inbox_push(otpc__mpsc_t *q, otpc__qlink_t *n) {
+  atomic_store_explicit(&n->next, NULL, memory_order_relaxed);
+  otpc__qlink_t *prev =
+      atomic_exchange_explicit(&q->tail, n, memory_order_acq_rel);
+  bool idle = (uintptr_t)prev & OTPC__TAIL_IDLE;
+  prev = (otpc__qlink_t *)((uintptr_t)prev & ~OTPC__TAIL_IDLE);
+  atomic_store_explicit(&prev->next, n, memory_order_release);
+  return idle;
+}
+
+/* The owner, with nothing in its inbox: marks it idle, or false if a push
+ * came (or is half done) and it must run again. */
+static inline bool otpc__inbox_mark_idle(otpc__mpsc_t *q) {
+  otpc__qlink_t *stub = &q->stub;
+  if (q->head != stub ||
+      atomic_load_explicit(&stub->next, memory_order_acquire) != NULL)
+    return false;
+  return atomic_compare_exchange_strong_explicit(
+      &q->tail, &stub, otpc__tail_marked(&q->stub), memory_order_acq_rel,
+      memory_order_relaxed);
+}
+
+/* Takes an idle owner's inbox out of idleness without a push (a timer
+ * that fired): true if it was idle and the caller must queue it. */
+static inline bool otpc__inbox_claim(otpc__mpsc_t *q) {
+  otpc__qlink_t *marked = otpc__tail_marked(&q->stub);
+  return atomic_compare_exchange_strong_explicit(
+      &q->tail, &marked, &q->stub, memory_order_acq_rel, memory_order_relaxed);
 }
 
 /* otpc__mpsc_pop with the consumer's head in *headp, which the caller
@@ -284,7 +332,9 @@ typedef struct otpc__proc {
    * `scheduled`, and read `serial` and `backlog` with every send -- */
   otpc__mpsc_t inbox;          /* signals, in send order */
   otpc__qlink_t rq_link;       /* run-queue link */
-  _Atomic uint32_t scheduled;  /* 1 while queued or running */
+  _Atomic uint32_t scheduled;  /* 1 while queued or running, as last
+                                * written (relaxed: process_info reads it;
+                                * the inbox's tail decides, go_idle) */
   uint32_t serial;             /* written before publication, then fixed */
   uint16_t backlog;            /* mq_len as published for senders (below) */
   _Atomic uint16_t urgent;     /* 1: an exit signal (or a wake-up, or

@@ -25,11 +25,14 @@
  * so that the stack can serve another process; otpc__stack_enter() puts
  * them back, at the same addresses, before it runs again.
  *
- * Runnability: p->scheduled is 1 while p is queued or running. A sender
- * pushes into the inbox, then exchanges `scheduled` to 1 and queues p if
- * it was 0. A process that goes idle stores 0, then looks at its inbox
- * again (go_idle): whichever side comes second sees the other's write
- * (both are sequentially consistent), so no wake-up is lost.
+ * Runnability: a process is queued or running, or idle with its inbox's
+ * tail marked (rt_int.h, OTPC__TAIL_IDLE). A process that goes idle marks
+ * the empty inbox's tail in one compare-and-exchange (go_idle), which
+ * fails if a push came; a sender's push exchanges the tail, and the one
+ * that swaps out a marked tail queues the process. Both act on the one
+ * word, so exactly one of them decides and no wake-up is lost. A timer
+ * takes the mark off the same way (fire_timer). `scheduled` follows for
+ * process_info.
  *
  * Sleeping: a scheduler with nothing to run announces `sleeping`, looks at
  * its run queue once more, and waits on its futex word; anyone who queues
@@ -479,29 +482,22 @@ static inline void done_add(otpc__sched_t *s, otpc__sig_t *m) {
  * ------------------------------------------------------------------------ */
 
 /*
- * p waits for a signal. While we still own p we check its inbox and note
- * the tail; once `scheduled` is 0 another scheduler may own p, so after
- * that only the tail (atomic) is looked at: if it moved, a sender pushed
- * around the time we let go, and we try to take p back. Every push is
- * followed by the sender's own exchange of `scheduled`, so between the two
- * of us exactly one queues p (all four operations are seq_cst).
+ * p waits for a signal: its inbox is marked idle unless something came
+ * (a push exchanged the tail, perhaps still half done), and then it runs
+ * again. Once marked, p is the next sender's (or timer's) to queue and no
+ * longer ours to touch.
  *
  * A receive timeout needs no check here: timers fire in this scheduler's
  * loop, never while p is between running and idle.
  */
 static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
-  otpc__qlink_t *tail;
   /* A handler between messages holds no stack: nor empty tables. */
   if (p->ext != NULL && p->stack == NULL) otpc__ext_trim(p);
   otpc__backlog_publish(p); /* what is left for the senders' charge */
-  if (!otpc__mpsc_empty_at(&p->inbox, &tail)) {
-    enqueue(s, p); /* still ours: run it again */
-    return;
-  }
-  atomic_store(&p->scheduled, 0);
-  if (atomic_load(&p->inbox.tail) != tail &&
-      atomic_exchange(&p->scheduled, 1) == 0)
-    enqueue(s, p);
+  atomic_store_explicit(&p->scheduled, 0, memory_order_relaxed);
+  if (otpc__inbox_mark_idle(&p->inbox)) return; /* a sender queues it */
+  atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
+  enqueue(s, p); /* something came: still ours, run it again */
 }
 
 static void settle(otpc__sched_t *s) {
@@ -744,7 +740,10 @@ static void fire_timer(otpc__timer_t *t, void *arg) {
       (otpc__proc_ext_t *)((char *)t - offsetof(otpc__proc_ext_t, wait_timer));
   otpc__proc_t *p = ext->owner;
   p->flags |= PF_TIMEDOUT;
-  if (atomic_exchange(&p->scheduled, 1) == 0) enqueue(s, p);
+  if (otpc__inbox_claim(&p->inbox)) {
+    atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
+    enqueue(s, p);
+  }
 }
 
 /*
