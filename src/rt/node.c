@@ -193,10 +193,10 @@ int otpc_process_info(otpc_pid_t pid, otpc_proc_info_t *info) {
     info->status = OTPC_STATUS_RUNNING;
   else if (flags & PF_EXITING)
     info->status = OTPC_STATUS_EXITING;
-  else if (atomic_load(&p->scheduled))
-    info->status = OTPC_STATUS_RUNNABLE;
-  else
+  else if (otpc__inbox_marked_idle(&p->inbox))
     info->status = OTPC_STATUS_WAITING;
+  else
+    info->status = OTPC_STATUS_RUNNABLE;
   info->message_queue_len = __atomic_load_n(&p->mq_len, __ATOMIC_RELAXED);
   info->reductions = __atomic_load_n(&p->reductions, __ATOMIC_RELAXED);
   info->trap_exit = (flags & PF_TRAP) != 0;

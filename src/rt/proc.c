@@ -132,9 +132,8 @@ int otpc__proc_new(otpc__proc_t **out, const otpc_spawn_opts_t *opts) {
   memset(p, 0, sizeof *p);
   uint32_t idx = cache.idx[--cache.n];
   otpc__mpsc_init(&p->inbox);
-  /* Queued from birth: spawn_common queues it once published, and a
-   * sender that finds it before that must not queue it too. */
-  atomic_init(&p->scheduled, 1);
+  /* Queued from birth (its inbox not marked idle): spawn_common queues
+   * it once published, and a sender that finds it before that does not. */
   p->index = idx;
   /* The slot's index is this thread's alone until released (the index
    * lock orders one holder after the other): no read-modify-write. */
@@ -220,10 +219,7 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
     atomic_store_explicit(&p->urgent, 1, memory_order_release);
   /* The push swapped out a tail marked idle: p is ours to queue. Else
    * it runs, or is queued, and its go_idle finds the push. */
-  if (idle) {
-    atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
-    otpc__make_runnable(p);
-  }
+  if (idle) otpc__make_runnable(p);
 }
 
 _Atomic(otpc__route_fn) otpc__remote_route;

@@ -93,7 +93,7 @@ static int spawn_common(otpc__proc_t *p, const otpc_spawn_opts_t *opts,
   if (otpc__rt.contain_signals || (opts && opts->contain_signals))
     p->flags |= PF_CONTAIN; /* fault.c */
   if (out) *out = pid;
-  otpc__proc_publish(p); /* `scheduled` is 1 already (otpc__proc_new) */
+  otpc__proc_publish(p); /* queued by us, not by a sender (otpc__proc_new) */
   otpc__spawn_place(p);
   spend(parent); /* spawning counts as work: a spawning loop yields too */
   return 0;

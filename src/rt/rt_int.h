@@ -7,8 +7,8 @@
  * Who touches what:
  *   - A process control block (otpc__proc_t) is owned by the scheduler
  *     running it. Other threads touch only its inbox (push; the tail
- *     also says whether it is idle), its `scheduled` flag (process_info's
- *     view) and its run-queue link, all atomically, and read
+ *     also says whether it is idle) and its run-queue link, atomically,
+ *     and read
  *     `serial` to check a pid. They may hold a pointer to it only inside a
  *     reclamation read section (reclaim.c): schedulers are always inside
  *     one except at their quiescent points between two process runs.
@@ -146,6 +146,12 @@ static inline bool otpc__inbox_mark_idle(otpc__mpsc_t *q) {
   return atomic_compare_exchange_strong_explicit(
       &q->tail, &stub, otpc__tail_marked(&q->stub), memory_order_acq_rel,
       memory_order_relaxed);
+}
+
+/* Whether the owner is idle (a snapshot, for process_info). */
+static inline bool otpc__inbox_marked_idle(otpc__mpsc_t *q) {
+  return (uintptr_t)atomic_load_explicit(&q->tail, memory_order_relaxed) &
+         OTPC__TAIL_IDLE;
 }
 
 /* Takes an idle owner's inbox out of idleness without a push (a timer
@@ -328,13 +334,11 @@ typedef struct otpc__proc_ext {
 } otpc__proc_ext_t;
 
 typedef struct otpc__proc {
-  /* -- shared with other threads: senders write the inbox tail and
-   * `scheduled`, and read `serial` and `backlog` with every send -- */
+  /* -- shared with other threads: senders write the inbox tail (marked
+   * while the process is idle, OTPC__TAIL_IDLE), and read `serial` and
+   * `backlog` with every send -- */
   otpc__mpsc_t inbox;          /* signals, in send order */
   otpc__qlink_t rq_link;       /* run-queue link */
-  _Atomic uint32_t scheduled;  /* 1 while queued or running, as last
-                                * written (relaxed: process_info reads it;
-                                * the inbox's tail decides, go_idle) */
   uint32_t serial;             /* written before publication, then fixed */
   uint16_t backlog;            /* mq_len as published for senders (below) */
   _Atomic uint16_t urgent;     /* 1: an exit signal (or a wake-up, or

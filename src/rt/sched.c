@@ -31,8 +31,8 @@
  * fails if a push came; a sender's push exchanges the tail, and the one
  * that swaps out a marked tail queues the process. Both act on the one
  * word, so exactly one of them decides and no wake-up is lost. A timer
- * takes the mark off the same way (fire_timer). `scheduled` follows for
- * process_info.
+ * takes the mark off the same way (fire_timer), and process_info reads
+ * it.
  *
  * Sleeping: a scheduler with nothing to run announces `sleeping`, looks at
  * its run queue once more, and waits on its futex word; anyone who queues
@@ -494,9 +494,7 @@ static void go_idle(otpc__sched_t *s, otpc__proc_t *p) {
   /* A handler between messages holds no stack: nor empty tables. */
   if (p->ext != NULL && p->stack == NULL) otpc__ext_trim(p);
   otpc__backlog_publish(p); /* what is left for the senders' charge */
-  atomic_store_explicit(&p->scheduled, 0, memory_order_relaxed);
   if (otpc__inbox_mark_idle(&p->inbox)) return; /* a sender queues it */
-  atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
   enqueue(s, p); /* something came: still ours, run it again */
 }
 
@@ -740,10 +738,7 @@ static void fire_timer(otpc__timer_t *t, void *arg) {
       (otpc__proc_ext_t *)((char *)t - offsetof(otpc__proc_ext_t, wait_timer));
   otpc__proc_t *p = ext->owner;
   p->flags |= PF_TIMEDOUT;
-  if (otpc__inbox_claim(&p->inbox)) {
-    atomic_store_explicit(&p->scheduled, 1, memory_order_relaxed);
-    enqueue(s, p);
-  }
+  if (otpc__inbox_claim(&p->inbox)) enqueue(s, p);
 }
 
 /*

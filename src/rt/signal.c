@@ -438,6 +438,15 @@ static bool on_exit_signal(otpc__proc_t *p, otpc__sig_t *sig) {
   return false;
 }
 
+/* sig's sender now monitors p (a monitor signal or a call's); false if
+ * there is no memory to keep it: p's exit is decided (system_limit). */
+static bool watched_add(otpc__proc_t *p, const otpc__sig_t *sig) {
+  if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) == 0)
+    return true;
+  decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
+  return false;
+}
+
 static void on_down(otpc__proc_t *p, otpc__sig_t *sig) {
   otpc_buf_t *name = NULL;
   if (!mon_remove(p, &sig->ref, MON_WATCHING, NULL, &name)) return;
@@ -484,9 +493,7 @@ static void answer_info(otpc__proc_t *p, const otpc__sig_t *sig) {
  */
 bool otpc__mon_pending_make(otpc__proc_t *p, otpc__sig_t *m) {
   m->flags &= (uint16_t)~SIGF_MON_PENDING;
-  if (otpc__mon_add(p, &m->ref, m->from, MON_WATCHED, NULL) == 0) return true;
-  decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
-  return false;
+  return watched_add(p, m);
 }
 
 static bool pending_for(const otpc__sig_t *m, const otpc__sig_t *demon) {
@@ -551,11 +558,7 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
             mq_append(p, sig);
             continue;
           }
-          if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) != 0) {
-            decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
-            alive = false;
-            break;
-          }
+          if (!(alive = watched_add(p, sig))) break;
           mq_append(p, sig);
           continue;
         }
@@ -573,12 +576,7 @@ bool otpc__take_inbox_upto(otpc__proc_t *p, uint32_t max) {
         }
         break;
       case SIG_UNLINK: otpc__link_remove(p, sig->from); break;
-      case SIG_MONITOR:
-        if (otpc__mon_add(p, &sig->ref, sig->from, MON_WATCHED, NULL) != 0) {
-          decide_exit(p, otpc__atom_buf(otpc_atom("system_limit")));
-          alive = false;
-        }
-        break;
+      case SIG_MONITOR: alive = watched_add(p, sig); break;
       case SIG_DEMONITOR:
         if (!mon_remove(p, &sig->ref, MON_WATCHED, NULL, NULL))
           pending_drop(p, sig);
@@ -749,6 +747,6 @@ void otpc__finish_exit(otpc__sched_t *s, otpc__proc_t *p) {
     answer_dead((otpc__sig_t *)l, self, exit_reason(p));
   if (p->exit_reason != NULL) otpc_buf_unref(p->exit_reason);
   p->exit_reason = NULL;
-  /* `scheduled` stays 1: nobody queues a dead process again. */
+  /* Its inbox is never marked idle again: nobody queues it. */
   otpc__proc_retire(p);
 }

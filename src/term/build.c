@@ -187,11 +187,14 @@ int otpc_build_double(otpc_builder_t *b, double v) {
 
 /* ---- atoms -------------------------------------------------------------- */
 
-/* Writes an atom's text at p (SMALL_ATOM_UTF8 where it fits) and returns
- * the byte after it; atom_bytes() says how many that takes. */
-static size_t atom_bytes(size_t len) { return len <= 255 ? 2 + len : 3 + len; }
+/* otpc__put_atom_text writes an atom's text at p (SMALL_ATOM_UTF8 where
+ * it fits) and returns the byte after it; otpc__atom_text_bytes says how
+ * many that takes (term_int.h). */
+size_t otpc__atom_text_bytes(size_t len) {
+  return len <= 255 ? 2 + len : 3 + len;
+}
 
-static uint8_t *put_atom_text(uint8_t *p, const char *name, size_t len) {
+uint8_t *otpc__put_atom_text(uint8_t *p, const char *name, size_t len) {
   if (len <= 255) {
     *p++ = ETF_SMALL_ATOM_UTF8;
     *p++ = (uint8_t)len;
@@ -206,9 +209,9 @@ static uint8_t *put_atom_text(uint8_t *p, const char *name, size_t len) {
 
 /* Writes text that is known to be a valid atom. */
 static int put_atom(otpc_builder_t *b, const char *text, size_t len) {
-  uint8_t *p = begin(b, 0, atom_bytes(len));
+  uint8_t *p = begin(b, 0, otpc__atom_text_bytes(len));
   if (p == NULL) return b->err;
-  put_atom_text(p, text, len);
+  otpc__put_atom_text(p, text, len);
   return 0;
 }
 
@@ -338,23 +341,15 @@ int otpc_build_map(otpc_builder_t *b, size_t pairs) {
 
 /* The direct writers (term_int.h): sized first, then written. */
 
-size_t otpc__atom_text_bytes(size_t len) {
-  return atom_bytes(len);
-}
-
-uint8_t *otpc__put_atom_text(uint8_t *p, const char *name, size_t len) {
-  return put_atom_text(p, name, len);
-}
-
 size_t otpc__atom_bytes(otpc_atom_t a) {
   size_t len;
-  return otpc_atom_name(a, &len) != NULL ? atom_bytes(len) : 0;
+  return otpc_atom_name(a, &len) != NULL ? otpc__atom_text_bytes(len) : 0;
 }
 
 uint8_t *otpc__put_atom(uint8_t *p, otpc_atom_t a) {
   size_t len;
   const char *name = otpc_atom_name(a, &len);
-  return put_atom_text(p, name, len);
+  return otpc__put_atom_text(p, name, len);
 }
 
 /* A node's name: this node's from its ready encoding (most pids and refs
@@ -410,10 +405,10 @@ static uint8_t *begin_node(otpc_builder_t *b, uint8_t tag, otpc_atom_t node,
     set_err(b, OTPC_EINVAL);
     return NULL;
   }
-  uint8_t *p = begin(b, 0, 1 + atom_bytes(len) + after);
+  uint8_t *p = begin(b, 0, 1 + otpc__atom_text_bytes(len) + after);
   if (p == NULL) return NULL;
   p[0] = tag;
-  return put_atom_text(p + 1, name, len);
+  return otpc__put_atom_text(p + 1, name, len);
 }
 
 int otpc_build_pid(otpc_builder_t *b, const otpc_pid_t *pid) {
