@@ -202,7 +202,8 @@ void otpc__proc_free(otpc__proc_t *p) {
   otpc__proc_dealloc(p);
 }
 
-void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
+/* Pushes sig; true if p was idle and is now the caller's to queue. */
+static inline bool deliver_push(otpc__proc_t *p, otpc__sig_t *sig) {
   /* sig is not ours once pushed */
   bool urgent = sig->kind == SIG_EXIT || sig->kind == SIG_INFO ||
                 sig->kind == SIG_WAKE;
@@ -219,13 +220,19 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
     atomic_store_explicit(&p->urgent, 1, memory_order_release);
   /* The push swapped out a tail marked idle: p is ours to queue. Else
    * it runs, or is queued, and its go_idle finds the push. */
-  if (idle) otpc__make_runnable(p);
+  return idle;
+}
+
+void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig) {
+  if (deliver_push(p, sig)) otpc__make_runnable(p);
 }
 
 _Atomic(otpc__route_fn) otpc__remote_route;
 _Atomic(otpc__alias_route_fn) otpc__alias_route;
 
-uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+/* otpc__deliver_pid and otpc__deliver_call: woken is NULL for the first. */
+static inline uint32_t deliver_pid_at(otpc_pid_t to, otpc__sig_t *sig,
+                                      otpc__proc_t **woken) {
   if (!otpc__pid_is_local(to)) { /* dist: another node's pid */
     otpc__route_fn route = atomic_load_explicit(&otpc__remote_route,
                                                 memory_order_acquire);
@@ -239,9 +246,24 @@ uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
   otpc__proc_t *p = otpc__proc_lookup(to);
   if (p != NULL) {
     len = __atomic_load_n(&p->backlog, __ATOMIC_RELAXED);
-    otpc__deliver(p, sig);
+    if (deliver_push(p, sig)) {
+      if (woken != NULL && otpc__may_run_called(p))
+        *woken = p; /* ours to run: nobody else queues or frees it */
+      else
+        otpc__make_runnable(p);
+    }
   }
   otpc__reclaim_exit();
   if (p == NULL) otpc__answer_noproc(sig, to);
   return len;
+}
+
+uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig) {
+  return deliver_pid_at(to, sig, NULL);
+}
+
+uint32_t otpc__deliver_call(otpc_pid_t to, otpc__sig_t *sig,
+                            otpc__proc_t **woken) {
+  *woken = NULL;
+  return deliver_pid_at(to, sig, woken);
 }

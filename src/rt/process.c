@@ -498,8 +498,12 @@ int otpc__send_monitored(otpc_pid_t target, const otpc_ref_t *ref,
   sig->from = otpc__proc_pid(self);
   sig->ref = *ref;
   sig->buf = msg;
-  /* Costs as otpc_send. A dead target answers with DOWN noproc. */
-  uint32_t backlog = otpc__deliver_pid(target, sig);
+  /* Costs as otpc_send. A dead target answers with DOWN noproc. A server
+   * the request woke may run here and now: the caller would only wait
+   * for it (sched.c, a call's server run by its caller). */
+  otpc__proc_t *woken;
+  uint32_t backlog = otpc__deliver_call(target, sig, &woken);
+  if (woken != NULL) otpc__run_called(woken);
   spend_n(self, 1 + (uint64_t)backlog);
   return 0;
 }

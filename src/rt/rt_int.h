@@ -445,6 +445,11 @@ typedef struct otpc__sched {
   otpc__ctx_t native_ctx;      /* the thread's own stack */
   otpc__xstack_t *loop_stack;  /* stack of the active loop instance */
   otpc__xstack_t *dead_stack;  /* a stack to free once nobody is on it */
+  otpc__proc_t *called;        /* a handler its caller runs (sched.c, a
+                                * call's server run by its caller), */
+  otpc__xstack_t *call_stack;  /* on this stack, while the caller waits */
+  otpc__ctx_t caller_ctx;      /* here, on its own stack */
+  otpc__xstack_t *caller_stack;
   otpc__xstack_t *free_stacks; /* pool of clean stacks */
   otpc__xstack_t *all_stacks;  /* every stack it made, to free at stop */
   unsigned nstacks;            /* stacks made by this scheduler */
@@ -608,6 +613,17 @@ void otpc__xstack_free_all(otpc__sched_t *s);
  * for good. otpc__switch_arrived() is the first call on a fresh context. */
 void otpc__switch(otpc__ctx_t *from, otpc__ctx_t to, otpc__xstack_t *x);
 void otpc__switch_arrived(void);
+/* Calls fn(arg) on stack x from a process on stack `back`, its context
+ * saved in *from (otpc__ctx_call), telling the sanitizers; fn's last call
+ * before it returns is otpc__call_leave(back). */
+void otpc__call_on(otpc__ctx_t *from, otpc__xstack_t *x, otpc__xstack_t *back,
+                   void (*fn)(void *), void *arg);
+void otpc__call_leave(otpc__xstack_t *back);
+/* A clean stack, or NULL if none can be mapped (otpc__xstack_get fails
+ * the node instead: a loop must have one). */
+otpc__xstack_t *otpc__xstack_try(otpc__sched_t *s);
+/* x held frames that were abandoned: clean again for a new context. */
+void otpc__xstack_renew(otpc__xstack_t *x);
 /* Records the calling thread's own stack; once per scheduler thread. */
 void otpc__stack_thread_init(void);
 
@@ -636,6 +652,12 @@ void otpc__deliver(otpc__proc_t *p, otpc__sig_t *sig);
 /* Delivers to a local pid (or answers noproc); returns the length of the
  * receiver's message queue as last seen, a hint for send's charge. */
 uint32_t otpc__deliver_pid(otpc_pid_t to, otpc__sig_t *sig);
+/* The same for a call's request: a receiver that the push woke and that
+ * the caller may run at once (otpc__may_run_called) is left in *woken,
+ * not queued, for otpc__run_called after the read section; else *woken
+ * is NULL. */
+uint32_t otpc__deliver_call(otpc_pid_t to, otpc__sig_t *sig,
+                            otpc__proc_t **woken);
 
 /* mq_len is written by the owner only; others read it as a hint. */
 static inline void otpc__mq_len_set(otpc__proc_t *p, uint32_t n) {
@@ -722,6 +744,12 @@ void otpc__make_runnable(otpc__proc_t *p);
 void otpc__spawn_place(otpc__proc_t *p);
 /* A process that ends no longer counts where it was pinned. */
 void otpc__unpin(otpc__proc_t *p);
+/* Whether the running process, whose call's request just woke the
+ * handler p (idle until the push), may run p's turn itself, at once,
+ * instead of queueing it; then otpc__run_called(p) does, outside any read
+ * section (sched.c, a call's server run by its caller). */
+bool otpc__may_run_called(const otpc__proc_t *p);
+void otpc__run_called(otpc__proc_t *p);
 /* Suspends the calling process (in a process, on its own stack) with a
  * reason; returns when it is resumed. */
 void otpc__suspend(otpc__proc_t *p, otpc__why_t why);

@@ -635,6 +635,25 @@ static void handler_run(otpc__sched_t *s, otpc__proc_t *p) {
   p->why = WHY_YIELD;
 }
 
+/* A handler that blocked in a callback on `mine` (a loop instance's
+ * stack, or a call stack), was resumed since by the loop instance now
+ * active, and has returned from the callback into frames that nothing
+ * waits on any more: finishes the dispatch and hands over to the active
+ * loop. The stack may be the home of processes evicted from it, so
+ * nothing may stay on it; it is freed once off it. */
+static _Noreturn void dispatch_done_elsewhere(otpc__sched_t *s,
+                                              otpc__proc_t *p,
+                                              otpc__xstack_t *mine) {
+  p->stack = NULL;
+  s->current = NULL;
+  s->prev = p;
+  mine->occupant = NULL;
+  settle(s);
+  if (mine->waiters == 0) s->dead_stack = mine;
+  otpc__switch(NULL, s->loop_ctx, s->loop_stack);
+  abort(); /* never resumed */
+}
+
 static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
                      otpc__xstack_t *mine) {
   s->current = p;
@@ -642,22 +661,13 @@ static void run_proc(otpc__sched_t *s, otpc__proc_t *p,
   if ((p->flags & PF_HANDLER) && p->ctx == NULL) {
     p->stack = mine;
     handler_run(s, p);
-    p->stack = NULL;
+    if (s->loop_stack != mine) dispatch_done_elsewhere(s, p, mine);
+    p->stack = NULL; /* the usual case: nothing blocked */
     s->current = NULL;
     s->prev = p;
     mine->occupant = NULL;
-    if (s->loop_stack == mine) { /* the usual case: nothing blocked */
-      settle(s);
-      return;
-    }
-    /* The handler blocked in a callback, was resumed by the loop instance
-     * now active, and returned here into our frames. We finish the
-     * dispatch and hand over to the active loop: this stack may be the
-     * home of processes evicted from it, so no loop may stay on it. */
     settle(s);
-    if (mine->waiters == 0) s->dead_stack = mine; /* freed once off it */
-    otpc__switch(NULL, s->loop_ctx, s->loop_stack);
-    abort(); /* never resumed */
+    return;
   }
   if (!(p->flags & PF_STARTED)) {
     p->flags |= PF_STARTED;
@@ -684,7 +694,16 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
   otpc__sched_t *s = otpc__self_sched;
   p->why = (uint8_t)why;
   s->prev = p;
-  if (p->stack == s->loop_stack) {
+  if (p == s->called) {
+    /* A handler run by its caller: it keeps the call stack, and the
+     * caller goes on (and settles p: it is in s->prev). */
+    otpc__xstack_t *x = s->call_stack;
+    pin(s, p);
+    x->occupant = p;
+    s->called = NULL;
+    s->call_stack = NULL;
+    otpc__switch(&p->ctx, s->caller_ctx, s->caller_stack);
+  } else if (p->stack == s->loop_stack) {
     /* A handler dispatched by the active loop: it keeps this stack (and
      * the loop frames under it); scheduling goes on in a fresh loop. */
     pin(s, p);
@@ -699,6 +718,108 @@ void otpc__suspend(otpc__proc_t *p, otpc__why_t why) {
   p->why = WHY_NONE;
 }
 
+/* ------------------------------------------------------------------------
+ * A call's server run by its caller
+ * ------------------------------------------------------------------------
+ *
+ * A process that calls a server (a request flagged SIGF_MONITOR:
+ * gen_server, gen_statem, sys and the supervisor's calls) only waits
+ * once it has sent. When its request wakes a handler that is idle
+ * between callbacks and may run on this scheduler, the caller runs the
+ * handler's turn itself, at once, before it goes on to wait: usually the
+ * reply is then in its inbox when it looks, and the call costs no switch
+ * to the loop and back, no going idle and no wake-up of the caller, and
+ * no pick of either from the run queue (docs/internals/performance.md).
+ *
+ * The turn runs on the scheduler's call stack (call_stack), not on the
+ * caller's, so that the handler's callback can do all it can do when the
+ * loop runs it:
+ *   - return: the turn ends (handler_run's budget, as from the loop), p
+ *     goes idle or is queued, and the caller goes on;
+ *   - end the process (otpc_exit, a fault): otpc__exit_current switches
+ *     back to the caller, which finishes the exit;
+ *   - block (a receive, a call of its own): otpc__suspend gives the
+ *     handler the call stack for good, as the loop's stack is given to a
+ *     handler that blocks there, and switches back to the caller, which
+ *     goes on and settles the handler as the loop would. When the
+ *     callback returns later, the handler finishes its turn on that stack
+ *     and hands over to the loop (dispatch_done_elsewhere).
+ * The caller's turn pays for the handler's: a client calling in a loop
+ * still yields after its budget. One handler at a time runs so: a call
+ * made by a handler its caller runs is queued as usual. The handler must
+ * be free to run here (not pinned elsewhere) and not of lower priority
+ * than its caller, whom it would otherwise run ahead of others.
+ */
+
+/* Erlang's order of priorities: low, normal, high, max. */
+static int prio_rank(unsigned prio) {
+  return prio == OTPC_PRIO_LOW ? -1 : (int)prio;
+}
+
+bool otpc__may_run_called(const otpc__proc_t *p) {
+  const otpc__sched_t *s = otpc__self_sched;
+  /* Not from a terminate (no stack: the process has ended), nor from a
+   * callback run so itself. */
+  if (s == NULL || s->called != NULL || s->current == NULL ||
+      s->current->stack == NULL)
+    return false;
+  /* Blocked in a callback: it needs its own frames. Looked at first: such
+   * a process's timer may be setting its flags now (fire_timer), and one
+   * idle between callbacks has none armed. */
+  if (p->ctx != NULL ||
+      (p->flags & (PF_HANDLER | PF_STARTED | PF_EXITING)) !=
+          (PF_HANDLER | PF_STARTED))
+    return false;
+  int16_t home = atomic_load_explicit((_Atomic int16_t *)&p->home,
+                                      memory_order_relaxed);
+  if (home >= 0 && home != (int16_t)s->index) return false;
+  unsigned mine = __atomic_load_n(&s->current->priority, __ATOMIC_RELAXED);
+  unsigned its = __atomic_load_n(&p->priority, __ATOMIC_RELAXED);
+  return prio_rank(its & 3) >= prio_rank(mine & 3);
+}
+
+/* First code on the call stack: the handler's turn. */
+static void called_entry(void *arg) {
+  otpc__proc_t *p = arg;
+  otpc__switch_arrived();
+  otpc__sched_t *s = otpc__self_sched;
+  handler_run(s, p);
+  if (s->called == p) { /* the usual case: back to the caller */
+    otpc__call_leave(s->caller_stack);
+    return;
+  }
+  dispatch_done_elsewhere(s, p, p->stack); /* it blocked, see above */
+}
+
+void otpc__run_called(otpc__proc_t *p) {
+  otpc__sched_t *s = otpc__self_sched;
+  otpc__proc_t *me = s->current;
+  otpc__xstack_t *x = s->call_stack;
+  if (x == NULL && (x = s->call_stack = otpc__xstack_try(s)) == NULL) {
+    enqueue(s, p); /* no stack to be had: the loop runs it */
+    return;
+  }
+  uint64_t turn = s->turn_start, r0 = p->reductions;
+  s->called = p;
+  s->caller_stack = me->stack;
+  s->current = p;
+  s->turn_start = r0;
+  p->stack = x;
+  otpc__call_on(&s->caller_ctx, x, me->stack, called_entry, p);
+  if (s->called == p) { /* its turn ended */
+    p->stack = NULL;
+    s->called = NULL;
+    s->prev = p;
+  } else if (p->why == WHY_EXITED) { /* ended: its frames abandoned */
+    otpc__xstack_renew(x);
+  } /* else blocked: it has x now, and s->prev is p */
+  me->reductions += p->reductions - r0;
+  s->current = NULL;
+  settle(s);
+  s->current = me;
+  s->turn_start = turn;
+}
+
 _Noreturn void otpc__exit_current(otpc__proc_t *p) {
   otpc__sched_t *s = otpc__self_sched;
   /* No stack: called from a handler's terminate, which runs after the
@@ -706,6 +827,14 @@ _Noreturn void otpc__exit_current(otpc__proc_t *p) {
   if (p->stack == NULL) otpc__terminate_exit(p);
   p->why = WHY_EXITED;
   s->prev = p;
+  if (p == s->called) {
+    /* A handler run by its caller: back to the caller, which finishes
+     * the exit. The call stack stays the scheduler's, its frames gone. */
+    p->stack = NULL;
+    s->called = NULL;
+    otpc__switch(NULL, s->caller_ctx, s->caller_stack);
+    abort(); /* never resumed */
+  }
   if (p->stack == s->loop_stack && !(p->flags & PF_FAULTED)) {
     /* A callback dispatched by the active loop: the frames under the
      * callback's are that loop instance's, intact, so rather than leave

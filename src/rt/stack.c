@@ -151,6 +151,19 @@ static otpc__xstack_t *xstack_take(otpc__sched_t *s) {
   return x;
 }
 
+otpc__xstack_t *otpc__xstack_try(otpc__sched_t *s) { return xstack_take(s); }
+
+void otpc__xstack_renew(otpc__xstack_t *x) {
+#ifdef OTPC_ASAN
+  __asan_unpoison_memory_region(x->base, x->size); /* as in xstack_take */
+#endif
+#ifdef OTPC_TSAN
+  if (x->tsan_fiber) __tsan_destroy_fiber(x->tsan_fiber);
+  x->tsan_fiber = __tsan_create_fiber(0);
+#endif
+  (void)x;
+}
+
 otpc__xstack_t *otpc__xstack_get(otpc__sched_t *s) {
   otpc__xstack_t *x = xstack_take(s);
   /* A scheduler loop must have a stack to run on. */
@@ -328,6 +341,36 @@ void otpc__switch(otpc__ctx_t *from, otpc__ctx_t to, otpc__xstack_t *x) {
 #ifdef OTPC_ASAN
   __sanitizer_finish_switch_fiber(fake, NULL, NULL);
 #endif
+}
+
+/* The call onto another stack (sched.c, a call's server run by its
+ * caller), told to the sanitizers as two switches: there, and back when
+ * fn returns (otpc__call_leave, its last call) or when its frames switch
+ * to *from (otpc__switch). */
+void otpc__call_on(otpc__ctx_t *from, otpc__xstack_t *x, otpc__xstack_t *back,
+                   void (*fn)(void *), void *arg) {
+#ifdef OTPC_TSAN
+  __tsan_switch_to_fiber(x->tsan_fiber, 0);
+#endif
+#ifdef OTPC_ASAN
+  void *fake = NULL;
+  __sanitizer_start_switch_fiber(&fake, x->base, x->size);
+#endif
+  otpc__ctx_call(arg, fn, x->base + x->size, from);
+#ifdef OTPC_ASAN
+  __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+#ifdef OTPC_TSAN
+  __tsan_switch_to_fiber(back->tsan_fiber, 0);
+#endif
+  (void)back;
+}
+
+void otpc__call_leave(otpc__xstack_t *back) {
+#ifdef OTPC_ASAN
+  __sanitizer_start_switch_fiber(NULL, back->base, back->size);
+#endif
+  (void)back;
 }
 
 /* Called first thing on a fresh context, to finish the switch into it. */

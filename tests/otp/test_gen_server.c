@@ -628,3 +628,76 @@ static void body_timed_out_pending(void *arg) {
 TEST(gen_server_timed_out_call_leaves_no_monitor_behind) {
   run(body_timed_out_pending);
 }
+
+/* ---- a call's server run by its caller ----------------------------------- */
+
+/* A call to an idle server runs the server's turn in the caller, on the
+ * scheduler's call stack (sched.c): the callback sees itself as the
+ * server, and the turn is charged to the caller. A callback that blocks
+ * there (a call of its own, to a server run the usual way since only
+ * one is run so at a time) lets its caller go on waiting, and finishes
+ * later: the answers are right, and the server serves on. */
+static _Atomic int ran_by_caller, ran_by_loop, self_ok;
+
+static void rc_note(void) {
+  otpc__proc_t *p = otpc__current();
+  if (otpc__self_sched->called == p) atomic_fetch_add(&ran_by_caller, 1);
+  else atomic_fetch_add(&ran_by_loop, 1);
+}
+
+static void rc_init(void *arg, void **state, otpc_gs_result_t *r) {
+  *state = arg; /* the pid of the server to relay to, or NULL */
+}
+
+static void rc_call(void **state, otpc_term_t req, const otpc_from_t *from,
+                    otpc_gs_result_t *r) {
+  rc_note();
+  if (otpc_pid_eq(otpc_self(), otpc__proc_pid(otpc__current())))
+    atomic_fetch_add(&self_ok, 1);
+  int64_t n = 0;
+  otpc_term_get_int64(req, &n);
+  otpc_pid_t *next = *state;
+  if (next != NULL) { /* blocks in the callback */
+    otpc_buf_t *q = otpc_term_fmt("~l", n), *reply = NULL;
+    if (otpc_gen_server_call(*next, q, 5000, &reply) == 0)
+      otpc_term_get_int64(otpc_buf_term(reply), &n);
+    otpc_buf_unref(q);
+    otpc_buf_unref(reply);
+  }
+  otpc_gs_replyf(r, "~l", n + 1);
+}
+
+static const otpc_gen_server_t relay = {
+    .name = "relay", .init = rc_init, .handle_call = rc_call};
+
+static void body_run_by_caller(void *arg) {
+  static otpc_pid_t inner;
+  otpc_pid_t outer;
+  CHECK_INT_EQ(otpc_gen_server_start(&relay, NULL, NULL, &inner, NULL), 0);
+  CHECK_INT_EQ(otpc_gen_server_start(&relay, &inner, NULL, &outer, NULL), 0);
+  otpc_sleep(10); /* both idle */
+  /* One call to the inner server alone: run by its caller, and charged:
+   * the caller's reductions count the server's message and reply too. */
+  otpc__proc_t *me = otpc__current();
+  uint64_t r0 = me->reductions;
+  CHECK_INT_EQ(call_int(inner, "7"), 8);
+  CHECK(me->reductions - r0 >= 3);
+  CHECK_INT_EQ(atomic_load(&ran_by_caller), 1);
+  /* Through the outer one, which blocks in its callback for the inner. */
+  for (int i = 0; i < 100; i++) {
+    char req[16];
+    snprintf(req, sizeof req, "%d", i);
+    CHECK_INT_EQ(call_int(outer, req), i + 2);
+  }
+  CHECK_INT_EQ(atomic_load(&self_ok), 201);
+  /* Every outer call ran in its caller; every inner one, called from a
+   * callback run so, ran from the loop. */
+  CHECK_INT_EQ(atomic_load(&ran_by_caller), 101);
+  CHECK_INT_EQ(atomic_load(&ran_by_loop), 100);
+  otpc_gen_server_stop(outer, NULL, 5000);
+  otpc_gen_server_stop(inner, NULL, 5000);
+}
+
+TEST(gen_server_call_runs_an_idle_server_in_its_caller) {
+  run(body_run_by_caller);
+}
