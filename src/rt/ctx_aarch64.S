@@ -4,14 +4,9 @@
  * d8-d15 and the FPCR.
  */
 #if defined(__aarch64__)
-        .text
-        .globl  otpc__ctx_switch
-        .hidden otpc__ctx_switch
-        .type   otpc__ctx_switch, %function
-        .p2align 4
-/* void otpc__ctx_switch(otpc__ctx_t *from (x0), otpc__ctx_t to (x1)) */
-otpc__ctx_switch:
-        sub     sp, sp, #176
+/* The callee-saved registers, stored and loaded at sp (176 bytes with
+ * the FPCR at #160): the frame ctx.h describes, for both entry points. */
+        .macro  save_callee
         stp     x19, x20, [sp, #0]
         stp     x21, x22, [sp, #16]
         stp     x23, x24, [sp, #32]
@@ -22,11 +17,8 @@ otpc__ctx_switch:
         stp     d10, d11, [sp, #112]
         stp     d12, d13, [sp, #128]
         stp     d14, d15, [sp, #144]
-        mrs     x9, fpcr
-        str     x9, [sp, #160]
-        mov     x9, sp
-        str     x9, [x0]
-        mov     sp, x1
+        .endm
+        .macro  load_callee
         ldp     x19, x20, [sp, #0]
         ldp     x21, x22, [sp, #16]
         ldp     x23, x24, [sp, #32]
@@ -37,6 +29,23 @@ otpc__ctx_switch:
         ldp     d10, d11, [sp, #112]
         ldp     d12, d13, [sp, #128]
         ldp     d14, d15, [sp, #144]
+        .endm
+
+        .text
+        .globl  otpc__ctx_switch
+        .hidden otpc__ctx_switch
+        .type   otpc__ctx_switch, %function
+        .p2align 4
+/* void otpc__ctx_switch(otpc__ctx_t *from (x0), otpc__ctx_t to (x1)) */
+otpc__ctx_switch:
+        sub     sp, sp, #176
+        save_callee
+        mrs     x9, fpcr
+        str     x9, [sp, #160]
+        mov     x9, sp
+        str     x9, [x0]
+        mov     sp, x1
+        load_callee
         ldr     x9, [sp, #160]
         msr     fpcr, x9
         add     sp, sp, #176
@@ -53,16 +62,7 @@ otpc__ctx_switch:
         .p2align 4
 otpc__ctx_call:
         sub     sp, sp, #176
-        stp     x19, x20, [sp, #0]
-        stp     x21, x22, [sp, #16]
-        stp     x23, x24, [sp, #32]
-        stp     x25, x26, [sp, #48]
-        stp     x27, x28, [sp, #64]
-        stp     x29, x30, [sp, #80]
-        stp     d8, d9, [sp, #96]
-        stp     d10, d11, [sp, #112]
-        stp     d12, d13, [sp, #128]
-        stp     d14, d15, [sp, #144]
+        save_callee
         mrs     x9, fpcr
         str     x9, [sp, #160]
         mov     x9, sp
@@ -71,16 +71,7 @@ otpc__ctx_call:
         mov     sp, x2
         blr     x1
         mov     sp, x19
-        ldp     x19, x20, [sp, #0]
-        ldp     x21, x22, [sp, #16]
-        ldp     x23, x24, [sp, #32]
-        ldp     x25, x26, [sp, #48]
-        ldp     x27, x28, [sp, #64]
-        ldp     x29, x30, [sp, #80]
-        ldp     d8, d9, [sp, #96]
-        ldp     d10, d11, [sp, #112]
-        ldp     d12, d13, [sp, #128]
-        ldp     d14, d15, [sp, #144]
+        load_callee
         add     sp, sp, #176
         ret
         .size   otpc__ctx_call, .-otpc__ctx_call
